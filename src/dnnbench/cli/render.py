@@ -1,0 +1,134 @@
+"""How results look in a terminal (Rich) and in files (CSV, JSON)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from ..measure.complexity import ComplexityResult, LayerComplexity
+from ..zoo import ModelSpec
+
+FORMATS = ("table", "json", "csv")
+
+MAC_HEADERS = {
+    "standard": "MACs: convolutions + linear + matrix products",
+    "paper": "MACs: convolutions only (the 2018 companion code's rule)",
+    "extended": "MACs: convolutions + linear + matrix products; element ops counted apart",
+}
+
+
+def model_rows(specs: Iterable[ModelSpec]) -> list[dict[str, Any]]:
+    rows = []
+    for s in specs:
+        w = s.weights
+        rows.append({
+            "id": s.id, "paper_name": s.paper_name or "", "family": s.family, "year": s.year, "builder": s.builder,
+            "input_size": s.input_size, "weights": w.ref or "", "weights_same_as_2018": w.same_as_2018,
+            "reported_top1": s.reported.top1 if s.reported else None,
+            "reported_top5": s.reported.top5 if s.reported else None,
+            "reported_source": s.reported.source if s.reported else "",
+            "preprocessing": s.preprocessing.describe() if s.preprocessing else "",
+            "notes": s.notes,
+        })
+    return rows
+
+
+def models_table(specs: Sequence[ModelSpec], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for header, justify in [("id", "left"), ("paper name", "left"), ("family", "left"), ("year", "right"),
+                            ("builder", "left"), ("input", "right"), ("weights", "left"),
+                            ("reported top-1/top-5 (%)", "right")]:
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for s in specs:
+        w = s.weights
+        flag = {True: "", False: " [yellow](not the 2018 weights)[/]", None: ""}[w.same_as_2018]
+        weights = (w.ref or "[dim]none[/]") + flag
+        reported = f"{s.reported.top1:.2f} / {s.reported.top5:.2f}" if s.reported and s.reported.top5 else "[dim]-[/]"
+        table.add_row(s.id, s.paper_name or "", s.family, str(s.year or ""), s.builder, str(s.input_size), weights,
+                      reported)
+    return table
+
+
+def complexity_rows(results: Iterable[ComplexityResult]) -> list[dict[str, Any]]:
+    rows = []
+    for r in results:
+        row = r.to_dict()
+        row["output_shape"] = "x".join(map(str, row["output_shape"]))
+        rows.append(row)
+    return rows
+
+
+def complexity_table(results: Sequence[ComplexityResult]) -> Table:
+    mode = results[0].mode if results else "standard"
+    title = f"Complexity, counted by {results[0].counter if results else ''}\n{MAC_HEADERS[mode]}; FLOPs = 2 x MACs"
+    if mode == "extended":
+        title += " + element ops"
+    table = Table(title=title, title_justify="left")
+    for header in ["model", "input", "batch", "params (M)", "weights (MB)", "GMACs", "GFLOPs", "activations (M)"]:
+        table.add_column(header, justify="left" if header == "model" else "right")
+    if mode == "extended":
+        table.add_column("G element ops", justify="right")
+    for r in results:
+        row = [r.model, str(r.input_size), str(r.batch_size), f"{r.params / 1e6:.3f}", f"{r.param_bytes / 2**20:.1f}",
+               f"{r.macs / 1e9:.3f}", f"{r.flops / 1e9:.3f}", f"{r.activations / 1e6:.3f}"]
+        if mode == "extended":
+            row.append(f"{r.element_ops / 1e9:.3f}")
+        table.add_row(*row)
+    return table
+
+
+LAYER_SORTS = ("order", "macs", "params", "path", "type")
+
+
+def sorted_layers(layers: Sequence[LayerComplexity], sort_by: str) -> list[LayerComplexity]:
+    if sort_by == "order":
+        return list(layers)
+    reverse = sort_by in ("macs", "params")
+    return sorted(layers, key=lambda layer: getattr(layer, sort_by), reverse=reverse)
+
+
+def layer_rows(result: ComplexityResult, layers: Sequence[LayerComplexity]) -> list[dict[str, Any]]:
+    total = result.macs or 1
+    return [{"model": result.model, "path": layer.path, "type": layer.type, "params": layer.params, "macs": layer.macs,
+             "macs_share": layer.macs / total, "element_ops": layer.element_ops,
+             "output_shape": "x".join(map(str, layer.output_shape or ())), "calls": layer.calls} for layer in layers]
+
+
+def layers_table(result: ComplexityResult, layers: Sequence[LayerComplexity]) -> Table:
+    table = Table(title=f"{result.model}: per layer ({MAC_HEADERS[result.mode]}), input "
+                        f"{result.batch_size}x3x{result.input_size}x{result.input_size}", title_justify="left")
+    for header in ["path", "type", "params", "MMACs", "share", "output shape"]:
+        table.add_column(header, justify="left" if header in ("path", "type", "output shape") else "right")
+    for row in layer_rows(result, layers):
+        table.add_row(row["path"], row["type"], f"{row['params']:,}", f"{row['macs'] / 1e6:.3f}",
+                      f"{100 * row['macs_share']:.1f}%", row["output_shape"])
+    return table
+
+
+def to_text(rows: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str) + "\n"
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def emit(console: Console, rows: list[dict[str, Any]], table: Table | None, fmt: str, output: Path | None) -> None:
+    """Print a Rich table, or CSV/JSON text; with `output`, write the text to that file instead."""
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(to_text(rows, "csv" if fmt == "table" else fmt), encoding="utf-8")
+        console.print(f"wrote {len(rows)} rows to {output}", style="dim")
+    elif fmt == "table" and table is not None:
+        console.print(table)
+    else:
+        print(to_text(rows, fmt), end="")
