@@ -115,5 +115,82 @@ def profile(
     render.emit(console, render.complexity_rows(results), render.complexity_table(results), fmt, output)
 
 
+DEFAULT_DB = Path("results/dnnbench.sqlite")
+
+
+@app.command()
+@user_errors
+def run(
+    model: Optional[List[str]] = typer.Argument(None, help="Models to measure (or use --suite)."),
+    suite: Optional[str] = SuiteOpt,
+    suite_file: Optional[List[Path]] = SuiteFileOpt,
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models, added to the suite's."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16 (fp32 means fp32: TF32 off unless --tf32)."),
+    batch_sizes: str = typer.Option("1,2,4,8,16,32,64", "--batch-sizes", help="Comma-separated; the paper's by default."),
+    threads: Optional[str] = typer.Option(None, "--threads", help="Intra-op threads, e.g. 1 or 1,2 (a sweep). Default: PyTorch's."),
+    interop_threads: Optional[int] = typer.Option(None, "--interop-threads", help="Inter-op threads."),
+    metrics: str = typer.Option("time,memory,complexity", "--metrics", help="Any of time, memory, complexity."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Square input side (default: native)."),
+    time_budget: float = typer.Option(10.0, "--time-budget", help="Seconds of timed iterations per cell, after warm-up."),
+    ci_target: float = typer.Option(0.02, "--ci-target", help="Stop when the median's 95% CI half-width is below this fraction."),
+    min_samples: int = typer.Option(10, "--min-samples", help="Timed iterations per cell at least."),
+    warmup_iters: int = typer.Option(3, "--warmup-iters", help="Warm-up iterations at least (and --warmup-s seconds)."),
+    warmup_s: float = typer.Option(1.0, "--warmup-s", help="Warm-up seconds at least."),
+    cell_timeout: Optional[float] = typer.Option(None, "--cell-timeout", help="Kill a cell after this many seconds."),
+    memory_limit_mb: Optional[int] = typer.Option(None, "--memory-limit-mb", help="Cap each CPU worker's memory; past it: oom."),
+    tf32: bool = typer.Option(False, "--tf32", help="Allow TF32 matmuls and convolutions on CUDA."),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
+    force: bool = typer.Option(False, "--force", help="Measure again cells the store already has."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure again cells that failed (error, crash, timeout)."),
+    remeasure_contended: bool = typer.Option(False, "--remeasure-contended", help="Measure again cells timed while other processes used the CPU."),
+) -> None:
+    """Measure inference time, memory and complexity over batch sizes; every cell kept in the store."""
+    from .. import zoo
+    from ..run.config import SweepConfig, parse_int_list, parse_metrics, resolve_device
+    from ..run.runner import run_sweep
+    from ..store import Store
+    from .progress import RichProgress
+
+    names = list(model or ()) + [m.strip() for m in (models or "").split(",") if m.strip()]
+    if not names and not suite:
+        raise UsageError("name models to measure, or a suite with --suite (e.g. --suite paper)")
+    config = SweepConfig(
+        device=resolve_device(device), dtype=dtype.lower(), batch_sizes=parse_int_list(batch_sizes, "batch sizes"),
+        threads=parse_int_list(threads, "thread counts") if threads else (), interop_threads=interop_threads,
+        metrics=parse_metrics(metrics), input_size=input_size, time_budget_s=time_budget, ci_target=ci_target,
+        min_samples=min_samples, warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout,
+        memory_limit_mb=memory_limit_mb, tf32=tf32, force=force, retry_failed=retry_failed,
+        remeasure_contended=remeasure_contended,
+    )
+    specs = zoo.resolve_models(tuple(names), suite, tuple(str(p) for p in suite_file or ()))
+    with Store(db) as store:
+        try:
+            summary = run_sweep(specs, config, store, progress=RichProgress(console))
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: finished cells are kept in {db}; run the same command to resume")
+            raise typer.Exit(130) from None
+        sweep = [r for r in store.results(machine_id=summary.machine_id) if r.cell_key.digest in summary.planned_digests]
+        console.print(render.run_summary_table(sweep))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "nothing new"
+    console.print(f"{summary.planned} cells planned, {summary.already_done} already in the store, measured now: "
+                  f"{counts}. Results: {db}", highlight=False)
+
+
+@app.command()
+@user_errors
+def export(
+    output: Path = typer.Argument(..., help="File to write: .csv, .parquet or .json."),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv | parquet | json (default: from the suffix)."),
+) -> None:
+    """Export the results store to CSV, Parquet or JSON."""
+    from ..store import Store
+
+    with Store(db, create=False) as store:
+        store.export(output, fmt)
+    console.print(f"wrote {output}", style="dim")
+
+
 def main() -> None:
     app()

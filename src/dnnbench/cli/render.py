@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..measure.complexity import ComplexityResult, LayerComplexity
+from ..store import ResultRecord
 from ..zoo import ModelSpec
 
 FORMATS = ("table", "json", "csv")
@@ -132,3 +133,42 @@ def emit(console: Console, rows: list[dict[str, Any]], table: Table | None, fmt:
         console.print(table)
     else:
         print(to_text(rows, fmt), end="")
+
+
+def run_summary_table(records: Sequence[ResultRecord]) -> Table:
+    """One row per (model, threads, batch size): time and memory side by side, with how they were measured."""
+    table = Table(title="Inference time (median of per-batch wall time; CI = 95% CI of the median) and memory",
+                  title_justify="left")
+    for header in ["model", "threads", "batch", "status", "median ms", "±CI %", "ms/image", "images/s", "stop",
+                   "peak MB", "estimate MB", "note"]:
+        table.add_column(header, justify="left" if header in ("model", "status", "stop", "note") else "right")
+    cells: dict[tuple, dict[str, ResultRecord]] = {}
+    for r in records:
+        if r.metric in ("time", "memory"):
+            key = (r.model, r.config.get("threads"), r.config.get("batch_size"))
+            cells.setdefault(key, {})[r.metric] = r
+    for (model, threads, batch), metrics in cells.items():
+        time_r, mem_r = metrics.get("time"), metrics.get("memory")
+        status = ", ".join(sorted({m.status for m in metrics.values()}))
+        row = [model, str(threads or "default"), str(batch), status]
+        if time_r is not None and time_r.status == "ok":
+            v = time_r.values
+            stats = v["stats"]
+            row += [f"{stats['median'] * 1e3:.2f}", f"{100 * stats['ci_half_width_rel']:.1f}",
+                    f"{v['ms_per_image']:.2f}", f"{v['images_per_s']:.1f}", v["stop_reason"]]
+        else:
+            row += ["-"] * 5
+        if mem_r is not None and mem_r.status == "ok":
+            v = mem_r.values
+            measured = v.get("max_allocated_bytes", v.get("peak_above_baseline_bytes"))
+            row += [f"{measured / 2**20:.0f}" if measured is not None else "-",
+                    f"{v['analytic']['total_peak_bytes'] / 2**20:.0f}"]
+        else:
+            row += ["-", "-"]
+        failed = next((m for m in metrics.values() if m.status != "ok"), None)
+        note = (failed.error or "").splitlines()[0][:60] if failed is not None and failed.error else ""
+        if time_r is not None and time_r.status == "ok" and time_r.values.get("contention", {}).get("contended"):
+            note = "measured under contention " + note
+        row.append(note)
+        table.add_row(*row)
+    return table

@@ -1,4 +1,8 @@
-"""Measurements, one module per index: complexity (parameters, operations), and later time, memory, accuracy."""
+"""Measurements, one module per index: complexity (parameters, operations), latency, memory
+(measured and analytic), contention, and the statistics behind them.
+
+Submodules are imported where they are used; `complexity` is re-exported for convenience.
+"""
 
 from .complexity import MODES, ComplexityResult, LayerComplexity, complexity, count_model, count_parameters
 

@@ -88,9 +88,20 @@ def _torchvision_spec(name: str) -> ModelSpec:
     )
 
 
+def _python_spec(target: str) -> ModelSpec:
+    """`python:package.module:factory` - your own network: `factory()` returns an nn.Module taking
+    (N, 3, 224, 224) images. The module is imported (it is your code) when the model is built."""
+    module, _, factory = target.partition(":")
+    if not module or not factory.isidentifier():
+        raise UnknownModelError(f"python:{target}", [], "python: models (write python:package.module:factory)")
+    return ModelSpec(id=f"python:{target}", builder=f"python:{target}", input_size=224, family="custom")
+
+
 @lru_cache(maxsize=256)
 def adhoc_spec(name: str) -> ModelSpec:
     library, _, model = name.partition(":")
     if not model:
         raise UnknownModelError(name, [], f"{library} (no model name after the colon)")
+    if library == "python":
+        return _python_spec(model)
     return _timm_spec(model) if library == "timm" else _torchvision_spec(model)

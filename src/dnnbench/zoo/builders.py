@@ -38,7 +38,15 @@ def _dnnbench(name: str, kwargs: dict) -> nn.Module:
     return ARCHITECTURES[name](**kwargs)
 
 
-_LIBRARIES = {"torchvision": _torchvision, "timm": _timm, "pretrainedmodels": _pretrainedmodels, "dnnbench": _dnnbench}
+def _python(target: str, kwargs: dict) -> nn.Module:
+    import importlib
+
+    module, _, factory = target.partition(":")
+    return getattr(importlib.import_module(module), factory)(**kwargs)
+
+
+_LIBRARIES = {"torchvision": _torchvision, "timm": _timm, "pretrainedmodels": _pretrainedmodels, "dnnbench": _dnnbench,
+              "python": _python}
 
 
 def build_model(spec: ModelSpec, device: str | torch.device = "cpu") -> nn.Module:

@@ -11,7 +11,7 @@ from ..errors import UnknownModelError
 from .seed import seed_specs
 from .spec import ModelSpec
 
-ADHOC_PREFIXES = ("timm:", "torchvision:")
+ADHOC_PREFIXES = ("timm:", "torchvision:", "python:")
 
 
 def normalize(name: str) -> str:

@@ -1,0 +1,77 @@
+"""Cells: the units a sweep measures and the store keeps, one per (model, metric, config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..store import CellKey
+from ..zoo import ModelSpec
+from .config import SweepConfig
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: CellKey
+    batch_size: int
+    threads: int | None
+
+    @property
+    def model(self) -> str:
+        return self.key.model
+
+    @property
+    def metric(self) -> str:
+        return self.key.metric
+
+    @property
+    def digest(self) -> str:
+        return self.key.digest
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What one isolated worker process measures: one model at one thread count, its batch sizes in
+    ascending order (so an out-of-memory at batch B skips only the larger ones)."""
+
+    model: str
+    threads: int | None
+    cells: tuple[Cell, ...]
+    config: SweepConfig
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        return tuple(sorted({c.batch_size for c in self.cells if c.metric != "complexity"}))
+
+    def cells_at(self, batch_size: int) -> tuple[Cell, ...]:
+        return tuple(c for c in self.cells if c.batch_size == batch_size and c.metric != "complexity")
+
+
+def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: int, threads: int | None) -> dict:
+    """What defines a measured quantity (and so the resume key). Budgets and CI targets are not part of it:
+    they decide how precisely a quantity is measured, and are stored with the run."""
+    input_size = config.input_size or spec.input_size
+    if metric == "complexity":
+        return {"input_size": input_size, "batch_size": 1, "mode": "standard", "dtype": config.dtype}
+    cfg = {"device": config.device, "dtype": config.dtype, "batch_size": batch_size, "input_size": input_size,
+           "threads": threads, "backend": "eager"}
+    if config.device.startswith("cuda"):
+        cfg["tf32"] = config.tf32
+    return cfg
+
+
+def plan(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob]:
+    jobs = []
+    for spec in specs:
+        for index, threads in enumerate(config.thread_counts):
+            cells = []
+            if "complexity" in config.metrics and index == 0:
+                key = CellKey(spec.id, "complexity", cell_config(spec, config, "complexity", 1, None))
+                cells.append(Cell(key, 1, None))
+            for batch_size in sorted(config.batch_sizes):
+                for metric in ("time", "memory"):
+                    if metric in config.metrics:
+                        key = CellKey(spec.id, metric, cell_config(spec, config, metric, batch_size, threads))
+                        cells.append(Cell(key, batch_size, threads))
+            if cells:
+                jobs.append(WorkerJob(spec.id, threads, tuple(cells), config))
+    return jobs

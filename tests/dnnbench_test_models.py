@@ -1,0 +1,85 @@
+"""Networks that behave (and misbehave) on purpose, for sweeps run by the tests as python:MODULE:NAME.
+
+The module is imported by the spawned workers, which inherit the tests folder on sys.path.
+"""
+
+import ctypes
+import os
+import time
+
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    """Conv 3->8, 3x3, stride 4; global pool; linear 8->10: on 32x32 inputs 8*8*8*27 + 80 MACs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=4, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 1), 1))
+
+
+class _Misbehaving(Tiny):
+    """Misbehaves on real tensors only: the complexity count on the meta device stays fine."""
+
+    def forward(self, x):
+        if x.device.type != "meta":
+            self.act(x.shape[0])
+        return super().forward(x)
+
+
+class Raising(_Misbehaving):
+    def act(self, batch):
+        raise ValueError("this model always fails")
+
+
+class Segfaulting(_Misbehaving):
+    def act(self, batch):
+        if batch >= 2:
+            ctypes.string_at(0)  # a null-pointer read: SIGSEGV
+
+
+class Aborting(_Misbehaving):
+    def act(self, batch):
+        os.abort()
+
+
+class Sleeping(_Misbehaving):
+    def act(self, batch):
+        time.sleep(3600)
+
+
+class Hungry(_Misbehaving):
+    """Needs 256 MB x batch: at batch 1 fine, past an 800 MB cap (batch 4) out of memory."""
+
+    def act(self, batch):
+        block = torch.ones(batch * 64 * 2**20)  # float32: 256 MB per image
+        del block
+
+
+def tiny():
+    return Tiny()
+
+
+def raising():
+    return Raising()
+
+
+def segfaulting():
+    return Segfaulting()
+
+
+def aborting():
+    return Aborting()
+
+
+def sleeping():
+    return Sleeping()
+
+
+def hungry():
+    return Hungry()
