@@ -176,3 +176,41 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "Traceback" not in err
     assert db.read_bytes() == b"my notes, not a database"
+
+
+def test_python_api_and_export_round_trip(tmp_path):
+    import json
+
+    from dnnbench.run import benchmark
+
+    db = tmp_path / "api.sqlite"
+    summary = benchmark(["python:dnnbench_test_models:tiny"], db=db, **{**FAST, "batch_sizes": (1,)})
+    frame = summary.frame()
+    assert set(frame["metric"]) == {"complexity", "time", "memory"}
+    assert frame.loc[frame.metric == "time", "value.stats.median"].iloc[0] > 0
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    for suffix in ("csv", "json", "parquet"):
+        out = tmp_path / f"export.{suffix}"
+        subprocess.run([sys.executable, "-m", "dnnbench", "export", str(out), "--db", str(db)], check=True, env=env)
+        assert out.stat().st_size > 0
+    doc = json.loads((tmp_path / "export.json").read_text())
+    assert len(doc["results"]) == 3 and len(doc["machines"]) == 1
+    imported = tmp_path / "imported.sqlite"
+    with Store(imported) as store:
+        store.import_json(tmp_path / "export.json")
+        assert sorted(r.cell_key.digest for r in store.results()) == sorted(r.cell_key.digest for r in summary.records)
+
+
+@pytest.mark.gpu
+def test_cuda_sweep_times_with_events_and_reports_allocator_memory(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    with Store(tmp_path / "gpu.sqlite") as store:
+        run_sweep([zoo.get("resnet18")], SweepConfig(device="cuda:0", batch_sizes=(1, 8), time_budget_s=1.0), store)
+        cells = {(r.metric, r.config["batch_size"]): r for r in store.results() if r.metric != "complexity"}
+    assert all(r.status == "ok" for r in cells.values())
+    assert cells["time", 8].values["timer"] == "cuda_events"
+    assert cells["time", 8].values["stats"]["median"] > cells["time", 1].values["stats"]["median"] * 0.5
+    memory = cells["memory", 8].values
+    assert memory["max_reserved_bytes"] >= memory["max_allocated_bytes"] > memory["weight_bytes"]

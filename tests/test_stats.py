@@ -227,14 +227,16 @@ def test_noisy_stops_on_time_budget():
     assert (reason, n) == (STOP_TIME_BUDGET, 80)  # 80 * 0.125 s = 10 s exactly
 
 
-def test_time_budget_before_min_samples():
-    reason, n = run(StoppingRule(min_samples=10, time_budget_s=2.0), lambda i: 1.0, 0.5)
-    assert (reason, n) == (STOP_TIME_BUDGET, 4)
+def test_min_samples_are_honoured_past_the_time_budget():
+    noisy_slow = lambda i: 1.0 + (i % 3)  # never converges with 10 samples at 2%
+    reason, n = run(StoppingRule(min_samples=10, time_budget_s=2.0), noisy_slow, 0.5)
+    assert (reason, n) == (STOP_TIME_BUDGET, 10)
 
 
 def test_never_stops_without_a_sample():
     assert StoppingRule(time_budget_s=1.0).check([], elapsed_s=100.0) is None
-    assert StoppingRule(time_budget_s=1.0).check([5.0], elapsed_s=100.0) == STOP_TIME_BUDGET
+    assert StoppingRule(time_budget_s=1.0, min_samples=1).check([5.0], elapsed_s=100.0) == STOP_TIME_BUDGET
+    assert StoppingRule(time_budget_s=1.0, min_samples=2).check([5.0], elapsed_s=100.0) is None
 
 
 def test_max_samples():

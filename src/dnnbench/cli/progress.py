@@ -19,9 +19,11 @@ class RichProgress:
                              TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
         self.suite_task = None
         self.model_task = None
+        self.done = self.total = 0
 
     def start(self, total_cells: int, jobs: list[WorkerJob]) -> None:
         self.bars.start()
+        self.total = total_cells
         self.suite_task = self.bars.add_task(f"suite ({len(jobs)} jobs)", total=total_cells)
 
     def job_started(self, job: WorkerJob) -> None:
@@ -29,6 +31,7 @@ class RichProgress:
         self.model_task = self.bars.add_task(f"  {job.model}{threads}", total=len(job.cells))
 
     def cell_done(self, record: ResultRecord) -> None:
+        self.done += 1
         self.bars.advance(self.suite_task)
         if self.model_task is not None:
             self.bars.advance(self.model_task)
@@ -40,6 +43,8 @@ class RichProgress:
                                     highlight=False)
 
     def job_done(self, job: WorkerJob) -> None:
+        if not self.console.is_terminal:  # logs (CI, files) get one line per job instead of live bars
+            self.console.print(f"done {job.model} ({self.done}/{self.total} cells)", highlight=False)
         if self.model_task is not None:
             self.bars.remove_task(self.model_task)
             self.model_task = None

@@ -126,8 +126,9 @@ class StoppingRule:
       half-width <= ci_target. An interval that fell back to min-max (n too small for ci_level)
       never counts as converged.
     - STOP_MAX_SAMPLES: n >= max_samples.
-    - STOP_TIME_BUDGET: elapsed_s >= time_budget_s, even with fewer than min_samples (the caller
-      records that the target was not met); never with 0 samples, as there is nothing to report.
+    - STOP_TIME_BUDGET: elapsed_s >= time_budget_s and n >= min_samples: the minimum sample count
+      is honoured even past the budget (a slow model still gets min_samples timings; the caller's
+      cell timeout bounds that), and the caller records that the target was not met.
 
     Cost: the CI needs a sort, so checking every iteration would be O(n^2 log n) over a run.
     The CI is recomputed only when n has grown by RECHECK_GROWTH (10 %) since the last
@@ -179,7 +180,7 @@ class StoppingRule:
             return STOP_CONVERGED
         if self.max_samples is not None and n >= self.max_samples:
             return STOP_MAX_SAMPLES
-        if elapsed_s >= self.time_budget_s:
+        if elapsed_s >= self.time_budget_s and n >= self.min_samples:
             return STOP_TIME_BUDGET
         return None
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..env import collect_machine, collect_runtime, collect_software
-from ..store import ResultRecord, Store
+import pandas as pd
+
+from ..store import ResultRecord, Store, records_frame
 from ..zoo import ModelSpec
 from .config import SweepConfig
 from .executor import Executor, LocalExecutor
@@ -44,6 +46,10 @@ class RunSummary:
     planned_digests: frozenset[str] = frozenset()
     records: list[ResultRecord] = field(default_factory=list)
     interrupted: bool = False
+
+    def frame(self) -> pd.DataFrame:
+        """The records of this call as a tidy DataFrame (`config.*` and `value.*` columns)."""
+        return records_frame(self.records)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -123,7 +123,8 @@ class _Measurer:
                 if cold_start_s is None:
                     cold_start_s = self.first_inference(model, x)
                 values = self.measure(model, x, batch_size, baseline_rss)
-                estimate = estimate_inference_memory(meta_model, tuple(x.shape), self.dtype)
+                if any(c.metric == "memory" for c in batch_cells):
+                    estimate = estimate_inference_memory(meta_model, tuple(x.shape), self.dtype)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a result
                 if is_out_of_memory(exc):
                     message = f"out of memory at batch size {batch_size}: {str(exc).splitlines()[0][:300]}"

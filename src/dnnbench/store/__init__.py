@@ -1,7 +1,7 @@
 """Results store: typed records and the SQLite file they are committed to, cell by cell."""
 
 from .records import STATUSES, CellKey, ResultRecord, canonical_json
-from .sqlite import EXPORT_FORMATS, RUN_STATUSES, SCHEMA_VERSION, Store, StoreError
+from .sqlite import EXPORT_FORMATS, RUN_STATUSES, SCHEMA_VERSION, Store, StoreError, records_frame
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -13,4 +13,5 @@ __all__ = [
     "Store",
     "StoreError",
     "canonical_json",
+    "records_frame",
 ]

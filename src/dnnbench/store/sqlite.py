@@ -324,15 +324,7 @@ class Store:
 
     def frame(self, **filters: Any) -> pd.DataFrame:
         """One row per result; config and values as `config.<k>` / `value.<k>[.<sub>]` columns."""
-        rows = []
-        for r in self.results(**filters):
-            row = {column: getattr(r, column) for column in FRAME_COLUMNS}
-            row.update(_flatten(r.config, "config."))
-            row.update(_flatten(r.values, "value."))
-            rows.append(row)
-        extra = {column for row in rows for column in row} - set(FRAME_COLUMNS)
-        ordered = sorted(extra, key=lambda c: (not c.startswith("config."), c))
-        return pd.DataFrame(rows, columns=[*FRAME_COLUMNS, *ordered])
+        return records_frame(self.results(**filters))
 
     # --- export, import, merge -------------------------------------------------------------------
 
@@ -410,6 +402,19 @@ class Store:
     def _row_count(con: sqlite3.Connection) -> int:
         return sum(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                    for table in ("machines", "runs", "results"))
+
+
+def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
+    """One row per result; config and values as `config.<k>` / `value.<k>[.<sub>]` columns."""
+    rows = []
+    for r in records:
+        row = {column: getattr(r, column) for column in FRAME_COLUMNS}
+        row.update(_flatten(r.config, "config."))
+        row.update(_flatten(r.values, "value."))
+        rows.append(row)
+    extra = {column for row in rows for column in row} - set(FRAME_COLUMNS)
+    ordered = sorted(extra, key=lambda c: (not c.startswith("config."), c))
+    return pd.DataFrame(rows, columns=[*FRAME_COLUMNS, *ordered])
 
 
 def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
