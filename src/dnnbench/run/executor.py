@@ -17,6 +17,7 @@ from .plan import Cell, WorkerJob
 from .worker import Begin, Done, Finished, record, worker_main
 
 OnRecord = Callable[[ResultRecord], None]
+STARTUP_TIMEOUT_S = 300.0
 
 
 class Executor(Protocol):
@@ -59,7 +60,8 @@ class LocalExecutor:
         pending = {c.digest: c for c in job.cells}
         in_flight: tuple[str, ...] = tuple(pending)  # until the worker says otherwise: everything
         phase = "start-up"
-        deadline = time.monotonic() + job.config.timeout_s
+        # importing PyTorch in a fresh process can take long on a busy machine: not the cell's fault
+        deadline = time.monotonic() + max(job.config.timeout_s, STARTUP_TIMEOUT_S)
         try:
             while pending:
                 message = None
