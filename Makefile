@@ -27,6 +27,7 @@ benchmark: install
 	$(DNNBENCH) run --suite paper $(QUICK_SWEEP) --db $(DB)
 	$(DNNBENCH) profile --suite paper --output $(RESULTS)/complexity-paper.csv
 	$(DNNBENCH) export $(RESULTS)/dnnbench.csv --db $(DB)
+	$(DNNBENCH) report --db $(DB) -o report
 
 clean:
-	rm -rf $(VENV) $(RESULTS)
+	rm -rf $(VENV) $(RESULTS) report

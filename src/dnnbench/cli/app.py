@@ -192,5 +192,14 @@ def export(
     console.print(f"wrote {output}", style="dim")
 
 
+def _register_commands() -> None:
+    from . import report_cmd
+
+    report_cmd.register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     app()

@@ -1,0 +1,224 @@
+"""Which models fit a deployment: constraints on latency, throughput, memory and accuracy, and why the
+best models that do not fit were left out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits a model must meet at one batch size; None means no limit."""
+
+    batch_size: int = 1
+    max_latency_ms: float | None = None  # median time of one batch
+    min_images_per_s: float | None = None  # throughput (frames per second at batch size 1)
+    max_memory_mb: float | None = None  # the memory index of docs/REPORT.md, in MiB
+    min_top1: float | None = None  # percent
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"the batch size must be positive, not {self.batch_size}")
+        for name in ("max_latency_ms", "min_images_per_s", "max_memory_mb"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"{name.replace('_', ' ')} must be positive, not {value}")
+        if self.min_top1 is not None and not 0 <= self.min_top1 <= 100:
+            raise UsageError(f"min top-1 is a percentage in [0, 100], not {self.min_top1}")
+
+    def describe(self) -> str:
+        parts = [f"batch size {self.batch_size}"]
+        if self.max_latency_ms is not None:
+            parts.append(f"latency <= {self.max_latency_ms:g} ms")
+        if self.min_images_per_s is not None:
+            parts.append(f">= {self.min_images_per_s:g} images/s")
+        if self.max_memory_mb is not None:
+            parts.append(f"memory <= {self.max_memory_mb:g} MB")
+        if self.min_top1 is not None:
+            parts.append(f"top-1 >= {self.min_top1:g}%")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One constraint a candidate fails, and by how much (`value` None: the figure is missing)."""
+
+    constraint: str  # "latency", "throughput", "memory", "top-1", "measurement"
+    limit: float | None
+    value: float | None
+    unit: str
+    upper_bound: bool = True  # the limit is a maximum
+    reason: str = ""  # for a missing figure or a failed cell
+
+    @property
+    def excess(self) -> float | None:
+        """How far past the limit, in the constraint's unit (always positive)."""
+        if self.value is None or self.limit is None:
+            return None
+        return self.value - self.limit if self.upper_bound else self.limit - self.value
+
+    @property
+    def relative_excess(self) -> float | None:
+        return None if self.excess is None or not self.limit else self.excess / self.limit
+
+    def describe(self) -> str:
+        if self.value is None or self.limit is None:
+            return self.reason or f"no {self.constraint} figure"
+        sign = ">" if self.upper_bound else "<"
+        by = f"{'+' if self.upper_bound else '-'}{_fmt(self.excess)} {self.unit}"
+        if self.unit != "%":
+            by += f", {'+' if self.upper_bound else '-'}{100 * self.relative_excess:.0f}%"
+        return f"{self.constraint} {_fmt(self.value)} {sign} {_fmt(self.limit)} {self.unit} ({by})"
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model measured in one setup at the constraints' batch size."""
+
+    model: str
+    name: str
+    family: str
+    machine_id: str
+    setup: str
+    batch_size: int
+    input_size: int | None
+    status: str
+    latency_ms: float | None
+    images_per_s: float | None
+    memory_mb: float | None
+    top1: float | None
+    top5: float | None
+    accuracy_source: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    candidate: Candidate  # the model's setup closest to passing
+    violations: tuple[Violation, ...]
+
+    def describe(self) -> str:
+        return "; ".join(v.describe() for v in self.violations)
+
+
+@dataclass(frozen=True)
+class Selection:
+    constraints: Constraints
+    chosen: tuple[Candidate, ...]  # ranked: top-1 first, then speed; at most `top`
+    rejected: tuple[Rejection, ...]  # every model that fits no setup, ranked the same way
+    eligible: int  # how many models fit (chosen is the first `top` of them)
+
+
+def _number(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def candidate_from_row(row: pd.Series) -> Candidate:
+    input_size = _number(row.get("input_size"))
+    return Candidate(
+        model=row["model"], name=row["name"], family=row["family"], machine_id=row["machine_id"],
+        setup=row["setup"], batch_size=int(row["batch_size"]), input_size=int(input_size) if input_size else None,
+        status=row["status"], latency_ms=_number(row.get("latency_ms")), images_per_s=_number(row.get("images_per_s")),
+        memory_mb=_number(row.get("memory_mb")), top1=_number(row.get("top1")), top5=_number(row.get("top5")),
+        accuracy_source=str(row.get("accuracy_source") or "none"), error=str(row.get("error") or ""),
+    )
+
+
+def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
+    """Every constraint the candidate fails; a failed cell fails every constraint that needs its figures."""
+    out: list[Violation] = []
+    if c.status != "ok" and (c.latency_ms is None or c.memory_mb is None):
+        first_line = c.error.splitlines()[0][:120] if c.error else ""
+        out.append(Violation("measurement", None, None, "", reason=f"cell {c.status}" + (f": {first_line}" if
+                                                                                       first_line else "")))
+    checks = [("latency", limits.max_latency_ms, c.latency_ms, "ms", True),
+              ("throughput", limits.min_images_per_s, c.images_per_s, "images/s", False),
+              ("memory", limits.max_memory_mb, c.memory_mb, "MB", True),
+              ("top-1", limits.min_top1, c.top1, "%", False)]
+    for name, limit, value, unit, upper in checks:
+        if limit is None:
+            continue
+        if value is None:
+            if not out or name == "top-1":  # a failed cell already explains missing speed and memory
+                out.append(Violation(name, limit, None, unit, upper, reason=f"no {name} figure"))
+        elif (value > limit) if upper else (value < limit):
+            out.append(Violation(name, limit, value, unit, upper))
+    return tuple(out)
+
+
+def _rank_key(c: Candidate) -> tuple:
+    # best top-1 first (models without accuracy last), then the fastest
+    return (c.top1 is None, -(c.top1 or 0.0), c.latency_ms if c.latency_ms is not None else math.inf, c.model)
+
+
+def select_models(perf: pd.DataFrame, limits: Constraints, top: int | None = 5, machine_id: str | None = None,
+                  setups: Sequence[str] | None = None) -> Selection:
+    """The models that meet `limits` (each in its fastest setup that does), ranked by top-1 then speed."""
+    if top is not None and top < 1:
+        raise UsageError(f"--top must be positive, not {top}")
+    rows = perf if machine_id is None else perf[perf["machine_id"] == machine_id]
+    if setups is not None:
+        rows = rows[rows["setup"].isin(list(setups))]
+    if rows.empty:
+        raise UsageError("no timed cells to choose from" + (" on this machine" if machine_id else "")
+                         + "; measure with `dnnbench run` first")
+    at_batch = rows[rows["batch_size"] == limits.batch_size]
+    if at_batch.empty:
+        sizes = ", ".join(str(b) for b in sorted(rows["batch_size"].unique()))
+        raise UsageError(f"nothing was measured at batch size {limits.batch_size}; batch sizes measured: {sizes}")
+    chosen, rejected = [], []
+    for _, model_rows in at_batch.groupby("model", sort=False):
+        candidates = [candidate_from_row(r) for _, r in model_rows.iterrows()]
+        judged = [(c, violations(c, limits)) for c in candidates]
+        passing = [c for c, v in judged if not v]
+        if passing:
+            chosen.append(min(passing, key=lambda c: c.latency_ms if c.latency_ms is not None else math.inf))
+        else:
+            closest = min(judged, key=lambda cv: (len(cv[1]), cv[0].latency_ms or math.inf))
+            rejected.append(Rejection(*closest))
+    chosen.sort(key=_rank_key)
+    rejected.sort(key=lambda r: _rank_key(r.candidate))
+    return Selection(limits, tuple(chosen[:top] if top else chosen), tuple(rejected), len(chosen))
+
+
+DEFAULT_FPS_LEVELS = (15.0, 30.0, 60.0)
+DEFAULT_MEMORY_LEVELS_MB = (512.0, 1024.0, 2048.0)
+GRID_COLUMNS = ("max_memory_mb", "min_images_per_s", "rank", "model", "name", "family", "top1", "accuracy_source",
+                "images_per_s", "memory_mb", "setup")
+
+
+def constraint_grid(perf: pd.DataFrame, machine_id: str, fps_levels: Sequence[float] = DEFAULT_FPS_LEVELS,
+                    memory_levels_mb: Sequence[float] = DEFAULT_MEMORY_LEVELS_MB, batch_size: int = 1,
+                    top: int = 5) -> pd.DataFrame:
+    """The best `top` models (by top-1) under each pair (memory <= M, images/s >= F), as in the 2018
+    study's Table: one row per (memory level, FPS level, rank). Models without accuracy are left out."""
+    rows = []
+    for memory in memory_levels_mb:
+        for fps in fps_levels:
+            limits = Constraints(batch_size=batch_size, min_images_per_s=fps, max_memory_mb=memory, min_top1=0.0)
+            try:
+                selection = select_models(perf, limits, top=top, machine_id=machine_id)
+            except UsageError:
+                continue
+            for rank, c in enumerate(selection.chosen, 1):
+                rows.append({"max_memory_mb": memory, "min_images_per_s": fps, "rank": rank, "model": c.model,
+                             "name": c.name, "family": c.family, "top1": c.top1,
+                             "accuracy_source": c.accuracy_source, "images_per_s": c.images_per_s,
+                             "memory_mb": c.memory_mb, "setup": c.setup})
+    return pd.DataFrame(rows, columns=list(GRID_COLUMNS))

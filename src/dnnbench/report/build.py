@@ -1,0 +1,411 @@
+"""`build_report`: from a results store to report/index.html plus the static images beside it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import (DEFAULT_FPS_LEVELS, DEFAULT_MEMORY_LEVELS_MB, BenchmarkFrames, Machine, config_differences,
+                        constraint_grid, load_frames, machine_ratios, model_summary, performance, resolve_machines)
+from ..errors import UsageError
+from ..store import Store
+from . import figures as static
+from . import interactive
+from .figures import EmptyFigureError, save_figure
+from .html import FigureBlock, Section, definition_list, esc, message_html, render_page, table_html
+from .methodology import METHODOLOGY_HTML
+from .style import fmt_number
+
+GIB = 2**30
+# Cross-machine comparison: first the exact config; if nothing matches, the same model, dtype, batch and input
+# on whatever device and thread count each machine ran.
+LOOSE_MATCH = ("device", "threads", "tf32")
+NO_TIMED_CELLS = "No timed cells on the machines of this report: `dnnbench run` measures time and memory."
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    formats: tuple[str, ...] = ("png", "svg")  # static images; add "pdf" for PDFs; () for none
+    batch_size: int = 1  # of the accuracy-vs-speed, memory and selection figures
+    fps_levels: tuple[float, ...] = DEFAULT_FPS_LEVELS
+    memory_levels_mb: tuple[float, ...] = DEFAULT_MEMORY_LEVELS_MB
+    machines: tuple[str, ...] = ()  # selectors (id prefix or label fragment); () = every machine
+    title: str = "dnnbench report"
+
+
+@dataclass
+class ReportResult:
+    index: Path
+    images: list[Path] = field(default_factory=list)
+    figures: int = 0  # interactive figures in the page
+    skipped: list[str] = field(default_factory=list)  # figures not drawn, and why
+    seconds: float = 0.0
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe version of a figure key."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "figure"
+
+
+class _Builder:
+    """Collects figures (interactive and static) section by section."""
+
+    def __init__(self, out_dir: Path, options: ReportOptions) -> None:
+        self.out_dir, self.options = out_dir, options
+        self.result = ReportResult(out_dir / "index.html")
+        self.counter = 0
+
+    def figure(self, key: str, make_interactive: Callable[[], Any], make_static: Callable[[], Any] | None,
+               machine_id: str | None = None, notes: Sequence[str] = ()) -> FigureBlock | str:
+        """One figure, or a note saying why there is none (never an empty chart)."""
+        try:
+            fig = make_interactive()
+        except EmptyFigureError as exc:
+            self.result.skipped.append(f"{key}: {exc}")
+            return message_html(f"Not drawn: {exc}.", machine_id)
+        images: list[str] = []
+        if make_static is not None and self.options.formats:
+            self.counter += 1
+            stem = f"{self.counter:02d}-{_slug(key)}"
+            paths = save_figure(make_static(), self.out_dir, stem, self.options.formats)
+            self.result.images += paths
+            images = [p.name for p in paths]
+        self.result.figures += 1
+        return FigureBlock(key, fig, machine_id, images, notes)
+
+
+def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Path,
+                 options: ReportOptions = ReportOptions()) -> ReportResult:
+    """Write `out_dir/index.html` (self-contained, interactive) and the static images; returns what was written."""
+    started = time.perf_counter()
+    frames = source if isinstance(source, BenchmarkFrames) else load_frames(source)
+    frames.require_data()
+    machines = resolve_machines(options.machines, frames.machines)
+    chosen = {m.machine_id for m in machines}
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir} exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models = model_summary(frames)
+    perf = performance(frames)
+    perf = perf[perf["machine_id"].isin(chosen)]
+    builder = _Builder(out_dir, options)
+    sections = [
+        _overview_section(frames, machines, models, perf),
+        _operations_section(builder, models),
+        _density_section(builder, models),
+        _speed_section(builder, perf, machines, options.batch_size),
+        _batch_section(builder, perf, machines),
+        _memory_section(builder, perf, machines, options.batch_size),
+        _compare_section(builder, perf, machines, options.batch_size),
+        _constraints_section(builder, perf, machines, options),
+        _results_section(perf),
+        _failures_section(frames, chosen),
+        Section("methodology", "Methodology: what each number means", blocks=[METHODOLOGY_HTML]),
+    ]
+    subtitle = (f"{len(machines)} machine(s), {len(frames.models)} model(s), {len(perf)} timed configurations; "
+                f"store {frames.source or '(in memory)'}; generated "
+                f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    page = render_page(options.title, subtitle, [(m.machine_id, m.label) for m in machines], sections)
+    builder.result.index.write_text(page, encoding="utf-8")
+    builder.result.seconds = time.perf_counter() - started
+    return builder.result
+
+
+# --- notes on what a figure leaves out ------------------------------------------------------------------
+
+
+def _missing_notes(rows: pd.DataFrame, needs: dict[str, str], limit: int = 12) -> list[str]:
+    """`name: why` for rows without a value the figure needs; failed cells say their status and batch sizes."""
+    reasons: dict[str, list[str]] = {}
+    failed_at: dict[tuple[str, str], list[str]] = {}
+    for _, row in rows.iterrows():
+        status = row.get("status")
+        if isinstance(status, str) and status != "ok":
+            batch = str(int(row["batch_size"])) if "batch_size" in row and not pd.isna(row["batch_size"]) else ""
+            failed_at.setdefault((row["name"], status), []).append(batch)
+            continue
+        for column, why in needs.items():
+            if pd.isna(row.get(column)):
+                counted = row.get("complexity_status")
+                if column in ("gmacs", "params") and isinstance(counted, str) and counted != "ok":
+                    why = f"complexity cell {counted}"  # e.g. `error`, or `not measured`
+                reasons.setdefault(row["name"], []).append(why)
+    for (name, status), batches in failed_at.items():
+        sizes = ", ".join(b for b in dict.fromkeys(batches) if b)
+        reasons.setdefault(name, []).append(f"{status}" + (f" at batch size {sizes}" if sizes else ""))
+    notes = [f"{name}: {', '.join(dict.fromkeys(why))}" for name, why in reasons.items()]
+    if not notes:
+        return []
+    shown = notes[:limit] + ([f"... and {len(notes) - limit} more"] if len(notes) > limit else [])
+    return ["Left out (see the results table): " + "; ".join(shown)]
+
+
+# --- sections ------------------------------------------------------------------------------------------
+
+
+def _machine_card(machine: Machine) -> str:
+    fp, sw = machine.fingerprint, machine.software
+    gpus = ", ".join(f"{g.get('name')} ({(g.get('total_memory_bytes') or 0) / GIB:.0f} GiB)"
+                     for g in fp.get("gpus") or [] if isinstance(g, dict)) or "none"
+    memory = fp.get("memory_total_bytes")
+    hardware = [("machine id", machine.machine_id), ("host name", fp.get("hostname")), ("OS", fp.get("os")),
+                ("kernel", fp.get("kernel")), ("CPU", fp.get("cpu_model")), ("architecture", fp.get("arch")),
+                ("logical cores", fp.get("cpu_cores_logical")), ("physical cores", fp.get("cpu_cores_physical")),
+                ("cores available to dnnbench", fp.get("cpu_affinity_count")),
+                ("memory", f"{memory / GIB:.1f} GiB" if memory else None), ("GPUs", gpus),
+                ("CUDA driver", fp.get("cuda_driver_version"))]
+    software = [(label, sw.get(key)) for label, key in (
+        ("Python", "python_version"), ("PyTorch", "torch_version"), ("torchvision", "torchvision_version"),
+        ("timm", "timm_version"), ("CUDA (PyTorch)", "torch_cuda_version"), ("cuDNN", "cudnn_version"),
+        ("dnnbench", "dnnbench_version"), ("git revision", "git_revision"))]
+    items = [(k, v) for k, v in hardware + software if v not in (None, "")]
+    raw = esc(json.dumps({"fingerprint": fp, "software": sw}, indent=1, sort_keys=True, default=str))
+    return (f'<div class="machine-card" data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}</h3>'
+            f"{definition_list(items)}<details><summary>full fingerprint (JSON)</summary><pre>{raw}</pre></details>"
+            "</div>")
+
+
+def _overview_section(frames: BenchmarkFrames, machines: list[Machine], models: pd.DataFrame,
+                      perf: pd.DataFrame) -> Section:
+    failed = int((perf["status"] != "ok").sum())
+    measured = int((models["accuracy_source"] == "measured").sum())
+    reported = int((models["accuracy_source"] == "reported").sum())
+    intro = (f"{len(models)} models; {len(perf)} timed configurations ({failed} failed). Accuracy: measured for "
+             f"{measured}, reported by the zoo for {reported}, none for {len(models) - measured - reported}. "
+             + ("Use the machine selector at the top to show one machine." if len(machines) > 1 else ""))
+    cards = '<div class="machines">' + "".join(_machine_card(m) for m in machines) + "</div>"
+    return Section("machines", "Machines and environment", intro, [cards])
+
+
+def _operations_section(builder: _Builder, models: pd.DataFrame) -> Section:
+    notes = _missing_notes(models, {"top1": "no accuracy (measured or reported)", "gmacs": "no MAC count"})
+    blocks = [builder.figure("top1-vs-gmacs", lambda: interactive.ball_chart(models, "top1"),
+                             lambda: static.accuracy_vs_operations(models, "top1"), notes=notes),
+              builder.figure("top5-vs-gmacs", lambda: interactive.ball_chart(models, "top5"),
+                             lambda: static.accuracy_vs_operations(models, "top5"),
+                             notes=_missing_notes(models, {"top5": "no top-5 accuracy", "gmacs": "no MAC count"}))]
+    return Section("operations", "Accuracy vs operations",
+                   "Top-1 and top-5 accuracy against G-MACs per image at each model's native input size "
+                   "(1 MAC = 1 multiply-accumulate = 2 FLOPs); ball area is proportional to the parameter count.",
+                   blocks)
+
+
+def _density_section(builder: _Builder, models: pd.DataFrame) -> Section:
+    notes = _missing_notes(models, {"top1": "no accuracy", "params": "no parameter count"})
+    return Section("density", "Accuracy density", "Top-1 accuracy (%) per million parameters: how efficiently a "
+                   "model uses its parameters.", [
+                       builder.figure("accuracy-density", lambda: interactive.density_bars(models),
+                                      lambda: static.accuracy_density_bars(models), notes=notes),
+                       builder.figure("top1-vs-density", lambda: interactive.accuracy_vs_density(models),
+                                      lambda: static.accuracy_vs_density(models))])
+
+
+def _by_setup(perf: pd.DataFrame, machine: Machine) -> list[pd.DataFrame]:
+    """The machine's timed cells, one frame per setup (device, dtype, threads, backend)."""
+    mine = perf[perf["machine_id"] == machine.machine_id]
+    return [part for _, part in mine.groupby("setup", sort=True)]
+
+
+def _speed_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine], batch_size: int) -> Section:
+    blocks: list[FigureBlock | str] = []
+    for machine in machines:
+        for index, part in enumerate(_by_setup(perf, machine)):
+            at_batch = part[part["batch_size"] == batch_size]
+            key = f"{machine.short_id}-{index}"
+            notes = _missing_notes(at_batch, {"top1": "no accuracy"})
+            blocks.append(builder.figure(f"top1-vs-throughput-{key}",
+                                         lambda p=at_batch: interactive.accuracy_vs_resource(p, "images_per_s"),
+                                         lambda p=at_batch: static.accuracy_vs_resource(p, "images_per_s",
+                                                                                         batch_size),
+                                         machine.machine_id, notes))
+            blocks.append(builder.figure(f"top1-vs-memory-{key}",
+                                         lambda p=at_batch: interactive.accuracy_vs_resource(p, "memory_mb"),
+                                         lambda p=at_batch: static.accuracy_vs_resource(p, "memory_mb", batch_size),
+                                         machine.machine_id, notes))
+    if not blocks:
+        blocks.append(message_html(NO_TIMED_CELLS))
+    return Section("speed", "Accuracy vs speed and memory",
+                   f"Top-1 accuracy against throughput (images/s, log scale) and memory at batch size {batch_size}, "
+                   "one figure per machine and config (Bianco et al. 2018, Fig. 3). The dashed line is the Pareto "
+                   "front: no other model is both more accurate and faster (or smaller).", blocks)
+
+
+def _batch_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine]) -> Section:
+    blocks: list[FigureBlock | str] = []
+    for machine in machines:
+        for index, part in enumerate(_by_setup(perf, machine)):
+            key = f"{machine.short_id}-{index}"
+            failed = part[part["status"] != "ok"]
+            notes = _missing_notes(failed, {})
+            blocks.append(builder.figure(f"time-vs-batch-{key}", lambda p=part: interactive.metric_vs_batch(p),
+                                         lambda p=part, m=machine.machine_id: static.metric_vs_batch(p, m),
+                                         machine.machine_id, notes))
+            blocks.append(builder.figure(f"memory-vs-batch-{key}",
+                                         lambda p=part: interactive.metric_vs_batch(p, "memory_mb"),
+                                         lambda p=part, m=machine.machine_id: static.metric_vs_batch(p, m, "memory_mb"),
+                                         machine.machine_id, notes))
+    if not blocks:
+        blocks.append(message_html(NO_TIMED_CELLS))
+    return Section("batch", "Time per image and memory vs batch size",
+                   "Median batch time divided by the batch size, and peak memory, for every batch size measured. "
+                   "A line stops where a cell failed (e.g. out of memory).", blocks)
+
+
+def _memory_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine], batch_size: int) -> Section:
+    blocks: list[FigureBlock | str] = []
+    for machine in machines:
+        for index, part in enumerate(_by_setup(perf, machine)):
+            at_batch = part[part["batch_size"] == batch_size]
+            blocks.append(builder.figure(f"params-vs-memory-{machine.short_id}-{index}",
+                                         lambda p=at_batch: interactive.params_vs_memory(p),
+                                         lambda p=at_batch: static.params_vs_memory(p, batch_size),
+                                         machine.machine_id,
+                                         _missing_notes(at_batch, {"params": "no parameter count"})))
+    if not blocks:
+        blocks.append(message_html(NO_TIMED_CELLS))
+    return Section("memory", "Memory vs parameters",
+                   f"Memory at batch size {batch_size} against the parameter count; the dotted line is the size of "
+                   "the weights alone.", blocks)
+
+
+def _compare_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine], batch_size: int) -> Section:
+    if len(machines) < 2:
+        return Section("compare", "Machine comparison", "", [message_html(
+            "One machine in this report: merge stores from other machines (`dnnbench merge`) to compare them.")])
+    blocks: list[FigureBlock | str] = []
+    reference = machines[0]
+    for other in machines[1:]:
+        ratios = machine_ratios(perf, other.machine_id, reference.machine_id)
+        how = "same config"
+        if ratios.empty:
+            ratios = machine_ratios(perf, other.machine_id, reference.machine_id, ignore=LOOSE_MATCH)
+            differing = config_differences(perf, other.machine_id, reference.machine_id)
+            how = ("no identical config; matched on model, dtype, batch size, backend and input size, ignoring "
+                   + ", ".join(sorted(set(differing) & set(LOOSE_MATCH)) or "device and threads"))
+        blocks.append(builder.figure(
+            f"speed-ratio-{other.short_id}-vs-{reference.short_id}",
+            lambda r=ratios, a=other, b=reference: interactive.speed_ratio(r, a.label, b.label, batch_size),
+            lambda r=ratios, a=other, b=reference: static.speed_ratio_bars(r, a.label, b.label, batch_size),
+            notes=[f"Matching: {how}."]))
+    return Section("compare", "Machine comparison",
+                   f"The same model and config on two machines: images/s on A divided by images/s on B at batch size "
+                   f"{batch_size} (> 1: A is faster). B is {reference.label}. The hover shows the memory ratio too.",
+                   blocks)
+
+
+def _grid_html(grid: pd.DataFrame, machine: Machine, levels: ReportOptions) -> str:
+    header = "".join(f"<th>&ge; {esc(f'{fps:g}')} images/s</th>" for fps in levels.fps_levels)
+    rows = []
+    for memory in levels.memory_levels_mb:
+        cells = []
+        for fps in levels.fps_levels:
+            part = grid[(grid["max_memory_mb"] == memory) & (grid["min_images_per_s"] == fps)]
+            items = "".join(f"<li>{esc(r.name)} <b>{r.top1:.1f}%</b> <small>({esc(r.accuracy_source)}, "
+                            f"{fmt_number(r.images_per_s)} img/s, {fmt_number(r.memory_mb)} MB)</small></li>"
+                            for r in part.itertuples())
+            cells.append(f"<td>{f'<ol>{items}</ol>' if items else '<i>none</i>'}</td>")
+        rows.append(f"<tr><th>&le; {esc(f'{memory:g}')} MB</th>{''.join(cells)}</tr>")
+    return (f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}</h3><div class="table-wrap">'
+            f'<table class="grid-table"><thead><tr><th>memory</th>{header}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div></div>")
+
+
+def _constraints_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine],
+                         options: ReportOptions) -> Section:
+    blocks: list[FigureBlock | str] = []
+    for machine in machines:
+        mine = perf[perf["machine_id"] == machine.machine_id]
+        if mine.empty or not (mine["batch_size"] == options.batch_size).any():
+            blocks.append(message_html(f"{machine.label}: nothing measured at batch size {options.batch_size}.",
+                                       machine.machine_id))
+            continue
+        grid = constraint_grid(perf, machine.machine_id, options.fps_levels, options.memory_levels_mb,
+                               options.batch_size)
+        blocks.append(_grid_html(grid, machine, options))
+        if options.formats and not grid.empty:
+            builder.counter += 1
+            paths = save_figure(static.constraint_table(grid, machine.label, f"batch size {options.batch_size}"),
+                                builder.out_dir, f"{builder.counter:02d}-constraints-{_slug(machine.short_id)}",
+                                options.formats)
+            builder.result.images += paths
+            links = " · ".join(f'<a href="{esc(p.name)}">{esc(p.suffix[1:].upper())}</a>' for p in paths)
+            blocks.append(f'<p class="intro" data-machine="{esc(machine.machine_id)}">Static image: {links}</p>')
+    return Section("constraints", "Best models under memory and speed limits",
+                   f"For each memory limit (rows) and throughput floor (columns) at batch size {options.batch_size}, "
+                   "the five most accurate models that meet both, in their fastest config (Bianco et al. 2018, "
+                   "Table 2). Models without an accuracy figure are left out. `dnnbench select` answers the same "
+                   "question for any limits.", blocks)
+
+
+RESULT_COLUMNS = [
+    ("machine", "Machine"), ("name", "Model"), ("family", "Family"), ("setup", "Config"), ("#batch_size", "Batch"),
+    ("#input_size", "Input px"), ("status", "Status"), ("#latency_ms", "ms/batch"), ("#ci", "±CI %"),
+    ("#ms_per_image", "ms/image"), ("#images_per_s", "images/s"), ("#memory_mb", "Memory MB"),
+    ("#params", "Params M"), ("#gmacs", "G-MACs/image"), ("#gflops_per_s", "GFLOP/s achieved"),
+    ("#top1", "Top-1 %"), ("#top5", "Top-5 %"), ("accuracy_source", "Accuracy"), ("note", "Note"),
+]
+
+
+def _flag(value: Any) -> bool:
+    """True for True and numpy's True; False for False, None and NaN (a cell without that figure)."""
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def _num_cell(value: Any, scale: float = 1.0) -> dict[str, Any]:
+    if value is None or pd.isna(value):
+        return {"text": "-", "sort": "", "cls": "num"}
+    return {"text": fmt_number(float(value) * scale), "sort": repr(float(value) * scale), "cls": "num"}
+
+
+def _results_section(perf: pd.DataFrame) -> Section:
+    rows = []
+    for r in perf.itertuples(index=False):
+        note = (r.error.splitlines()[0][:160] if isinstance(r.error, str) and r.error else
+                ("timed while other processes used the CPU" if _flag(r.contended) else ""))
+        rows.append({
+            "_machine": r.machine_id, "_cls": "" if r.status == "ok" else "failed", "machine": r.machine,
+            "name": r.name, "family": r.family, "setup": r.setup, "#batch_size": _num_cell(r.batch_size),
+            "#input_size": _num_cell(r.input_size), "status": {"text": r.status, "cls": f"status-{r.status}"},
+            "#latency_ms": _num_cell(r.latency_ms), "#ci": _num_cell(r.ci_half_width_rel, 100),
+            "#ms_per_image": _num_cell(r.ms_per_image), "#images_per_s": _num_cell(r.images_per_s),
+            "#memory_mb": _num_cell(r.memory_mb), "#params": _num_cell(r.params, 1e-6), "#gmacs": _num_cell(r.gmacs),
+            "#gflops_per_s": _num_cell(r.gflops_per_s), "#top1": _num_cell(r.top1), "#top5": _num_cell(r.top5),
+            "accuracy_source": r.accuracy_source if isinstance(r.accuracy_source, str) else "none", "note": note,
+        })
+    controls = ('<p class="intro"><label>Filter rows <input id="table-filter" type="search" '
+                'placeholder="model, family, status, config..."></label> <span id="row-count"></span>. '
+                "Click a column header to sort.</p>")
+    return Section("results", "All results",
+                   "One row per timed configuration, failed ones included (in red, with their status). ms/batch is "
+                   "the median time of one batch; ±CI is the half-width of its 95% confidence interval.",
+                   [controls, table_html(RESULT_COLUMNS, rows, table_id="results")])
+
+
+def _failures_section(frames: BenchmarkFrames, chosen: set[str]) -> Section:
+    rows = []
+    for metric, frame in (("complexity", frames.complexity), ("time", frames.time), ("memory", frames.memory),
+                          ("accuracy", frames.accuracy[frames.accuracy["accuracy_source"] == "measured"])):
+        failed = frame[(frame["status"] != "ok") & frame["machine_id"].isin(chosen)]
+        for _, r in failed.iterrows():
+            config = r.get("setup") if isinstance(r.get("setup"), str) else ""
+            if "batch_size" in r and not pd.isna(r.get("batch_size")):
+                config += f", batch {int(r['batch_size'])}"
+            rows.append({"_machine": r["machine_id"], "_cls": "failed", "machine": r["machine"], "name": r["name"],
+                         "metric": metric, "config": config.strip(", "), "status": r["status"],
+                         "error": (r["error"] or "").splitlines()[0][:300] if r["error"] else ""})
+    if not rows:
+        return Section("failures", "Failed cells", "Every cell of this store was measured successfully.")
+    columns = [("machine", "Machine"), ("name", "Model"), ("metric", "Metric"), ("config", "Config"),
+               ("status", "Status"), ("error", "Error (first line)")]
+    return Section("failures", f"Failed cells ({len(rows)})",
+                   "Cells that did not produce a value: they appear in the tables with their status and are left "
+                   "out of the figures that need their value.", [table_html(columns, rows, table_id="failures")])

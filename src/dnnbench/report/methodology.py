@@ -1,0 +1,58 @@
+"""What every number of the report means: a summary of docs/METHODOLOGY.md, for the report's last section.
+
+Static HTML written here (no user text), so it needs no escaping.
+"""
+
+from __future__ import annotations
+
+METHODOLOGY_HTML = """
+<dl class="method">
+<dt>Parameters</dt>
+<dd>Every parameter tensor of the inference model, counted once (shared tensors deduplicated), trainable or
+not. Auxiliary training heads (GoogLeNet, Inception-v3) are removed. Buffers such as batch-norm running
+statistics are not parameters.</dd>
+
+<dt>Operations: MACs, not FLOPs</dt>
+<dd><b>MACs</b> are multiply-accumulates of convolutions, linear layers and matrix products (attention
+included), counted per image at the model's native input size by PyTorch's dispatch-level
+<code>FlopCounterMode</code> on the meta device (no weights allocated). <b>FLOPs = 2 x MACs</b>. Bias additions,
+normalisation, activations and pooling are not counted. The 2018 study's "G-FLOPs" axis counted
+multiply-adds, i.e. what is called G-MACs here.</dd>
+
+<dt>Inference time</dt>
+<dd>The <b>median</b> wall time of one forward pass of a whole batch (random input, <code>inference_mode</code>,
+after warm-up; CUDA synchronised), repeated until its 95% confidence interval (order statistics) is within the
+target or the time budget is spent. <b>Time per image</b> = median batch time / batch size;
+<b>images/s</b> = batch size / median batch time (at batch size 1 this is frames per second). Cells timed while
+other processes used the CPU are flagged <i>contended</i>.</dd>
+
+<dt>Memory</dt>
+<dd>On a CUDA device: PyTorch's peak allocated memory during the timed block
+(<code>torch.cuda.max_memory_allocated</code>): weights, input, activations and library workspaces; the CUDA
+context and the allocator's cache are excluded (so it is lower than what nvidia-smi shows). On the CPU: the
+worker's peak resident set during the block above its resident set before the model was built (VmHWM): weights,
+activations, allocator caches and lazily loaded kernels. MB means 2<sup>20</sup> bytes.</dd>
+
+<dt>Accuracy</dt>
+<dd>Top-1 and top-5 accuracy (%) on the ImageNet-1k validation set. A <b>measured</b> figure (dnnbench evaluated
+the named weights with the named preprocessing) is preferred; otherwise the <b>reported</b> figure of the model
+zoo is used, with its source. Every point and row says which one it shows.</dd>
+
+<dt>Derived indices</dt>
+<dd><b>Accuracy density</b> = top-1 (%) / parameters (millions): accuracy per unit of model size.
+<b>Achieved GFLOP/s</b> = 2 x MACs per image x images/s / 10<sup>9</sup>: the arithmetic rate the run sustained.
+<b>Speed ratio</b> = images/s on machine A / images/s on machine B for the same model and config.
+A model is on the <b>Pareto front</b> when no other model is at least as good on both axes and better on one
+(e.g. more accurate and faster).</dd>
+
+<dt>Config</dt>
+<dd>A timed cell is identified by machine, model, device, dtype, batch size, intra-op threads, backend and input
+size (and TF32 on CUDA). Machines are identified by a hash of their hardware (host name, CPU, cores, memory,
+GPUs); their full fingerprint is listed in the Machines section.</dd>
+
+<dt>Failed cells</dt>
+<dd>Cells that ran out of memory (<code>oom</code>), timed out, crashed, errored or were skipped (after an
+out-of-memory at a smaller batch size) are listed with their status; figures that need their value leave them
+out and say so below the figure.</dd>
+</dl>
+"""
