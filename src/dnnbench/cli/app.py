@@ -193,8 +193,9 @@ def export(
 
 
 def _register_commands() -> None:
-    from . import report_cmd
+    from . import accuracy_cmd, report_cmd
 
+    accuracy_cmd.register(app)
     report_cmd.register(app)
 
 
