@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -95,7 +94,6 @@ class SweepConfig:
     force: bool = False  # re-measure cells already in the store
     retry_failed: bool = False  # re-measure cells whose status is not ok/oom/skipped
     remeasure_contended: bool = False  # re-measure timed cells flagged as measured under contention
-    extra_env: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
@@ -131,7 +129,3 @@ class SweepConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def default_threads() -> int:
-    """What PyTorch would use here (its default is the number of physical cores)."""
-    return torch.get_num_threads() if "OMP_NUM_THREADS" not in os.environ else int(os.environ["OMP_NUM_THREADS"])

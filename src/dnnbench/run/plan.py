@@ -42,9 +42,6 @@ class WorkerJob:
     def batch_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({c.batch_size for c in self.cells if c.metric != "complexity"}))
 
-    def cells_at(self, batch_size: int) -> tuple[Cell, ...]:
-        return tuple(c for c in self.cells if c.batch_size == batch_size and c.metric != "complexity")
-
 
 def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: int, threads: int | None) -> dict:
     """What defines a measured quantity (and so the resume key). Budgets and CI targets are not part of it:
