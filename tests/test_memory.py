@@ -100,3 +100,11 @@ def test_cuda_peak_sees_a_freed_tensor_and_resets():
     assert m.device_name and json.loads(json.dumps(m.to_dict())) == m.to_dict()
     if m.nvml_process_bytes is not None:
         assert m.nvml_process_bytes > 0
+
+
+def test_headline_memory_picks_cuda_tensors_then_cpu_rss_growth():
+    from dnnbench.measure.memory import headline_memory
+
+    assert headline_memory({"max_allocated_bytes": 5, "peak_above_baseline_bytes": 9}) == (5, "cuda_max_allocated")
+    assert headline_memory({"peak_above_baseline_bytes": 9}) == (9, "cpu_peak_rss_above_baseline")
+    assert headline_memory({}) == (None, "")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
+from ..measure.memory import headline_memory
 from ..store import ResultRecord, Store
 from .machines import Machine, build_machines, default_machine, resolve_machine
 from .zoo_info import zoo_frame
@@ -161,12 +162,8 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
 def _memory_row(r: ResultRecord) -> dict[str, Any]:
     row = {**_base(r), **_config(r)}
     v = r.values if r.status == "ok" else {}
-    if "max_allocated_bytes" in v:  # CUDA: live tensors at the peak (weights, activations, workspaces)
-        row["memory_bytes"], row["memory_kind"] = v["max_allocated_bytes"], "cuda_max_allocated"
-    elif "peak_above_baseline_bytes" in v:  # CPU: what building and running the model added to the RSS
-        row["memory_bytes"], row["memory_kind"] = v["peak_above_baseline_bytes"], "cpu_peak_rss_above_baseline"
-    else:
-        row["memory_bytes"], row["memory_kind"] = np.nan, ""
+    measured, row["memory_kind"] = headline_memory(v)
+    row["memory_bytes"] = np.nan if measured is None else measured
     for name in ("peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes", "weight_bytes"):
         row[name] = np.nan if v.get(name) is None else v[name]
     row["analytic_peak_bytes"] = (v.get("analytic") or {}).get("total_peak_bytes", np.nan)

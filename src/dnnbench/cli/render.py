@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..measure.complexity import ComplexityResult, LayerComplexity
+from ..measure.memory import headline_memory
 from ..store import ResultRecord
 from ..zoo import ModelSpec
 
@@ -160,7 +161,7 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
             row += ["-"] * 5
         if mem_r is not None and mem_r.status == "ok":
             v = mem_r.values
-            measured = v.get("max_allocated_bytes", v.get("peak_above_baseline_bytes"))
+            measured = headline_memory(v)[0]
             row += [f"{measured / 2**20:.0f}" if measured is not None else "-",
                     f"{v['analytic']['total_peak_bytes'] / 2**20:.0f}"]
         else:

@@ -157,7 +157,9 @@ class _Measurer:
     def analytic_ratio(self, measured: dict, estimate_bytes: int) -> float | None:
         """Measured / estimated: CUDA tensor peak against the estimate; on CPU, the RSS growth over the
         pre-model baseline (which also holds allocator slack and library workspaces)."""
-        value = measured.get("max_allocated_bytes", measured.get("peak_above_baseline_bytes"))
+        from ..measure.memory import headline_memory
+
+        value = headline_memory(measured)[0]
         return value / estimate_bytes if value and estimate_bytes else None
 
     def sync(self) -> None:
