@@ -83,3 +83,16 @@ def sleeping():
 
 def hungry():
     return Hungry()
+
+
+class Unexportable(Tiny):
+    """Runs everywhere in PyTorch, but the ONNX exporter has no symbolic for aten::fft_rfft2."""
+
+    def forward(self, x):
+        if x.device.type == "meta":
+            return super().forward(x)
+        return super().forward(x) + torch.fft.rfft2(x).abs().mean((1, 2, 3)).unsqueeze(1)
+
+
+def unexportable():
+    return Unexportable()

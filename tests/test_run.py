@@ -18,9 +18,9 @@ from dnnbench.store import Store
 
 TESTS = Path(__file__).resolve().parent
 FAST = dict(device="cpu", batch_sizes=(1, 2), threads=(1,), input_size=32, time_budget_s=0.3, min_samples=3,
-            warmup_iters=1, warmup_s=0.0)
+            warmup_iters=1, warmup_s=0.0, measure_peak=False)
 FAST_ARGS = ["--device", "cpu", "--threads", "1", "--input-size", "32", "--time-budget", "0.3", "--min-samples", "3",
-             "--warmup-iters", "1", "--warmup-s", "0"]
+             "--warmup-iters", "1", "--warmup-s", "0", "--no-peak"]
 
 
 def model(name):
@@ -71,9 +71,10 @@ def test_failures_are_results_and_the_sweep_goes_on(tmp_path):
 
 def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
-        run_sweep([model("tiny")], SweepConfig(**FAST), store)
+        summary = run_sweep([model("tiny")], SweepConfig(**{**FAST, "measure_peak": True}), store)
         cells = by_cell(store.results())
         frame = store.frame(metric="time")
+        peaks = store.peaks(summary.machine_id)
     timing = cells["tiny", "time", 2].values
     assert timing["timer"] == "perf_counter_ns"
     assert len(timing["samples_s"]) >= 3 and min(timing["samples_s"]) > 0
@@ -87,6 +88,9 @@ def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
     assert memory["analytic"]["total_peak_bytes"] > memory["weight_bytes"] == (8 * 27 + 8 + 90) * 4
     assert memory["peak_rss_bytes"] > 0 and memory["analytic_ratio"] > 0
     assert len(frame) == 2 and "value.stats.median" in frame.columns
+    # the sweep measured the CPU's fp32 peak at its thread count, once, for its %-of-peak figures
+    assert [(p["device"], p["precision"], p["threads"]) for p in peaks] == [("cpu", "fp32", 1)]
+    assert peaks[0]["estimate"]["peak_flops"] > 0
 
 
 def run_cli(*args, db, timeout=300, **kwargs):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
+from .efficiency import add_efficiency
 from .frames import KEY_COLUMNS, BenchmarkFrames
 
 MIB = 2**20
@@ -90,7 +91,9 @@ def performance(frames: BenchmarkFrames) -> pd.DataFrame:
     """One row per timed cell (machine, model, config): latency, images/s, memory, and the model's figures.
 
     gflops_per_s is the arithmetic rate the run achieved: 2 x MACs per image x images/s / 1e9, with MACs
-    counted at the cell's input size (NaN where that count is missing).
+    counted at the cell's input size (NaN where that count is missing). fraction_of_peak divides it by the stored
+    peak of the machine's device at the cell's precision and threads; arithmetic_intensity is FLOP per byte of a
+    batch (see analysis.efficiency).
     """
     keys = list(KEY_COLUMNS)
     time = frames.time.rename(columns={"status": "time_status", "error": "time_error"}).drop(columns="finished_at")
@@ -101,7 +104,7 @@ def performance(frames: BenchmarkFrames) -> pd.DataFrame:
     merged["error"] = [e1 if isinstance(e1, str) and e1 else (e2 if isinstance(e2, str) else "")
                        for e1, e2 in zip(merged["time_error"], merged["memory_error"])]
     merged["memory_mb"] = merged["memory_bytes"] / MIB
-    counts = complexity_by_input(frames.complexity)[["model", "input_size", "macs"]]
+    counts = complexity_by_input(frames.complexity)[["model", "input_size", "macs", "activations"]]
     counts = counts.assign(_input=pd.to_numeric(counts["input_size"], errors="coerce")).drop(columns="input_size")
     merged["_input"] = pd.to_numeric(merged["input_size"], errors="coerce")
     merged = merged.merge(counts, on=["model", "_input"], how="left").drop(columns="_input")
@@ -109,6 +112,7 @@ def performance(frames: BenchmarkFrames) -> pd.DataFrame:
     merged = merged.merge(summary, on="model", how="left")
     merged["gmacs"] = merged["macs"] / 1e9
     merged["gflops_per_s"] = 2 * merged["macs"] * merged["images_per_s"] / 1e9
+    merged = add_efficiency(merged, frames.peaks)
     return merged.sort_values(["machine_id", "setup", "model", "input_size", "batch_size"], kind="stable",
                               ignore_index=True)
 

@@ -7,7 +7,7 @@ status and error (their values are NaN), so that tables can show them and plots 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -17,6 +17,7 @@ import pandas as pd
 from ..errors import UsageError
 from ..measure.memory import headline_memory
 from ..store import ResultRecord, Store
+from .efficiency import peaks_frame
 from .machines import Machine, build_machines, default_machine, resolve_machine
 from .zoo_info import zoo_frame
 
@@ -26,7 +27,8 @@ KEY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "setup", *CON
 
 COMPLEXITY_VALUES = ("params", "param_bytes", "macs", "flops", "activations")
 TIME_COLUMNS = ("latency_ms", "ms_per_image", "images_per_s", "ci_half_width_rel", "samples", "stop_reason",
-                "contended")
+                "contended", "executed_precision", "output_check_passed", "output_cosine", "output_rel_error",
+                "setup_s")
 MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes",
                   "analytic_peak_bytes", "weight_bytes")
 ACCURACY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "accuracy_source", "top1", "top5", "images",
@@ -49,6 +51,7 @@ class BenchmarkFrames:
     accuracy: pd.DataFrame  # measured rows and the zoo's reported rows, labelled by accuracy_source
     zoo: pd.DataFrame
     source: str = ""
+    peaks: pd.DataFrame = field(default_factory=peaks_frame)  # peak FLOP/s per machine, device, precision, threads
 
     @property
     def is_empty(self) -> bool:
@@ -89,12 +92,14 @@ def _from_store(store: Store) -> BenchmarkFrames:
     for run in store.runs():  # ordered by start: the last run of a machine wins
         software[run["machine_id"]] = {**run["software"], "run_started_at": run["started_at"]}
     fingerprints = {mid: m["fingerprint"] for mid, m in machines.items()}
-    return frames_from_records(store.results(), fingerprints, software, source=str(store.path))
+    return frames_from_records(store.results(), fingerprints, software, source=str(store.path), peaks=store.peaks())
 
 
 def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[str, Mapping[str, Any]] | None = None,
-                        software: Mapping[str, Mapping[str, Any]] | None = None, source: str = "") -> BenchmarkFrames:
-    """The frames of `records`; `fingerprints` and `software` (of each machine's latest run) by machine_id."""
+                        software: Mapping[str, Mapping[str, Any]] | None = None, source: str = "",
+                        peaks: Iterable[Mapping[str, Any]] = ()) -> BenchmarkFrames:
+    """The frames of `records`; `fingerprints` and `software` (of each machine's latest run) by machine_id;
+    `peaks` as Store.peaks() returns them."""
     records = list(records)
     fingerprints = dict(fingerprints or {})
     for r in records:  # a record of an unregistered machine still gets a (bare) machine
@@ -112,7 +117,7 @@ def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[s
     time = _finish_keyed(rows["time"], TIME_COLUMNS, labels, info)
     memory = _finish_keyed(rows["memory"], MEMORY_COLUMNS, labels, info)
     accuracy = _accuracy_frame(rows["accuracy"], zoo, labels)
-    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source)
+    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source, peaks_frame(peaks))
 
 
 # --- one record -> one row ------------------------------------------------------------------------
@@ -156,6 +161,15 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
     row["samples"] = stats.get("n", len(v.get("samples_s") or ()) or np.nan)
     row["stop_reason"] = v.get("stop_reason", "")
     row["contended"] = bool((v.get("contention") or {}).get("contended", False))
+    # deployment backends (cells before them: eager, checked by construction)
+    check = v.get("output_check") or {}
+    row["executed_precision"] = v.get("executed_precision") or (row["dtype"] if v else "")
+    row["output_check_passed"] = bool(check.get("passed", True)) if v else False
+    row["output_cosine"] = check.get("cosine_similarity", np.nan)
+    row["output_rel_error"] = check.get("relative_max_error", np.nan)
+    setup = v.get("setup") or {}
+    row["setup_s"] = (sum(setup.get(k) or 0.0 for k in ("prepare_s", "bind_s", "first_inference_s"))
+                      if setup else v.get("first_call_s", np.nan))
     return row
 
 
@@ -237,7 +251,7 @@ def _finish_keyed(rows: list[dict[str, Any]], values: tuple[str, ...], labels: M
     frame["threads"] = frame["threads"].astype("Int64")
     frame["batch_size"] = frame["batch_size"].astype(int)
     for name in values:
-        if name not in ("stop_reason", "memory_kind", "contended"):
+        if name not in ("stop_reason", "memory_kind", "contended", "executed_precision", "output_check_passed"):
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     return frame.sort_values(["machine_id", "model", "setup", "input_size", "batch_size"], kind="stable",
                              ignore_index=True)

@@ -6,13 +6,16 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from ..measure.complexity import ComplexityResult, LayerComplexity
 from ..measure.memory import headline_memory
+
+if TYPE_CHECKING:
+    import pandas as pd
 from ..store import ResultRecord
 from ..zoo import ModelSpec
 
@@ -137,28 +140,34 @@ def emit(console: Console, rows: list[dict[str, Any]], table: Table | None, fmt:
 
 
 def run_summary_table(records: Sequence[ResultRecord]) -> Table:
-    """One row per (model, threads, batch size): time and memory side by side, with how they were measured."""
+    """One row per (model, deployment, threads, batch size): time and memory side by side, with how they were
+    measured and, for every deployment, its output check against eager fp32."""
     table = Table(title="Inference time (median of per-batch wall time; CI = 95% CI of the median) and memory",
                   title_justify="left")
-    for header in ["model", "threads", "batch", "status", "median ms", "±CI %", "ms/image", "images/s", "stop",
-                   "peak MB", "estimate MB", "note"]:
-        table.add_column(header, justify="left" if header in ("model", "status", "stop", "note") else "right")
+    for header in ["model", "deployment", "threads", "batch", "status", "median ms", "±CI %", "ms/image", "images/s",
+                   "stop", "set-up s", "check", "peak MB", "estimate MB", "note"]:
+        table.add_column(header, justify="left" if header in ("model", "deployment", "status", "stop", "check", "note")
+                         else "right")
     cells: dict[tuple, dict[str, ResultRecord]] = {}
     for r in records:
         if r.metric in ("time", "memory"):
-            key = (r.model, r.config.get("threads"), r.config.get("batch_size"))
+            key = (r.model, f"{r.config.get('backend', 'eager')} {r.config.get('dtype', 'fp32')}",
+                   r.config.get("threads"), r.config.get("batch_size"))
             cells.setdefault(key, {})[r.metric] = r
-    for (model, threads, batch), metrics in cells.items():
+    for (model, deployment, threads, batch), metrics in cells.items():
         time_r, mem_r = metrics.get("time"), metrics.get("memory")
         status = ", ".join(sorted({m.status for m in metrics.values()}))
-        row = [model, str(threads or "default"), str(batch), status]
+        row = [model, deployment, str(threads or "default"), str(batch), status]
         if time_r is not None and time_r.status == "ok":
             v = time_r.values
             stats = v["stats"]
+            setup = v.get("setup") or {}
+            setup_s = sum(setup.get(k) or 0.0 for k in ("prepare_s", "bind_s", "first_inference_s"))
             row += [f"{stats['median'] * 1e3:.2f}", f"{100 * stats['ci_half_width_rel']:.1f}",
-                    f"{v['ms_per_image']:.2f}", f"{v['images_per_s']:.1f}", v["stop_reason"]]
+                    f"{v['ms_per_image']:.2f}", f"{v['images_per_s']:.1f}", v["stop_reason"],
+                    f"{setup_s:.2f}" if setup else "-", check_text(v.get("output_check"))]
         else:
-            row += ["-"] * 5
+            row += ["-"] * 7
         if mem_r is not None and mem_r.status == "ok":
             v = mem_r.values
             measured = headline_memory(v)[0]
@@ -173,3 +182,33 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
         row.append(note)
         table.add_row(*row)
     return table
+
+
+def check_text(check: dict | None) -> str:
+    """The output check in a few characters: `ok cos 0.99998`, or `FLAGGED cos 0.91 err 34%`."""
+    if not check:
+        return "-"
+    text = f"cos {check['cosine_similarity']:.5f}"
+    if check.get("passed"):
+        return "ok " + text
+    return f"FLAGGED {text} err {100 * check['relative_max_error']:.0f}%"
+
+
+def best_table(best: pd.DataFrame) -> Table:
+    """The fastest valid deployment per model and batch size (analysis.best.best_deployments)."""
+    table = Table(title="Best deployment (fastest backend x precision whose outputs match eager fp32)",
+                  title_justify="left")
+    for header in ["model", "threads", "batch", "best", "executed", "median ms", "images/s", "eager fp32 ms",
+                   "speed-up", "set-up s", "timed", "flagged"]:
+        table.add_column(header, justify="left" if header in ("model", "best", "executed") else "right")
+    for row in best.itertuples(index=False):
+        threads = "default" if row.threads is None or row.threads != row.threads else str(int(row.threads))
+        table.add_row(row.model, threads, str(row.batch_size), f"{row.backend} {row.dtype}",
+                      str(row.executed_precision), f"{row.latency_ms:.2f}", f"{row.images_per_s:.1f}",
+                      _num(row.eager_fp32_latency_ms, ".2f"), _num(row.speedup_vs_eager, ".2f", "x"),
+                      _num(row.setup_s, ".1f"), str(row.candidates), str(row.flagged))
+    return table
+
+
+def _num(value, fmt: str, suffix: str = "") -> str:
+    return "-" if value is None or value != value else f"{value:{fmt}}{suffix}"

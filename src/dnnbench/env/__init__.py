@@ -10,14 +10,34 @@ from dnnbench.env.fingerprint import (
     collect_software,
     detect_allocator,
 )
+from dnnbench.env.peak import (
+    KernelMeasurement,
+    PeakEstimate,
+    SpecPeak,
+    ensure_peak,
+    estimate_peak,
+    measure_bandwidth,
+    measure_dense_kernels,
+    theoretical_cpu_peak,
+    theoretical_cuda_peak,
+)
 
 __all__ = [
     "GpuInfo",
+    "KernelMeasurement",
     "MachineFingerprint",
+    "PeakEstimate",
     "RuntimeSettings",
     "SoftwareFingerprint",
+    "SpecPeak",
     "collect_machine",
     "collect_runtime",
     "collect_software",
     "detect_allocator",
+    "ensure_peak",
+    "estimate_peak",
+    "measure_bandwidth",
+    "measure_dense_kernels",
+    "theoretical_cpu_peak",
+    "theoretical_cuda_peak",
 ]

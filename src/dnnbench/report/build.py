@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..analysis import (DEFAULT_FPS_LEVELS, DEFAULT_MEMORY_LEVELS_MB, BenchmarkFrames, Machine, config_differences,
                         constraint_grid, load_frames, machine_ratios, model_summary, performance, resolve_machines)
+from ..analysis.best import add_best, best_deployments
 from ..errors import UsageError
 from ..store import Store
 from . import figures as static
@@ -95,6 +96,9 @@ def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Pa
         raise UsageError(f"{out_dir} exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     models = model_summary(frames)
+    deployments = best_deployments(frames.time)
+    deployments = deployments[deployments["machine_id"].isin(chosen)]
+    frames = add_best(frames)  # a `best` setup beside eager wherever several deployments were timed
     perf = performance(frames)
     perf = perf[perf["machine_id"].isin(chosen)]
     builder = _Builder(out_dir, options)
@@ -105,6 +109,8 @@ def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Pa
         _speed_section(builder, perf, machines, options.batch_size),
         _batch_section(builder, perf, machines),
         _memory_section(builder, perf, machines, options.batch_size),
+        _deployment_section(deployments, machines),
+        _roofline_section(builder, perf, machines, frames.peaks),
         _compare_section(builder, perf, machines, options.batch_size),
         _constraints_section(builder, perf, machines, options),
         _results_section(perf),
@@ -277,6 +283,83 @@ def _memory_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machin
                    "the weights alone.", blocks)
 
 
+PEAK_COLUMNS = [("device", "Device"), ("precision", "Precision"), ("#threads", "Threads"),
+                ("#peak", "Peak GFLOP/s"), ("basis", "Basis"), ("#spec", "Spec GFLOP/s"),
+                ("#measured", "Best kernel GFLOP/s"), ("#bandwidth", "Copy GB/s"), ("detail", "How")]
+
+
+def _peak_table(peaks: pd.DataFrame, machine: Machine) -> str:
+    rows = [{"_machine": machine.machine_id, "device": p.device, "precision": p.precision,
+             "#threads": _num_cell(p.threads) if p.device == "cpu" else {"text": "-", "sort": "", "cls": "num"},
+             "#peak": _num_cell(p.peak_flops, 1e-9), "basis": p.basis, "#spec": _num_cell(p.theoretical_flops, 1e-9),
+             "#measured": _num_cell(p.measured_flops, 1e-9), "#bandwidth": _num_cell(p.bandwidth_bytes_per_s, 1e-9),
+             "detail": p.basis_detail + (" (measured while other processes used the CPU)" if _flag(p.contended)
+                                         else "")}
+            for p in peaks.itertuples(index=False)]
+    return (f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}: peak FLOP/s</h3>'
+            f"{table_html(PEAK_COLUMNS, rows)}</div>")
+
+
+def _roofline_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine], peaks: pd.DataFrame) -> Section:
+    blocks: list[FigureBlock | str] = []
+    for machine in machines:
+        mine = peaks[peaks["machine_id"] == machine.machine_id]
+        if mine.empty:
+            blocks.append(message_html(f"{machine.label}: no peak FLOP/s stored for this machine; `dnnbench peak` "
+                                       "measures it.", machine.machine_id))
+            continue
+        blocks.append(_peak_table(mine, machine))
+        for index, part in enumerate(_by_setup(perf, machine)):
+            missing = part[part["status"] == "ok"]
+            notes = _missing_notes(missing, {"gflops_per_s": "no achieved GFLOP/s (no MAC count)",
+                                             "arithmetic_intensity": "no arithmetic intensity (no activation count)"})
+            if part["peak_gflops_per_s"].isna().all():
+                notes = [f"No peak stored for {part['setup'].iloc[0]}: `dnnbench peak` with this precision and "
+                         "thread count measures it."] + notes
+            blocks.append(builder.figure(f"roofline-{machine.short_id}-{index}", lambda p=part: interactive.roofline(p),
+                                         lambda p=part: static.roofline(p), machine.machine_id, notes))
+    return Section("roofline", "Roofline: achieved FLOP/s against the peak",
+                   "Achieved GFLOP/s (2 x MACs x images/s) against arithmetic intensity (FLOP per byte of weights and "
+                   "activations moved), one point per model and batch size. The solid line is the device's peak at "
+                   "the cell's precision: the spec estimate (cores x FLOP/cycle x clock), raised to the rate of a "
+                   "measured dense kernel (matrix product, 3x3 convolution) when that is higher; the dash-dotted "
+                   "line is the measured copy bandwidth x intensity. \"% of peak\" in the results table is the "
+                   "same ratio. See the methodology.", blocks)
+
+
+DEPLOYMENT_COLUMNS = [("name", "Model"), ("#batch_size", "Batch"), ("#threads", "Threads"),
+                      ("#eager_ms", "Eager fp32 ms"), ("best", "Best deployment"), ("executed", "Executed"),
+                      ("#best_ms", "Best ms"), ("#images_per_s", "Best images/s"), ("#speedup", "Speed-up"),
+                      ("#cosine", "Output cosine"), ("#setup_s", "Set-up s"), ("#candidates", "Timed"),
+                      ("#flagged", "Flagged")]
+
+
+def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> Section:
+    intro = ("Per model and batch size, the fastest deployment (backend x precision) whose logits matched eager "
+             "PyTorch fp32 within its precision's tolerance, beside eager fp32. Deployments the output check "
+             "flagged are counted, never chosen. Elsewhere in this report the winners appear as the `best` setups "
+             "(precision `any`, and `fp32` for the best fp32-only deployment). See docs/BACKENDS.md.")
+    if deployments.empty or (deployments["candidates"] <= 1).all():
+        return Section("deployments", "Deployment: eager vs best backend", intro, [message_html(
+            "One deployment per cell in this store: `dnnbench run --backend best` times every backend and "
+            "precision available.")])
+    blocks = []
+    for machine in machines:
+        mine = deployments[deployments["machine_id"] == machine.machine_id]
+        rows = [{"_machine": machine.machine_id, "name": r.name, "#batch_size": _num_cell(r.batch_size),
+                 "#threads": _num_cell(r.threads), "#eager_ms": _num_cell(r.eager_fp32_latency_ms),
+                 "best": f"{r.backend} {r.dtype}", "executed": str(r.executed_precision),
+                 "#best_ms": _num_cell(r.latency_ms), "#images_per_s": _num_cell(r.images_per_s),
+                 "#speedup": _num_cell(r.speedup_vs_eager), "#cosine": _num_cell(r.output_cosine),
+                 "#setup_s": _num_cell(r.setup_s), "#candidates": _num_cell(r.candidates),
+                 "#flagged": _num_cell(r.flagged)}
+                for r in mine.itertuples(index=False)]
+        if rows:
+            blocks.append(f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}</h3>'
+                          f"{table_html(DEPLOYMENT_COLUMNS, rows)}</div>")
+    return Section("deployments", "Deployment: eager vs best backend", intro, blocks)
+
+
 def _compare_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine], batch_size: int) -> Section:
     if len(machines) < 2:
         return Section("compare", "Machine comparison", "", [message_html(
@@ -351,6 +434,7 @@ RESULT_COLUMNS = [
     ("#input_size", "Input px"), ("status", "Status"), ("#latency_ms", "ms/batch"), ("#ci", "±CI %"),
     ("#ms_per_image", "ms/image"), ("#images_per_s", "images/s"), ("#memory_mb", "Memory MB"),
     ("#params", "Params M"), ("#gmacs", "G-MACs/image"), ("#gflops_per_s", "GFLOP/s achieved"),
+    ("#fraction_of_peak", "% of peak"),
     ("#top1", "Top-1 %"), ("#top5", "Top-5 %"), ("accuracy_source", "Accuracy"), ("note", "Note"),
 ]
 
@@ -378,7 +462,8 @@ def _results_section(perf: pd.DataFrame) -> Section:
             "#latency_ms": _num_cell(r.latency_ms), "#ci": _num_cell(r.ci_half_width_rel, 100),
             "#ms_per_image": _num_cell(r.ms_per_image), "#images_per_s": _num_cell(r.images_per_s),
             "#memory_mb": _num_cell(r.memory_mb), "#params": _num_cell(r.params, 1e-6), "#gmacs": _num_cell(r.gmacs),
-            "#gflops_per_s": _num_cell(r.gflops_per_s), "#top1": _num_cell(r.top1), "#top5": _num_cell(r.top5),
+            "#gflops_per_s": _num_cell(r.gflops_per_s), "#fraction_of_peak": _num_cell(r.fraction_of_peak, 100),
+            "#top1": _num_cell(r.top1), "#top5": _num_cell(r.top5),
             "accuracy_source": r.accuracy_source if isinstance(r.accuracy_source, str) else "none", "note": note,
         })
     controls = ('<p class="intro"><label>Filter rows <input id="table-filter" type="search" '

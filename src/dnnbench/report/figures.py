@@ -456,3 +456,82 @@ def constraint_table(grid: pd.DataFrame, machine: str, setup_note: str = "") -> 
     fig.text(0.01, 1 - 0.5 / (height + 0.75), f"top-1 (measured or reported); {setup_note}", fontsize=8,
              color="#444444")
     return fig
+
+
+# --- roofline ----------------------------------------------------------------------------------------
+
+
+def batch_marker_areas(batch: pd.Series) -> np.ndarray:
+    """Marker areas (pt^2) growing with log2 of the batch size: batch 1 small, batch 64 large."""
+    return 14.0 + 12.0 * np.log2(np.maximum(batch.to_numpy(float), 1.0))
+
+
+def roofs(part: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """(precision, peak GFLOP/s, bandwidth GB/s or NaN) of the peaks the rows of `part` are matched with."""
+    rows = part.dropna(subset=["peak_gflops_per_s"])
+    seen = rows.drop_duplicates(["precision", "peak_gflops_per_s"])
+    return [(str(r.precision), float(r.peak_gflops_per_s), float(r.bandwidth_gb_per_s))
+            for r in seen.itertuples(index=False)]
+
+
+def roof_span(intensity: pd.Series, peaks: Sequence[tuple[str, float, float]]) -> tuple[float, float]:
+    """x range of a roofline: the cells' intensities, widened to show each ridge point (peak / bandwidth)."""
+    low, high = float(intensity.min()), float(intensity.max())
+    for _, peak, bandwidth in peaks:
+        if bandwidth == bandwidth and bandwidth > 0:
+            low = min(low, peak / bandwidth / 4)
+            high = max(high, peak / bandwidth * 2)
+    return low / 1.5, high * 1.5
+
+
+@_styled
+def roofline(perf: pd.DataFrame) -> Figure:
+    """Achieved GFLOP/s vs arithmetic intensity (log-log), one point per model and batch size (bigger markers:
+    bigger batches), one panel per machine and setup, with the peak FLOP/s of the setup's precision and, where
+    the copy bandwidth was measured, the memory roof (bandwidth x intensity) up to the ridge point."""
+    data = usable(perf[perf["status"] == "ok"], "arithmetic_intensity", "gflops_per_s")
+    data = data[(data["gflops_per_s"] > 0) & (data["arithmetic_intensity"] > 0)]
+    if data.empty:
+        raise EmptyFigureError("no timed cell has both an achieved GFLOP/s and an arithmetic intensity")
+    colors = family_colors(data["family"])
+    panels = _panels(data)
+    fig, axes = _grid(len(panels), width=9.0, height=5.6)
+    for ax, (machine, setup, part) in zip(axes, panels):
+        ax.scatter(part["arithmetic_intensity"], part["gflops_per_s"], s=batch_marker_areas(part["batch_size"]),
+                   c=[colors[f] for f in part["family"]], alpha=0.7, edgecolors="#333333", linewidths=0.4, zorder=3)
+        peaks = roofs(part)
+        low, high = roof_span(part["arithmetic_intensity"], peaks)
+        bottom = float(part["gflops_per_s"].min()) / 1.6
+        top = max([float(part["gflops_per_s"].max())] + [peak for _, peak, _ in peaks]) * 1.4
+        for precision, peak, bandwidth in peaks:
+            start = low
+            if bandwidth == bandwidth and bandwidth > 0:
+                start = max(peak / bandwidth, low)
+                xs = np.geomspace(low, start, 20)
+                ax.plot(xs, xs * bandwidth, color="#555555", lw=1.0, ls="-.", zorder=2)
+                visible = max(low, bottom / bandwidth)
+                if visible < start:  # label the visible part of the slope in its middle
+                    mid = math.sqrt(visible * start)
+                    ax.text(mid, mid * bandwidth, f"{fmt_number(bandwidth)} GB/s x intensity ", fontsize=6.5,
+                            color="#555555", ha="right", va="bottom")
+            ax.plot([start, high], [peak, peak], color="black", lw=1.2, zorder=2)
+            ax.text(high, peak, f"{precision} peak {fmt_number(peak)} GFLOP/s ", fontsize=7, ha="right", va="bottom")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(low, high)
+        ax.set_ylim(bottom, top)
+        _log_axis_formatter(ax)
+        _log_axis_formatter(ax, "y")
+        ax.set_xlabel(AXIS["arithmetic_intensity"] + " (log scale)")
+        ax.set_ylabel(AXIS["gflops_per_s"] + " (log scale)")
+        note = "" if peaks else " - no peak stored for this setup (dnnbench peak)"
+        ax.set_title(f"{_plain(machine)}\n{setup}{note}", loc="left", fontsize=8.5)
+    fig.suptitle("Roofline: achieved GFLOP/s vs arithmetic intensity", x=0.01, ha="left", fontweight="bold")
+    sizes = [Line2D([], [], marker="o", ls="", markerfacecolor="#dddddd", markeredgecolor="#888888",
+                    markersize=math.sqrt(float(batch_marker_areas(pd.Series([b]))[0])), label=f"batch {b}")
+             for b in sorted(data["batch_size"].unique())[:: max(1, data["batch_size"].nunique() // 4)]]
+    roof_handles = [Line2D([], [], color="black", lw=1.2, label="peak FLOP/s"),
+                    Line2D([], [], color="#555555", lw=1.0, ls="-.", label="memory bandwidth x intensity")]
+    fig.legend(handles=_family_handles(colors, data["family"]) + sizes + roof_handles, loc="outside right upper",
+               frameon=False)
+    return fig

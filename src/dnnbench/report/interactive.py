@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..analysis.pareto import pareto_front
-from .figures import EmptyFigureError, usable
+from .figures import EmptyFigureError, roof_span, roofs, usable
 from .style import AXIS, family_colors
 
 TEMPLATE = "plotly_white"
@@ -69,9 +69,10 @@ def _hover_model(row: pd.Series) -> str:
         lines.append(f"<i>{esc(row['accuracy_detail'][:120])}</i>")
     for column, label in (("params", "params"), ("gmacs", "G-MACs/image"), ("images_per_s", "images/s"),
                           ("latency_ms", "ms/batch"), ("ms_per_image", "ms/image"), ("memory_mb", "memory MB"),
-                          ("gflops_per_s", "achieved GFLOP/s"), ("accuracy_density", "top-1 %/M params")):
+                          ("gflops_per_s", "achieved GFLOP/s"), ("fraction_of_peak", "% of peak"),
+                          ("arithmetic_intensity", "FLOP/byte"), ("accuracy_density", "top-1 %/M params")):
         if column in row and not pd.isna(row[column]):
-            value = row[column] / 1e6 if column == "params" else row[column]
+            value = {"params": 1e-6, "fraction_of_peak": 100.0}.get(column, 1.0) * row[column]
             lines.append(f"{label}: {_num(value)}" + (" M" if column == "params" else ""))
     if isinstance(row.get("contended"), (bool, np.bool_)) and row["contended"]:
         lines.append("<i>timed while other processes used the CPU</i>")
@@ -245,3 +246,38 @@ def speed_ratio(ratios: pd.DataFrame, label_a: str, label_b: str, batch_size: in
                   f"speed ratio at batch size {batch_size} (log scale; > 1: A is faster)", "", x_log=True,
                   height=max(420, 160 + 16 * len(data)), subtitle=f"A: {esc(label_a)}<br>B: {esc(label_b)}")
     return fig.update_yaxes(type="category", dtick=1, tickfont={"size": 10})
+
+
+def roofline(part: pd.DataFrame) -> go.Figure:
+    """One machine and setup: achieved GFLOP/s vs arithmetic intensity (log-log), one point per model and batch
+    size (bigger markers: bigger batches), with the peak FLOP/s and the memory-bandwidth roof where measured."""
+    data = usable(part[part["status"] == "ok"], "arithmetic_intensity", "gflops_per_s")
+    data = data[(data["gflops_per_s"] > 0) & (data["arithmetic_intensity"] > 0)]
+    if data.empty:
+        raise EmptyFigureError("no timed cell has both an achieved GFLOP/s and an arithmetic intensity")
+    colors = family_colors(data["family"])
+    sizes = 6.0 + 2.5 * np.log2(np.maximum(data["batch_size"].to_numpy(float), 1.0))
+    fig = go.Figure()
+    _family_traces(fig, data.assign(accuracy_source="none"), "arithmetic_intensity", "gflops_per_s", sizes, colors)
+    peaks = roofs(data)
+    low, high = roof_span(data["arithmetic_intensity"], peaks)
+    for precision, peak, bandwidth in peaks:
+        start = low
+        if bandwidth == bandwidth and bandwidth > 0:
+            start = max(peak / bandwidth, low)
+            xs = np.geomspace(low, start, 20)
+            fig.add_trace(go.Scatter(x=xs, y=xs * bandwidth, mode="lines", hoverinfo="skip",
+                                     line={"color": "#555", "dash": "dashdot", "width": 1.2},
+                                     name=f"memory roof {_num(bandwidth)} GB/s (copy)"))
+        fig.add_trace(go.Scatter(x=[start, high], y=[peak, peak], mode="lines", hoverinfo="skip",
+                                 line={"color": "black", "width": 1.6},
+                                 name=f"{esc(precision)} peak {_num(peak)} GFLOP/s"))
+    first = data.iloc[0]
+    note = "" if peaks else "; no peak stored for this setup (dnnbench peak)"
+    fig = _layout(fig, f"Roofline: {esc(first['machine'])}", AXIS["arithmetic_intensity"] + " (log scale)",
+                  AXIS["gflops_per_s"] + " (log scale)", x_log=True, y_log=True, height=600,
+                  subtitle=f"{esc(first['setup'])}; one point per model and batch size (bigger: larger batch)" + note)
+    bottom = float(data["gflops_per_s"].min()) / 1.6
+    top = max([float(data["gflops_per_s"].max())] + [peak for _, peak, _ in peaks]) * 1.4
+    fig.update_yaxes(range=[math.log10(bottom), math.log10(top)])
+    return fig.update_xaxes(range=[math.log10(low), math.log10(high)])

@@ -45,6 +45,21 @@ zoo is used, with its source. Every point and row says which one it shows.</dd>
 A model is on the <b>Pareto front</b> when no other model is at least as good on both axes and better on one
 (e.g. more accurate and faster).</dd>
 
+<dt>Peak FLOP/s, % of peak and the roofline</dt>
+<dd>The <b>peak</b> of a device at a precision and thread count (<code>dnnbench peak</code>; stored per machine)
+is the <b>spec estimate</b> - CPU: cores used (one per thread, at most the physical cores) x FLOP per cycle per
+core x clock, with FLOP per cycle from a table of cores (FMA units x datapath width, e.g. AMD Zen 4: 2 x 8 fp32
+lanes x 2 = 32; Intel AVX-512 with two FMA units: 64; AVX2: 32) and the precision's instructions
+(<code>avx512_bf16</code> dot products 2x, AMX tiles, VNNI); CUDA: SMs x FLOP per cycle per SM of the compute
+capability x the maximum SM clock - <b>raised to the best measured rate</b> of two short dense kernels in
+PyTorch (a square matrix product and a 3x3 convolution) when a kernel beats it, e.g. because a virtual machine
+shows the nominal clock and hides turbo. Unknown CPUs get a conservative estimate "from flags only".
+<b>% of peak</b> = achieved GFLOP/s / the peak of the same machine, device, precision (the precision the backend
+executed, TF32 when on) and threads. <b>Arithmetic intensity</b> = 2 x MACs x batch / bytes, with bytes = the
+weights once + the input once + every convolution/linear output written and read once, at the cell's precision:
+a compulsory-traffic model that places a model on the roofline, not a measured traffic. The slanted roof is the
+bandwidth of a measured copy (STREAM-like) x intensity.</dd>
+
 <dt>Config</dt>
 <dd>A timed cell is identified by machine, model, device, dtype, batch size, intra-op threads, backend and input
 size (and TF32 on CUDA). Machines are identified by a hash of their hardware (host name, CPU, cores, memory,

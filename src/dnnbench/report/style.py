@@ -26,6 +26,8 @@ AXIS = {
     "batch_size": "Batch size",
     "gflops_per_s": "Achieved GFLOP/s (2 x MACs x images/s)",
     "speed_ratio": "Speed ratio (images/s on A / images/s on B)",
+    "arithmetic_intensity": "Arithmetic intensity [FLOP/byte] (2 x MACs / weights + activations bytes)",
+    "fraction_of_peak": "Fraction of peak [%] (achieved GFLOP/s / peak GFLOP/s)",
 }
 
 

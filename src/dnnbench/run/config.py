@@ -72,6 +72,28 @@ def resolve_device(name: str) -> str:
     raise UsageError(f"unknown device {name!r}; devices: cpu, cuda, cuda:N, mps, auto")
 
 
+def parse_backend_option(text: str) -> tuple[str, str, str]:
+    """`compile.mode=max-autotune` -> ("compile", "mode", "max-autotune")."""
+    target, equals, value = text.partition("=")
+    backend, dot, key = target.partition(".")
+    if not (equals and dot and backend.strip() and key.strip()):
+        raise UsageError(f"a backend option is BACKEND.OPTION=VALUE (e.g. compile.mode=max-autotune), not {text!r}")
+    return backend.strip().lower(), key.strip(), value.strip()
+
+
+def _coerce(value: str, kind: type, what: str):
+    if kind is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"{what} is true or false, not {value!r}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise UsageError(f"{what} must be {kind.__name__}, not {value!r}") from None
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     """One sweep: every model x batch size x thread count, measured the same way."""
@@ -91,6 +113,11 @@ class SweepConfig:
     cell_timeout_s: float | None = None  # None: derived from the budget (see timeout_s)
     memory_limit_mb: int | None = None  # address-space cap of each CPU worker; past it a cell is `oom`
     tf32: bool = False
+    backends: tuple[str, ...] = ("eager",)  # deployment backends, each timed (see dnnbench.backends)
+    precisions: tuple[str, ...] = ()  # () = (dtype,); several: each backend at each precision
+    best_search: bool = False  # `--backend best`: every available backend, the fastest valid one marked
+    backend_options: tuple[tuple[str, str, str], ...] = ()  # (backend, option, value), e.g. compile mode
+    measure_peak: bool = True  # measure the device's peak FLOP/s once per store (efficiency = achieved / peak)
     force: bool = False  # re-measure cells already in the store
     retry_failed: bool = False  # re-measure cells whose status is not ok/oom/skipped
     remeasure_contended: bool = False  # re-measure timed cells flagged as measured under contention
@@ -113,6 +140,36 @@ class SweepConfig:
         if self.dtype not in ("fp32", "fp16", "bf16"):
             raise UsageError(f"unknown dtype {self.dtype!r}; dtypes: fp32, fp16, bf16")
         parse_metrics(",".join(self.metrics))
+        for precision in self.precisions:
+            if precision not in ("fp32", "fp16", "bf16"):
+                raise UsageError(f"unknown precision {precision!r}; precisions: fp32, fp16, bf16")
+        from ..backends import BACKENDS
+
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown or not self.backends:
+            raise UsageError(f"unknown backends {unknown or '(none)'}; backends: {', '.join(BACKENDS)}")
+        self.options_for("eager")  # checks every --backend-option now, not in a worker
+
+    @property
+    def precision_list(self) -> tuple[str, ...]:
+        return self.precisions or (self.dtype,)
+
+    def options_for(self, backend: str):
+        """The options dataclass of `backend` with this sweep's --backend-option values applied."""
+        from dataclasses import fields, replace
+
+        from ..backends import BACKENDS
+
+        options = {}
+        for name, key, value in self.backend_options:
+            if name not in BACKENDS:
+                raise UsageError(f"--backend-option for unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
+            known = {f.name: f for f in fields(BACKENDS[name].options_type)}
+            if key not in known:
+                raise UsageError(f"backend {name!r} has no option {key!r}; its options: {', '.join(known) or 'none'}")
+            if name == backend:
+                options[key] = _coerce(value, type(getattr(BACKENDS[name].options_type(), key)), f"{name}.{key}")
+        return replace(BACKENDS[backend].options_type(), **options)
 
     @property
     def thread_counts(self) -> tuple[int | None, ...]:

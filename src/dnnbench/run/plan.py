@@ -37,38 +37,51 @@ class WorkerJob:
     threads: int | None
     cells: tuple[Cell, ...]
     config: SweepConfig
+    backend: str = "eager"
+    precision: str = "fp32"
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({c.batch_size for c in self.cells if c.metric != "complexity"}))
 
 
-def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: int, threads: int | None) -> dict:
+def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: int, threads: int | None,
+                backend: str = "eager", precision: str | None = None) -> dict:
     """What defines a measured quantity (and so the resume key). Budgets and CI targets are not part of it:
-    they decide how precisely a quantity is measured, and are stored with the run."""
+    they decide how precisely a quantity is measured, and are stored with the run. Backend options count
+    only when they differ from the backend's defaults (so eager cells keep one key)."""
     input_size = config.input_size or spec.input_size
     if metric == "complexity":
         return {"input_size": input_size, "batch_size": 1, "mode": "standard", "dtype": config.dtype}
-    cfg = {"device": config.device, "dtype": config.dtype, "batch_size": batch_size, "input_size": input_size,
-           "threads": threads, "backend": "eager"}
+    cfg = {"device": config.device, "dtype": precision or config.dtype, "batch_size": batch_size,
+           "input_size": input_size, "threads": threads, "backend": backend}
+    options = config.options_for(backend).non_default()
+    if options:
+        cfg["backend_options"] = options
     if config.device.startswith("cuda"):
         cfg["tf32"] = config.tf32
     return cfg
 
 
 def plan(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob]:
+    """One job per model x thread count x backend x precision: a crash in one backend (a segfaulting
+    runtime) costs only that backend's cells. The model's complexity cell rides with its first job."""
     jobs = []
     for spec in specs:
-        for index, threads in enumerate(config.thread_counts):
-            cells = []
-            if "complexity" in config.metrics and index == 0:
-                key = CellKey(spec.id, "complexity", cell_config(spec, config, "complexity", 1, None))
-                cells.append(Cell(key, 1, None))
-            for batch_size in sorted(config.batch_sizes):
-                for metric in ("time", "memory"):
-                    if metric in config.metrics:
-                        key = CellKey(spec.id, metric, cell_config(spec, config, metric, batch_size, threads))
-                        cells.append(Cell(key, batch_size, threads))
-            if cells:
-                jobs.append(WorkerJob(spec.id, threads, tuple(cells), config))
+        first = True
+        for threads in config.thread_counts:
+            for backend in config.backends:
+                for precision in config.precision_list:
+                    cells = []
+                    if "complexity" in config.metrics and first:
+                        key = CellKey(spec.id, "complexity", cell_config(spec, config, "complexity", 1, None))
+                        cells.append(Cell(key, 1, None))
+                    first = False
+                    for batch_size in sorted(config.batch_sizes):
+                        for metric in ("time", "memory"):
+                            if metric in config.metrics:
+                                cfg = cell_config(spec, config, metric, batch_size, threads, backend, precision)
+                                cells.append(Cell(CellKey(spec.id, metric, cfg), batch_size, threads))
+                    if cells:
+                        jobs.append(WorkerJob(spec.id, threads, tuple(cells), config, backend, precision))
     return jobs

@@ -25,6 +25,7 @@ class Begin:
 
     digests: tuple[str, ...]
     phase: str
+    setup: bool = False  # export/compile: given the start-up deadline too (inductor on a big model takes minutes)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class _Measurer:
         self.device = torch.device(self.config.device)
         from .config import parse_dtype
 
-        self.dtype = parse_dtype(self.config.dtype)
+        self.dtype = parse_dtype(job.precision)
         self.input_size = self.config.input_size or self.spec.input_size
 
     def send(self, message: object) -> None:
@@ -89,42 +90,84 @@ class _Measurer:
         result = complexity(self.spec, self.input_size, 1, "standard", self.dtype)
         self.send(Finished(record(cell, "ok", result.to_dict(), started_at=started)))
 
+    def _fail_all(self, cells: list[Cell], status: str, message: str) -> None:
+        for cell in cells:
+            self.send(Finished(record(cell, status, error=message[:2000])))
+
     def sweep(self, cells: list[Cell]) -> None:
+        """Build the fp32 model, check the backend's outputs against it, then time each batch size."""
         import torch
 
+        from ..backends import BACKENDS, BackendUnavailable, PrecisionUnsupported, as_tensor, check_input, compare
         from ..measure.analytic_memory import estimate_inference_memory
         from ..measure.complexity import count_parameters
         from ..measure.memory import current_rss_bytes
         from ..zoo import build_model
 
+        job = self.job
+        backend_type = BACKENDS[job.backend]
+        reason = backend_type.unavailable_reason(self.device)
+        if reason:
+            return self._fail_all(cells, "unavailable", f"backend {job.backend} is not available here: {reason}")
+        backend = backend_type(self.device, job.precision, job.threads, self.config.options_for(job.backend))
+        reason = backend.unsupported_reason()
+        if reason:
+            return self._fail_all(cells, "unsupported", f"{job.backend} at {job.precision}: {reason}")
+
         self.send(Begin(tuple(c.digest for c in cells), "build"))
         baseline_rss = current_rss_bytes()
         started = time.perf_counter()
         try:
-            model = build_model(self.spec, self.device).to(self.dtype)
+            model = build_model(self.spec, self.device)  # fp32: the reference, then the backend's input
             self.sync()
             meta_model = build_model(self.spec, "meta")
         except Exception as exc:  # noqa: BLE001 - a model that cannot be built is a result too
             status = "oom" if is_out_of_memory(exc) else "error"
-            message = "building the model failed: " + "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            for cell in cells:
-                self.send(Finished(record(cell, status, error=message[:2000])))
-            return
+            return self._fail_all(cells, status, "building the model failed: " + _exception_line(exc))
         build_s = time.perf_counter() - started
-        weight_bytes = count_parameters(model)[2]
-        cold_start_s = None
+        weight_bytes = count_parameters(model, self.dtype)[2]
+
         by_batch = sorted({c.batch_size for c in cells})
+        # set-up and check run at the smallest batch size: a crash there is that batch's, the rest skipped
+        first_batch = tuple(c.digest for c in cells if c.batch_size == by_batch[0])
+        self.send(Begin(first_batch, f"{job.backend} set-up and output check", setup=True))
+        try:
+            check_x = check_input(self.input_size, self.device, batch_size=by_batch[0])
+            with torch.inference_mode():
+                reference = as_tensor(model(check_x))
+            backend.prepare(model, check_x, key=f"{self.spec.id}-{self.input_size}")
+            model = None  # the backend keeps what it needs: memory cells see the deployed form only
+            with torch.inference_mode():
+                check = compare(backend.outputs(check_x), reference, backend.executed_precision or job.precision)
+            # export, trace, compile (the check's shape is the smallest batch size: its compile lands here)
+            prepare_steps = dict(backend.setup.steps)
+        except BackendUnavailable as exc:
+            return self._fail_all(cells, "unavailable", f"backend {job.backend} is not available here: {exc}")
+        except PrecisionUnsupported as exc:
+            return self._fail_all(cells, "unsupported", f"{job.backend} at {job.precision}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - an export that fails is recorded with the exporter's words
+            status = "oom" if is_out_of_memory(exc) else "error"
+            return self._fail_all(cells, status, f"{job.backend} set-up failed: " + _exception_line(exc))
+        described = backend.describe()
+        cold_start_s = None
         for position, batch_size in enumerate(by_batch):
             batch_cells = [c for c in cells if c.batch_size == batch_size]
             self.send(Begin(tuple(c.digest for c in batch_cells), f"batch {batch_size}"))
             started_at = time.time()
             try:
-                x = torch.randn(batch_size, 3, self.input_size, self.input_size, device=self.device, dtype=self.dtype)
+                x = torch.randn(batch_size, 3, self.input_size, self.input_size, device=self.device)
+                before = backend.setup.total_s
+                with torch.inference_mode():
+                    forward = backend.bind(x)
+                bind_s = backend.setup.total_s - before
                 if cold_start_s is None:
-                    cold_start_s = self.first_inference(model, x)
-                values = self.measure(model, x, batch_size, baseline_rss)
+                    cold_start_s = self.first_inference(forward)
+                values = self.measure(forward, batch_size, baseline_rss, backend.blocking)
                 if any(c.metric == "memory" for c in batch_cells):
                     estimate = estimate_inference_memory(meta_model, tuple(x.shape), self.dtype)
+            except PrecisionUnsupported as exc:
+                return self._fail_all([c for c in cells if c.batch_size >= batch_size], "unsupported",
+                                      f"{job.backend} at {job.precision}: {exc}")
             except Exception as exc:  # noqa: BLE001 - every failure becomes a result
                 if is_out_of_memory(exc):
                     message = f"out of memory at batch size {batch_size}: {str(exc).splitlines()[0][:300]}"
@@ -134,23 +177,27 @@ class _Measurer:
                     for cell in (c for c in cells if c.batch_size in by_batch[position + 1:]):
                         self.send(Finished(record(cell, "skipped", error=skip)))
                     return
-                message = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
+                message = _exception_line(exc)
                 for cell in batch_cells:
                     self.send(Finished(record(cell, "error", error=message, started_at=started_at)))
                 continue
             finally:
-                x = None
+                x = forward = None
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-            common = {"build_s": build_s, "cold_start_s": cold_start_s}
+            deployment = {"backend": described, "executed_precision": backend.executed_precision,
+                          "output_check": check.to_dict()}
+            common = {"build_s": build_s, "cold_start_s": cold_start_s, **deployment,
+                      "setup": {"prepare": prepare_steps, "prepare_s": sum(prepare_steps.values()),
+                                "bind_s": bind_s, "first_inference_s": values["time"]["first_call_s"]}}
             for cell in batch_cells:
                 if cell.metric == "time":
                     payload = {**values["time"], **common, "contention": values["contention"],
                                "runtime": values["runtime"]}
                 else:
                     measured = values["memory"]
-                    payload = {**measured, "weight_bytes": weight_bytes, "baseline_rss_bytes": baseline_rss,
-                               "analytic": estimate.to_dict()}
+                    payload = {**measured, **deployment, "weight_bytes": weight_bytes,
+                               "baseline_rss_bytes": baseline_rss, "analytic": estimate.to_dict()}
                     payload["analytic_ratio"] = self.analytic_ratio(measured, estimate.total_peak_bytes)
                 self.send(Finished(record(cell, "ok", payload, started_at=started_at)))
 
@@ -170,16 +217,18 @@ class _Measurer:
         elif self.device.type == "mps":
             torch.mps.synchronize()
 
-    def first_inference(self, model, x) -> float:
+    def first_inference(self, forward) -> float:
         import torch
 
         with torch.inference_mode():
             started = time.perf_counter()
-            model(x)
+            forward()
             self.sync()
         return time.perf_counter() - started
 
-    def measure(self, model, x, batch_size: int, baseline_rss: int) -> dict:
+    def measure(self, forward, batch_size: int, baseline_rss: int, blocking: bool = False) -> dict:
+        """Time `forward` (one forward pass per call). A blocking call (ONNX Runtime, OpenVINO) returns
+        when its work is done and is timed by the host clock, even on a GPU; PyTorch on CUDA by events."""
         import torch
 
         from ..env import collect_runtime
@@ -194,10 +243,15 @@ class _Measurer:
         warmup = WarmupPolicy(min_iters=config.warmup_iters, min_seconds=config.warmup_s)
         peak = CudaPeak(self.device) if self.device.type == "cuda" else PeakRSS()
         with torch.inference_mode(), peak, ContentionMonitor() as monitor:
-            latency = measure_latency(lambda: model(x), batch_size, self.device, rule, warmup)
+            clock_device = torch.device("cpu") if blocking else self.device
+            latency = measure_latency(forward, batch_size, clock_device, rule, warmup)
         memory = (peak.result(baseline_rss) if isinstance(peak, PeakRSS) else peak.result()).to_dict()
         return {"time": latency.to_dict(), "memory": memory, "contention": monitor.report.to_dict(),
                 "runtime": collect_runtime().to_dict()}
+
+
+def _exception_line(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
 
 
 def configure_process(job: WorkerJob) -> None:
@@ -213,6 +267,8 @@ def configure_process(job: WorkerJob) -> None:
     torch.backends.cuda.matmul.allow_tf32 = config.tf32
     torch.backends.cudnn.allow_tf32 = config.tf32
     torch.backends.cudnn.benchmark = True
+    # ...and on CPUs with bf16/AMX units, fp32 matmuls stay fp32 unless --tf32 says otherwise
+    torch.set_float32_matmul_precision("high" if config.tf32 else "highest")
     if config.memory_limit_mb and config.device == "cpu":
         _limit_address_space(config.memory_limit_mb)
 

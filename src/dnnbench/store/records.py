@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-STATUSES = ("ok", "oom", "error", "crash", "timeout", "skipped", "unavailable", "lost")
+STATUSES = ("ok", "oom", "error", "crash", "timeout", "skipped", "unavailable", "unsupported", "lost")
 
 
 def canonical_json(obj: Any) -> str:

@@ -28,6 +28,20 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json"}
 _RECORD_FIELDS = tuple(f.name for f in fields(ResultRecord))
 
+# Peak FLOP/s of a machine's device per precision and thread count (dnnbench.env.peak), added after schema 1
+# without changing its version: older stores get the table on their first peak, readers tolerate its absence, and
+# older dnnbench versions ignore it.
+_PEAKS_TABLE = """CREATE TABLE IF NOT EXISTS peaks (
+    machine_id TEXT NOT NULL REFERENCES machines(machine_id),
+    device TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    peak_flops REAL,
+    estimate_json TEXT NOT NULL,
+    measured_at REAL NOT NULL,
+    PRIMARY KEY (machine_id, device, precision, threads)
+)"""
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('app', '{APP}'), ('schema_version', '{SCHEMA_VERSION}');
@@ -65,7 +79,8 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_machine_metric_model ON results (machine_id, metric, model);
 CREATE INDEX IF NOT EXISTS results_metric_model ON results (metric, model);
 CREATE INDEX IF NOT EXISTS results_run ON results (run_id);
-CREATE INDEX IF NOT EXISTS runs_machine ON runs (machine_id)
+CREATE INDEX IF NOT EXISTS runs_machine ON runs (machine_id);
+{_PEAKS_TABLE}
 """
 
 # `:replace` is 1 for a re-measurement (it always wins) and 0 for a merge (the newer row wins).
@@ -94,6 +109,16 @@ _MERGE_RUN = """
 INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET finished_at = excluded.finished_at, status = excluded.status
 WHERE runs.finished_at IS NULL AND excluded.finished_at IS NOT NULL
+"""
+
+
+# `:replace` is 1 for a re-measurement (it always wins) and 0 for a merge (the newer estimate wins).
+_UPSERT_PEAK = """
+INSERT INTO peaks (machine_id, device, precision, threads, peak_flops, estimate_json, measured_at)
+VALUES (:machine_id, :device, :precision, :threads, :peak_flops, :estimate_json, :measured_at)
+ON CONFLICT (machine_id, device, precision, threads) DO UPDATE SET
+    peak_flops = excluded.peak_flops, estimate_json = excluded.estimate_json, measured_at = excluded.measured_at
+WHERE :replace OR excluded.measured_at > peaks.measured_at
 """
 
 
@@ -266,6 +291,49 @@ class Store:
             self._con.execute(sql, (machine_id,) if machine_id else ())
         ]
 
+    # --- peaks -----------------------------------------------------------------------------------
+
+    def _has_peaks(self) -> bool:
+        return self._con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'peaks'"
+                                 ).fetchone() is not None
+
+    @staticmethod
+    def _peak_params(machine_id: str, estimate: Mapping[str, Any], replace: bool) -> dict[str, Any]:
+        """`estimate` is a PeakEstimate.to_dict(): device, precision, threads, peak_flops, measured_at and the rest."""
+        try:
+            threads = int(estimate.get("threads") or 0)
+            return {"machine_id": machine_id, "device": str(estimate["device"]),
+                    "precision": str(estimate["precision"]), "threads": threads,
+                    "peak_flops": None if estimate.get("peak_flops") is None else float(estimate["peak_flops"]),
+                    "estimate_json": canonical_json({**estimate, "threads": threads}),
+                    "measured_at": float(estimate.get("measured_at") or time.time()), "replace": int(replace)}
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreError(f"malformed peak estimate for machine {machine_id!r}: {e!r}") from e
+
+    def put_peak(self, machine_id: str, estimate: Mapping[str, Any]) -> None:
+        """Stores the peak estimate of one (device, precision, threads) of a registered machine; a new estimate
+        replaces the old one."""
+        params = self._peak_params(machine_id, estimate, replace=True)
+        with self._write() as con:
+            con.execute(_PEAKS_TABLE)
+            con.execute(_UPSERT_PEAK, params)
+
+    def peaks(self, machine_id: str | None = None) -> list[dict[str, Any]]:
+        """[{"machine_id", "device", "precision", "threads", "peak_flops", "measured_at", "estimate": {...}}]."""
+        if not self._has_peaks():
+            return []
+        sql = ("SELECT machine_id, device, precision, threads, peak_flops, measured_at, estimate_json FROM peaks"
+               + (" WHERE machine_id = ?" if machine_id else "") + " ORDER BY machine_id, device, precision, threads")
+        return [{"machine_id": mid, "device": device, "precision": precision, "threads": threads,
+                 "peak_flops": peak, "measured_at": at, "estimate": json.loads(estimate)}
+                for mid, device, precision, threads, peak, at, estimate in
+                self._con.execute(sql, (machine_id,) if machine_id else ())]
+
+    def peak(self, machine_id: str, device: str, precision: str, threads: int | None) -> dict[str, Any] | None:
+        """The stored peak of exactly this (machine, device, precision, threads), or None (threads None: 0)."""
+        return next((p for p in self.peaks(machine_id) if p["device"] == device and p["precision"] == precision
+                     and p["threads"] == int(threads or 0)), None)
+
     # --- results ---------------------------------------------------------------------------------
 
     def put_result(self, record: ResultRecord) -> None:
@@ -337,6 +405,7 @@ class Store:
                 "machines": self.machines(),
                 "runs": self.runs(),
                 "results": [{**asdict(r), "cell_key": r.cell_key.digest} for r in self.results()],
+                "peaks": self.peaks(),
             }
 
     def export(self, path: str | Path, fmt: str | None = None) -> None:
@@ -365,7 +434,7 @@ class Store:
         return self._absorb(doc, str(path))
 
     def merge_from(self, other_path: str | Path) -> int:
-        """Adds the machines, runs and results of another store; returns the number of rows added.
+        """Adds the machines, runs, results and peaks of another store; returns the number of rows added.
 
         A cell present in both keeps the more recently finished measurement.
         """
@@ -389,19 +458,26 @@ class Store:
                     for r in doc["runs"]]
             results = [self._result_params(ResultRecord(**{k: r[k] for k in _RECORD_FIELDS}), replace=False)
                        for r in doc["results"]]
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            peaks = [self._peak_params(p["machine_id"], {**p["estimate"], **{k: p[k] for k in (
+                "device", "precision", "threads", "peak_flops", "measured_at")}}, replace=False)
+                     for p in doc.get("peaks") or ()]  # exports from before peaks have none
+        except (KeyError, TypeError, ValueError, AttributeError, StoreError) as e:
             raise StoreError(f"{source} is a malformed dnnbench export ({e!r})") from e
         with self._write() as con:
             before = self._row_count(con)
             con.executemany(_MERGE_MACHINE, machines)
             con.executemany(_MERGE_RUN, runs)
             con.executemany(_UPSERT_RESULT, results)
+            if peaks:
+                con.execute(_PEAKS_TABLE)
+                con.executemany(_UPSERT_PEAK, peaks)
             return self._row_count(con) - before
 
     @staticmethod
     def _row_count(con: sqlite3.Connection) -> int:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return sum(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                   for table in ("machines", "runs", "results"))
+                   for table in ("machines", "runs", "results", "peaks") if table in tables)
 
 
 def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:

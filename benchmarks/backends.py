@@ -1,0 +1,81 @@
+"""Backends: images/s of every backend x precision, its fraction of the machine's estimated peak, and best vs eager.
+
+Measures ResNet-50 and MobileNetV2 (default) at batch sizes 1 and 8 with `dnnbench run --backend best`
+(every backend available here, at fp32 and the reduced precisions this CPU computes natively), all
+intra-op threads of the machine by default, into its own store; then the peak FLOP/s of each precision
+at the same thread count (`dnnbench.env.peak.ensure_peak`, kept in the same store), and prints per cell:
+images/s, achieved GFLOP/s = 2 x MACs x images/s, the fraction of the fp32 peak and of the peak of the
+precision executed, the output check, the set-up cost; then per model and batch size the best valid
+deployment, its speed-up over eager fp32, and the best fp32 deployment's fraction of the fp32 peak.
+
+Run it with the machine otherwise idle: the figures are only as good as the quiet around them (every
+cell's contention flag is printed).
+
+    .venv/bin/python benchmarks/backends.py [--models resnet50,mobilenetv2] [--batch-sizes 1,8] [--threads 2]
+        [--budget 5] [--db results/backends.sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pandas as pd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="resnet50,mobilenetv2")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--budget", type=float, default=5.0)
+    parser.add_argument("--backends", default="best")
+    parser.add_argument("--db", default="results/backends.sqlite")
+    args = parser.parse_args()
+
+    from dnnbench.analysis import load_frames
+    from dnnbench.analysis.best import best_deployments
+    from dnnbench.backends import parse_backends, search_precisions
+    from dnnbench.env import collect_machine
+    from dnnbench.env.peak import ensure_peak
+    from dnnbench.run import benchmark
+    from dnnbench.run.config import parse_int_list
+    from dnnbench.store import Store
+
+    backends, _ = parse_backends(args.backends, "cpu")
+    precisions = search_precisions("cpu")
+    benchmark(args.models.split(","), db=args.db, batch_sizes=parse_int_list(args.batch_sizes, "batch sizes"),
+              threads=(args.threads,), backends=backends, precisions=precisions, time_budget_s=args.budget,
+              metrics=("time", "complexity"))
+    machine_id = collect_machine().machine_id
+    with Store(args.db) as store:
+        peaks = {p: ensure_peak(store, machine_id, "cpu", p, args.threads) for p in precisions}
+        frames = load_frames(store)
+    for precision, peak in peaks.items():
+        print(f"peak {precision} at {args.threads} threads: {peak.peak_flops / 1e9:.0f} GFLOP/s ({peak.basis})")
+    macs = frames.complexity.set_index("model")["macs"]
+    time = frames.time[frames.time["machine_id"] == machine_id].copy()
+    time["gflops"] = 2 * time["model"].map(macs) * time["images_per_s"] / 1e9
+    fp32_peak = peaks["fp32"].peak_flops / 1e9
+    time["of_fp32_peak"] = time["gflops"] / fp32_peak
+    own = {p: e.peak_flops / 1e9 for p, e in peaks.items()}
+    time["of_own_peak"] = time["gflops"] / time["executed_precision"].map(own)
+    pd.set_option("display.width", 200)
+    columns = ["model", "batch_size", "backend", "dtype", "status", "images_per_s", "gflops", "of_fp32_peak",
+               "of_own_peak", "output_check_passed", "setup_s", "contended"]
+    print(time[columns].sort_values(["model", "batch_size", "images_per_s"], ascending=[True, True, False])
+          .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    best = best_deployments(time)
+    best_fp32 = best_deployments(time, ("fp32",)).set_index(["model", "batch_size"])
+    print("\nbest valid deployment per model and batch size")
+    for row in best.itertuples(index=False):
+        fp32 = best_fp32.loc[(row.model, row.batch_size)]
+        fp32_gflops = 2 * macs[row.model] * fp32["images_per_s"] / 1e9
+        print(f"{row.model:<12} batch {row.batch_size}: best {row.backend} {row.dtype} {row.images_per_s:.1f} img/s, "
+              f"{row.speedup_vs_eager:.2f}x eager fp32 ({row.eager_fp32_latency_ms:.1f} -> {row.latency_ms:.1f} ms); "
+              f"best fp32 {fp32['backend']} {fp32_gflops:.0f} GFLOP/s = {100 * fp32_gflops / fp32_peak:.0f}% of the "
+              f"fp32 peak, {fp32['speedup_vs_eager']:.2f}x eager")
+
+
+if __name__ == "__main__":
+    main()

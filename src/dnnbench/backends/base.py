@@ -1,0 +1,135 @@
+"""What every deployment backend offers the measurement engine: prepare once, bind per batch size, run.
+
+A backend turns the built fp32 PyTorch model into something that runs one forward pass per call:
+eager PyTorch, a TorchScript graph, an inductor-compiled module, an ONNX Runtime session, an OpenVINO
+compiled model. The engine times the call that `bind()` returns exactly as it times eager PyTorch, so
+every backend is measured by the same clock, statistics and stopping rule.
+
+Set-up work (export, tracing, compilation, the first inference of a shape) is timed apart in
+`setup` and never enters the steady-state samples.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot run here at all (package missing, device not supported)."""
+
+
+class PrecisionUnsupported(Exception):
+    """The backend runs here, but not at this precision (e.g. fp16 on ONNX Runtime's CPU provider)."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Options of a backend that change what is measured; non-default ones become part of the cell key."""
+
+    def non_default(self) -> dict[str, Any]:
+        defaults = type(self)()
+        return {k: v for k, v in asdict(self).items() if getattr(defaults, k) != v}
+
+
+@dataclass
+class SetupCosts:
+    """Seconds spent before steady state, by step (export, trace, compile, first inference per batch)."""
+
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, step: str) -> "_Stopwatch":
+        return _Stopwatch(self, step)
+
+    def add(self, step: str, seconds: float) -> None:
+        self.steps[step] = self.steps.get(step, 0.0) + seconds
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.steps.values())
+
+
+class _Stopwatch:
+    def __init__(self, costs: SetupCosts, step: str):
+        self.costs, self.step = costs, step
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.costs.add(self.step, time.perf_counter() - self.started)
+
+
+class Backend(ABC):
+    """One way to deploy a model. Subclasses set `name`, `options_type` and the devices they run on."""
+
+    name: ClassVar[str]
+    options_type: ClassVar[type[BackendOptions]] = BackendOptions
+    device_types: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    # True when a call returns only once the work is done (ONNX Runtime, OpenVINO): timed by the host
+    # clock. False for PyTorch on CUDA, which is timed with CUDA events on the current stream.
+    blocking: ClassVar[bool] = False
+
+    def __init__(self, device: torch.device, precision: str, threads: int | None,
+                 options: BackendOptions | None = None):
+        self.device, self.precision, self.threads = device, precision, threads
+        self.options = options or self.options_type()
+        self.setup = SetupCosts()
+        self.executed_precision: str | None = None
+
+    # ---- what runs where -----------------------------------------------------------------------
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        """Why this backend cannot run on `device` here (missing package, wrong device), or None."""
+        if device.type not in cls.device_types:
+            return f"{cls.name} runs on {', '.join(cls.device_types)}, not {device.type}"
+        return None
+
+    def unsupported_reason(self) -> str | None:
+        """Why this backend cannot run at `self.precision` on this device, or None."""
+        return None
+
+    # ---- the life of a measurement ---------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
+        """Turn the fp32 eval-mode `model` into this backend's form. `example` is an fp32 input on the
+        device; `key` identifies model + weights + input size for caches. May consume `model`."""
+
+    @abstractmethod
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        """The timed call for input `x` (fp32, on the device): one forward pass per call. Per-shape
+        work (a compilation, a static reshape) happens here and is recorded in `setup`."""
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for `x` as an fp32 CPU tensor, for the output check."""
+        return as_tensor(self.bind(x)())
+
+    def describe(self) -> dict[str, Any]:
+        """What ran, for the record: options, versions, the precision actually executed."""
+        return {"name": self.name, "options": asdict(self.options), "executed_precision": self.executed_precision,
+                "versions": self.versions(), "blocking": self.blocking}
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__}
+
+
+def as_tensor(output: Any) -> torch.Tensor:
+    """A backend's raw output (tensor, numpy array, list or dict of them) as an fp32 CPU tensor of logits."""
+    if isinstance(output, dict):
+        output = next(iter(output.values()))
+    if isinstance(output, (list, tuple)):
+        output = output[0]
+    if not isinstance(output, torch.Tensor):
+        output = torch.as_tensor(output)
+    return output.detach().float().cpu()
+
+
+def cast_input(x: torch.Tensor, precision: str) -> torch.Tensor:
+    return x.to(TORCH_DTYPES[precision])

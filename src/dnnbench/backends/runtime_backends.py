@@ -1,0 +1,292 @@
+"""Inference runtimes outside PyTorch: ONNX Runtime (CPU, CUDA, TensorRT providers) and OpenVINO (CPU).
+
+Both consume the cached ONNX export (see onnx_export.py). Their calls block until the result exists,
+so they are timed by the host clock even on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .base import TORCH_DTYPES, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported
+from .onnx_export import DEFAULT_OPSET, cache_dir, export_onnx
+
+
+def _import(name: str, install: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{name} is not installed ({exc}); install it with: pip install {install}") from None
+
+
+# ------------------------------------------------------------------------------------- ONNX Runtime
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(BackendOptions):
+    opset: int = DEFAULT_OPSET
+    graph_optimization: str = "all"  # disable | basic | extended | all
+    io_binding: bool = True  # CUDA: input and output stay on the GPU (no host copies in the timed call)
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime with its CPU or CUDA execution provider."""
+
+    name = "onnxruntime"
+    options_type = OnnxRuntimeOptions
+    blocking = True
+    provider_by_device = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        reason = super().unavailable_reason(device)
+        if reason:
+            return reason
+        try:
+            ort = _import("onnxruntime", "onnxruntime (CPU) or onnxruntime-gpu (CUDA)")
+            _import("onnx", "onnx")  # PyTorch's ONNX exporter writes the file through it
+        except BackendUnavailable as exc:
+            return str(exc)
+        provider = cls._provider(device)
+        if provider not in ort.get_available_providers():
+            return (f"this onnxruntime build has no {provider} (it has {', '.join(ort.get_available_providers())})"
+                    + ("; for CUDA install onnxruntime-gpu" if device.type == "cuda" else ""))
+        return None
+
+    @classmethod
+    def _provider(cls, device: torch.device) -> str:
+        return cls.provider_by_device[device.type]
+
+    def unsupported_reason(self) -> str | None:
+        if self.device.type == "cpu" and self.precision != "fp32":
+            return (f"ONNX Runtime's CPU provider has no {self.precision} convolution kernels; "
+                    "fp32 only (quantised int8 is a different study)")
+        if self.precision == "bf16":
+            return f"{self._provider(self.device)} does not run bf16 graphs from the PyTorch exporter; fp32 or fp16"
+        return None
+
+    def _providers(self) -> list[Any]:
+        provider = self._provider(self.device)
+        if provider == "CPUExecutionProvider":
+            return [provider]
+        return [(provider, {"device_id": self.device.index or 0})]
+
+    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
+        ort = _import("onnxruntime", "onnxruntime")
+        dtype = TORCH_DTYPES[self.precision]
+        model = model.to(dtype)
+        with self.setup.timed("export_s"):
+            self.onnx_path, cached = export_onnx(model, example.to(dtype), key, self.options.opset)
+        self.export_cached = cached
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.options.graph_optimization]
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        with self.setup.timed("session_s"):
+            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=self._providers())
+        used = self.session.get_providers()[0]
+        if used != self._provider(self.device):
+            raise BackendUnavailable(f"ONNX Runtime fell back to {used} instead of {self._provider(self.device)}")
+        self.executed_precision = self.precision
+        self.input_name = self.session.get_inputs()[0].name
+
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        x = x.to(TORCH_DTYPES[self.precision])
+        session = self.session
+        if self.device.type == "cpu" or not self.options.io_binding:
+            feed = {self.input_name: x.cpu().numpy()}
+            return lambda: session.run(None, feed)
+        import numpy as np
+
+        x = x.contiguous()
+        binding = session.io_binding()
+        element_type = {torch.float32: np.float32, torch.float16: np.float16}[x.dtype]
+        binding.bind_input(self.input_name, self.device.type, self.device.index or 0, element_type, tuple(x.shape),
+                           x.data_ptr())
+        binding.bind_output(session.get_outputs()[0].name, self.device.type, self.device.index or 0)
+        self._keep_alive = x  # the binding holds a raw pointer into this tensor
+
+        def forward() -> Any:
+            session.run_with_iobinding(binding)  # synchronises the provider's stream before returning
+            return binding
+        return forward
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        feed = {self.input_name: x.to(TORCH_DTYPES[self.precision]).cpu().numpy()}
+        return torch.as_tensor(self.session.run(None, feed)[0]).float()
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        described.update(provider=self._provider(self.device), onnx_file=str(self.onnx_path),
+                         export_cached=self.export_cached,
+                         intra_op_threads=self.threads or torch.get_num_threads())
+        return described
+
+    def versions(self) -> dict[str, str]:
+        import onnxruntime
+
+        return {**super().versions(), "onnxruntime": onnxruntime.__version__}
+
+
+@dataclass(frozen=True)
+class TensorRTOptions(OnnxRuntimeOptions):
+    workspace_mb: int = 2048
+
+
+class TensorRTBackend(OnnxRuntimeBackend):
+    """NVIDIA TensorRT through ONNX Runtime's TensorRT execution provider (onnxruntime-gpu built with it).
+    The engine is built at the first run of each batch size and recorded as `engine_build_s@B`."""
+
+    name = "tensorrt"
+    options_type = TensorRTOptions
+    device_types = ("cuda",)
+    provider_by_device = {"cuda": "TensorrtExecutionProvider"}
+
+    def unsupported_reason(self) -> str | None:
+        if self.precision == "bf16":
+            return "dnnbench drives TensorRT through ONNX Runtime in fp32 or fp16 (its trt_fp16_enable flag)"
+        return None
+
+    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
+        # TensorRT builds its own fp16 engine from the fp32 graph when asked: export fp32
+        self._trt_precision = self.precision
+        self.precision = "fp32"
+        try:
+            super().prepare(model, example, key)
+        finally:
+            self.precision = self._trt_precision
+        self.executed_precision = self.precision
+
+    def _providers(self) -> list[Any]:
+        engine_cache = cache_dir() / "tensorrt"
+        engine_cache.mkdir(parents=True, exist_ok=True)
+        trt = {"device_id": self.device.index or 0, "trt_fp16_enable": self.precision == "fp16",
+               "trt_max_workspace_size": self.options.workspace_mb * 2**20, "trt_engine_cache_enable": True,
+               "trt_engine_cache_path": str(engine_cache)}
+        return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", {"device_id": self.device.index or 0})]
+
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        forward = OnnxRuntimeBackend.bind(self, x.float())
+        with self.setup.timed(f"engine_build_s@{x.shape[0]}"):
+            forward()
+        return forward
+
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.session.run(None, {self.input_name: x.float().cpu().numpy()})[0]).float()
+
+
+# ----------------------------------------------------------------------------------------- OpenVINO
+
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+OV_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16"}
+
+
+@dataclass(frozen=True)
+class OpenVINOOptions(BackendOptions):
+    source: str = "onnx"  # onnx: the cached ONNX export; pytorch: openvino.convert_model on the module
+    opset: int = DEFAULT_OPSET
+    performance_hint: str = "LATENCY"  # LATENCY | THROUGHPUT (one stream is timed either way)
+
+
+class OpenVINOBackend(Backend):
+    """OpenVINO on the CPU, one static shape per batch size (compiled in `bind`, recorded as compile_s@B).
+    OpenVINO would pick bf16 by itself on CPUs that have it: the precision hint is always set, and the
+    precision the compiled model reports is recorded; a mismatch is refused, never measured."""
+
+    name = "openvino"
+    options_type = OpenVINOOptions
+    device_types = ("cpu",)
+    blocking = True
+
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        reason = super().unavailable_reason(device)
+        if reason:
+            return reason
+        try:
+            _import("openvino", "openvino")
+            _import("onnx", "onnx")  # the default source is the ONNX export (openvino.source=pytorch needs none)
+        except BackendUnavailable as exc:
+            return str(exc)
+        preload = os.environ.get("LD_PRELOAD", "")
+        if "tcmalloc" in preload:
+            return "OpenVINO crashes with tcmalloc preloaded here (LD_PRELOAD); run it with glibc malloc or jemalloc"
+        return None
+
+    def unsupported_reason(self) -> str | None:
+        ov = _import("openvino", "openvino")
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if OV_CAPABILITY[self.precision] not in capabilities:
+            return (f"this CPU offers OpenVINO {', '.join(capabilities)}; no {OV_CAPABILITY[self.precision]} "
+                    f"(bf16 needs AVX512-BF16 or AMX, fp16 AVX512-FP16/AMX-FP16 or ARM)")
+        return None
+
+    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
+        ov = _import("openvino", "openvino")
+        self.core = ov.Core()
+        if self.options.source == "onnx":
+            with self.setup.timed("export_s"):
+                path, self.export_cached = export_onnx(model, example, key, self.options.opset)
+            with self.setup.timed("convert_s"):
+                self.ov_model = self.core.read_model(str(path))
+            self.source_file = str(path)
+        else:
+            self.export_cached, self.source_file = False, None
+            with self.setup.timed("convert_s"):
+                self.ov_model = ov.convert_model(model, example_input=example)
+        self.compiled: dict[int, Any] = {}
+
+    def _config(self) -> dict[str, Any]:
+        config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[self.precision],
+                  "PERFORMANCE_HINT": self.options.performance_hint, "NUM_STREAMS": 1}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        return config
+
+    def _compile(self, shape: tuple[int, ...]) -> Any:
+        if shape not in self.compiled:
+            with self.setup.timed(f"compile_s@{shape[0]}"):
+                model = self.ov_model.clone()
+                model.reshape(list(shape))
+                compiled = self.core.compile_model(model, "CPU", self._config())
+            executed = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            executed = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16",
+                        "float16": "fp16"}.get(executed.split("'")[1] if "'" in executed else executed, executed)
+            if executed != self.precision:
+                raise PrecisionUnsupported(f"OpenVINO compiled {self.precision} as {executed}; not measured")
+            self.executed_precision = executed
+            self.compiled[shape] = compiled
+        return self.compiled[shape]
+
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        import openvino as ov
+
+        array = x.float().cpu().contiguous().numpy()
+        request = self._compile(tuple(array.shape)).create_infer_request()
+        request.set_input_tensor(ov.Tensor(array, shared_memory=True))
+        self._keep_alive = array
+
+        def forward() -> Any:
+            request.infer()
+            return request.get_output_tensor(0).data
+        return forward
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        described.update(config=self._config(), source_file=self.source_file, export_cached=self.export_cached)
+        return described
+
+    def versions(self) -> dict[str, str]:
+        import openvino
+
+        return {**super().versions(), "openvino": openvino.__version__}

@@ -1,0 +1,148 @@
+"""PyTorch backends: eager, eager with channels-last memory, TorchScript and torch.compile (inductor)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .base import TORCH_DTYPES, Backend, BackendOptions
+
+
+@dataclass(frozen=True)
+class EagerOptions(BackendOptions):
+    autocast: bool = False  # False: weights and input cast to the precision (native); True: torch.autocast
+
+
+class EagerBackend(Backend):
+    """The model as written, run by PyTorch op by op."""
+
+    name = "eager"
+    options_type = EagerOptions
+    memory_format = torch.contiguous_format
+
+    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
+        model = model.to(memory_format=self.memory_format)
+        self.model = model if self._autocast else model.to(TORCH_DTYPES[self.precision])
+        self.executed_precision = self.precision
+
+    @property
+    def _autocast(self) -> bool:
+        return bool(getattr(self.options, "autocast", False)) and self.precision != "fp32"
+
+    def _context(self) -> contextlib.AbstractContextManager:
+        if self._autocast:
+            return torch.autocast(self.device.type, dtype=TORCH_DTYPES[self.precision])
+        return contextlib.nullcontext()
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=self.memory_format)
+        return x if self._autocast else x.to(TORCH_DTYPES[self.precision])
+
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        model, x = self.model, self._input(x)
+        if self._autocast:
+            context = self._context
+
+            def forward() -> Any:
+                with context():
+                    return model(x)
+            return forward
+        return lambda: model(x)
+
+
+class ChannelsLastBackend(EagerBackend):
+    """Eager PyTorch with weights and input in NHWC (channels-last) memory: oneDNN/cuDNN's preferred layout."""
+
+    name = "eager-channels-last"
+    memory_format = torch.channels_last
+
+
+@dataclass(frozen=True)
+class TorchScriptOptions(BackendOptions):
+    freeze: bool = True
+    optimize_for_inference: bool = True
+
+
+class TorchScriptBackend(Backend):
+    """torch.jit.trace, then freeze (weights folded in as constants) and optimize_for_inference."""
+
+    name = "torchscript"
+    options_type = TorchScriptOptions
+
+    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
+        model = model.to(TORCH_DTYPES[self.precision])
+        example = example.to(TORCH_DTYPES[self.precision])
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # freeze/optimize_for_inference deprecation notices
+            with self.setup.timed("trace_s"):
+                module = torch.jit.trace(model, example, check_trace=False)
+            if self.options.freeze:
+                with self.setup.timed("freeze_s"):
+                    module = torch.jit.freeze(module.eval())
+            if self.options.optimize_for_inference:
+                with self.setup.timed("optimize_s"):
+                    module = torch.jit.optimize_for_inference(module)
+        self.module = module
+        self.executed_precision = self.precision
+
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        module, x = self.module, x.to(TORCH_DTYPES[self.precision])
+        return lambda: module(x)
+
+
+@dataclass(frozen=True)
+class CompileOptions(BackendOptions):
+    mode: str = "default"  # torch.compile mode: default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
+    freezing: bool = True  # inductor folds weights into constants (inference only)
+    dynamic: bool = False  # one graph per batch size: the fastest code for each
+
+
+class CompileBackend(Backend):
+    """torch.compile with the inductor backend. Compilation happens at the first call of each batch size
+    and is recorded as `compile_s` (per batch size), never as a timed sample."""
+
+    name = "compile"
+    options_type = CompileOptions
+
+    @classmethod
+    def unavailable_reason(cls, device: torch.device) -> str | None:
+        reason = super().unavailable_reason(device)
+        if reason:
+            return reason
+        if device.type == "cpu" and not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
+            return "torch.compile (inductor) on CPU needs a C++ compiler (g++ or clang++); none on PATH"
+        if device.type == "cuda":
+            try:
+                import triton  # noqa: F401
+            except ImportError:
+                return "torch.compile (inductor) on CUDA needs triton: pip install triton"
+        return None
+
+    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = self.options.freezing
+        self.model = model.to(TORCH_DTYPES[self.precision])
+        self.compiled = torch.compile(self.model, mode=self.options.mode, dynamic=self.options.dynamic)
+        self.executed_precision = self.precision
+
+    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
+        compiled, x = self.compiled, x.to(TORCH_DTYPES[self.precision])
+        with torch.inference_mode(), self.setup.timed(f"compile_s@{x.shape[0]}"):
+            compiled(x)  # compiles this shape (or reuses the graph); the engine's warm-up follows
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        return lambda: compiled(x)
+
+    def versions(self) -> dict[str, str]:
+        versions = super().versions()
+        with contextlib.suppress(ImportError):
+            import triton
+
+            versions["triton"] = triton.__version__
+        return versions
