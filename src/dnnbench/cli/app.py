@@ -8,6 +8,7 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import DnnbenchError, UsageError
 from . import render
@@ -27,7 +28,7 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except DnnbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -126,7 +127,9 @@ def run(
     suite_file: Optional[List[Path]] = SuiteFileOpt,
     models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models, added to the suite's."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16 (fp32 means fp32: TF32 off unless --tf32)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", "--precision", help="fp32 | fp16 | bf16, or several: fp32,bf16 (fp32 means fp32: TF32 off unless --tf32). Default fp32; with --backend best, fp32 and the reduced precisions this device runs natively."),
+    backend: str = typer.Option("eager", "--backend", "--backends", help="eager | eager-channels-last | torchscript | compile | onnxruntime | openvino | tensorrt, several (comma-separated), or best / all: every backend available here (see `dnnbench backends`)."),
+    backend_option: Optional[List[str]] = typer.Option(None, "--backend-option", help="BACKEND.OPTION=VALUE, e.g. compile.mode=max-autotune (repeatable)."),
     batch_sizes: str = typer.Option("1,2,4,8,16,32,64", "--batch-sizes", help="Comma-separated; the paper's by default."),
     threads: Optional[str] = typer.Option(None, "--threads", help="Intra-op threads, e.g. 1 or 1,2 (a sweep). Default: PyTorch's."),
     interop_threads: Optional[int] = typer.Option(None, "--interop-threads", help="Inter-op threads."),
@@ -144,6 +147,10 @@ def run(
     force: bool = typer.Option(False, "--force", help="Measure again cells the store already has."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure again cells that failed (error, crash, timeout)."),
     remeasure_contended: bool = typer.Option(False, "--remeasure-contended", help="Measure again cells timed while other processes used the CPU."),
+    peak: bool = typer.Option(True, "--peak/--no-peak", help="Measure the device's peak FLOP/s once per store (a few seconds; `dnnbench peak`) for %-of-peak figures."),
+    executor_name: str = typer.Option("local", "--executor", help="local (this machine, one worker at a time) | ray (the nodes of a Ray cluster; docs/SCALE-OUT.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: auto (default), HOST:PORT or ray://HOST:PORT."),
+    on: Optional[List[str]] = typer.Option(None, "--on", help="With --executor ray: the kind of node to measure on, KEY=VALUE[,KEY=VALUE] (e.g. machine=jetson-orin); repeat to measure on several kinds."),
 ) -> None:
     """Measure inference time, memory and complexity over batch sizes; every cell kept in the store."""
     from .. import zoo
@@ -155,26 +162,67 @@ def run(
     names = list(model or ()) + [m.strip() for m in (models or "").split(",") if m.strip()]
     if not names and not suite:
         raise UsageError("name models to measure, or a suite with --suite (e.g. --suite paper)")
+    from ..backends import parse_backends, search_precisions
+    from ..run.config import parse_backend_option
+    from ..run.executor import make_executor
+
+    executor = make_executor(executor_name, address, on or ())
+    device = resolve_device(device) if executor.name == "local" else executor.resolve_device(device)
+    backends, best_search = parse_backends(backend, device, here=executor.name == "local")
+    if dtype:
+        precisions = tuple(dict.fromkeys(p.strip().lower() for p in dtype.split(",") if p.strip())) or ("fp32",)
+    else:
+        precisions = search_precisions(device) if best_search else ("fp32",)
     config = SweepConfig(
-        device=resolve_device(device), dtype=dtype.lower(), batch_sizes=parse_int_list(batch_sizes, "batch sizes"),
+        device=device, dtype=precisions[0], precisions=precisions, backends=backends, best_search=best_search,
+        backend_options=tuple(parse_backend_option(o) for o in backend_option or ()), batch_sizes=parse_int_list(batch_sizes, "batch sizes"),
         threads=parse_int_list(threads, "thread counts") if threads else (), interop_threads=interop_threads,
         metrics=parse_metrics(metrics), input_size=input_size, time_budget_s=time_budget, ci_target=ci_target,
         min_samples=min_samples, warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout,
         memory_limit_mb=memory_limit_mb, tf32=tf32, force=force, retry_failed=retry_failed,
-        remeasure_contended=remeasure_contended,
+        remeasure_contended=remeasure_contended, measure_peak=peak,
     )
     specs = zoo.resolve_models(tuple(names), suite, tuple(str(p) for p in suite_file or ()))
+    if hasattr(executor, "targets"):
+        executor.targets(config)  # the cluster's nodes, checked before the store is touched
     with Store(db) as store:
         try:
-            summary = run_sweep(specs, config, store, progress=RichProgress(console))
+            summary = run_sweep(specs, config, store, executor, progress=RichProgress(console))
         except KeyboardInterrupt:
             err_console.print(f"interrupted: finished cells are kept in {db}; run the same command to resume")
             raise typer.Exit(130) from None
-        sweep = [r for r in store.results(machine_id=summary.machine_id) if r.cell_key.digest in summary.planned_digests]
-        console.print(render.run_summary_table(sweep))
+        sweep = [r for m in summary.machine_ids for r in store.results(machine_id=m)
+                 if r.cell_key.digest in summary.planned_digests]
+        machines = store.machines()
+        for machine_id in summary.machine_ids:  # on a cluster: one table per node that measured
+            if len(summary.machine_ids) > 1:
+                fingerprint = machines.get(machine_id, {}).get("fingerprint", {})
+                name = fingerprint.get("ray_node_name") or fingerprint.get("hostname") or ""
+                console.print(f"\n{name} [{machine_id[:8]}]", highlight=False)
+            console.print(render.run_summary_table([r for r in sweep if r.machine_id == machine_id]))
+        if len(config.backends) * len(config.precision_list) > 1:
+            from ..analysis import frames_from_records
+            from ..analysis.best import best_deployments
+
+            console.print(render.best_table(best_deployments(frames_from_records(sweep).time)))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "nothing new"
     console.print(f"{summary.planned} cells planned, {summary.already_done} already in the store, measured now: "
                   f"{counts}. Results: {db}", highlight=False)
+    advice = allocator_advice(config.device)
+    if advice:
+        console.print(advice, style="dim", highlight=False)
+
+
+def allocator_advice(device: str) -> str | None:
+    """On a CPU with glibc malloc as it comes, a word on what the allocator may cost (README: performance notes)."""
+    from ..env import collect_runtime
+
+    runtime = collect_runtime()
+    if device != "cpu" or runtime.allocator != "glibc" or runtime.malloc_env:
+        return None
+    return ("note: timed with glibc malloc as it comes (recorded with every cell). Models that allocate and free "
+            "large activations on each forward can run faster with tcmalloc/jemalloc preloaded or glibc's "
+            "MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_/MALLOC_TOP_PAD_ raised: see README, Performance notes.")
 
 
 @app.command()
@@ -193,10 +241,12 @@ def export(
 
 
 def _register_commands() -> None:
-    from . import accuracy_cmd, report_cmd
+    from . import accuracy_cmd, backends_cmd, peak_cmd, report_cmd
 
     accuracy_cmd.register(app)
+    backends_cmd.register(app)
     report_cmd.register(app)
+    peak_cmd.register(app)
 
 
 _register_commands()

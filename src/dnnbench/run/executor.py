@@ -1,33 +1,116 @@
 """Executors run worker jobs somewhere and report what happened, cell by cell.
 
-`LocalExecutor` runs each job in a fresh spawned process on this machine. Whatever happens to that
-process (an exception, a segfault, a kill, a hang) ends up as results for the job's cells; the parent
-never dies with it. Other executors (a cluster) plug in behind the same `Executor` protocol.
+`LocalExecutor` runs each job in a fresh spawned process on this machine, one job at a time. Whatever
+happens to that process (an exception, a segfault, a kill, a hang) ends up as results for the job's
+cells; the parent never dies with it. `RayExecutor` (`run.ray_executor`) runs jobs on the nodes of a Ray
+cluster, several at once, each inside a `LocalExecutor` on its node. Both sit behind `Executor`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
 import signal
+import sys
 import time
-from typing import Callable, Iterable, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+from ..errors import UsageError
 from ..store import ResultRecord
 from .plan import Cell, WorkerJob
 from .worker import Begin, Done, Finished, record, worker_main
 
 OnRecord = Callable[[ResultRecord], None]
 STARTUP_TIMEOUT_S = 300.0
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """A machine that measures cells of a sweep: its store identity, and what it runs."""
+
+    machine_id: str
+    fingerprint: Mapping[str, Any]
+    software: Mapping[str, Any]  # SoftwareFingerprint, plus "runtime" (and "ray" on a cluster node)
+    where: str = ""  # how progress names it: "" for this machine, a node's name or address on a cluster
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a sweep's cells are measured once each: this machine, or one kind of cluster node. Resume
+    counts a cell as done when any of `machines` has it in the store."""
+
+    name: str
+    machines: tuple[MachineInfo, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Placed:
+    """A job for one target. Compared by identity: the same job may be placed on several targets."""
+
+    job: WorkerJob
+    target: str = "local"
+
+
+PlacedRecord = Callable[[Placed, ResultRecord], None]
+PlacedEvent = Callable[[Placed, str], None]
 
 
 class Executor(Protocol):
+    """Runs jobs and reports every cell of every job exactly once.
+
+    `run_jobs` may run several jobs at once (a cluster) or one after the other (`LocalExecutor`). It calls
+    `on_job_started(placed, where)` when a job starts on a machine (`where` names it for progress; "" is
+    this machine), `on_record(placed, record)` as soon as each cell is known, with `record.machine_id` set
+    to the machine that measured it ("" for this machine), and `on_job_done(placed, where)` when a job
+    has ended there. Optional: `targets(config)` says which machines will measure (for resume and the
+    store; None or absent: this machine), and `close()` releases what `targets` opened.
+    """
+
     name: str
 
-    def run_job(self, job: WorkerJob, on_record: OnRecord) -> None:
-        """Measure `job`, calling `on_record` once for every cell of it, as soon as each is known."""
+    def run_jobs(self, jobs: Sequence[Placed], on_record: PlacedRecord, on_job_started: PlacedEvent,
+                 on_job_done: PlacedEvent) -> None: ...
 
     def cancel(self) -> None:
         """Stop what is running now (Ctrl-C); cells in flight get no result."""
+
+
+def make_executor(name: str, address: str | None = None, on: Sequence[str] = ()) -> Executor:
+    """`local` or `ray` (with the cluster's address and the node kinds to measure on), checked now."""
+    name = (name or "local").strip().lower()
+    if name == "local":
+        if on:
+            raise UsageError("--on picks kinds of Ray cluster nodes: use it with --executor ray")
+        if address:
+            raise UsageError("--address is a Ray cluster's address: use it with --executor ray")
+        return LocalExecutor()
+    if name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address=address or "auto", on=tuple(on))
+    raise UsageError(f"unknown executor {name!r}; executors: {', '.join(EXECUTORS)}")
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: die with the parent. A worker must not outlive whatever started it (a Ray worker killed
+    with its node, a runner killed with SIGKILL) and go on using a device beside the next timed cell."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_entry(conn, job: WorkerJob, parent_pid: int) -> None:
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    worker_main(conn, job)
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -50,10 +133,19 @@ class LocalExecutor:
         self._context = mp.get_context("spawn")
         self._process: mp.process.BaseProcess | None = None
 
+    def run_jobs(self, jobs: Sequence[Placed], on_record: PlacedRecord, on_job_started: PlacedEvent,
+                 on_job_done: PlacedEvent) -> None:
+        """One job at a time, in the order given."""
+        for placed in jobs:
+            on_job_started(placed, "")
+            self.run_job(placed.job, lambda r, placed=placed: on_record(placed, r))
+            on_job_done(placed, "")
+
     def run_job(self, job: WorkerJob, on_record: OnRecord) -> None:
+        """Measure `job` in a fresh process, calling `on_record` once for every cell of it."""
         parent, child = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=worker_main, args=(child, job), name=f"dnnbench-{job.model}",
-                                        daemon=True)
+        process = self._context.Process(target=_worker_entry, args=(child, job, os.getpid()),
+                                        name=f"dnnbench-{job.model}", daemon=True)
         self._process = process
         process.start()
         child.close()
@@ -85,7 +177,11 @@ class LocalExecutor:
                     return
                 if isinstance(message, Begin):
                     in_flight, phase = message.digests, message.phase
-                    deadline = time.monotonic() + job.config.timeout_s
+                    # export/compile may take minutes on a big model: the start-up allowance, unless the
+                    # user set --cell-timeout, which then holds for every phase
+                    generous = message.setup and job.config.cell_timeout_s is None
+                    allowed = max(job.config.timeout_s, STARTUP_TIMEOUT_S) if generous else job.config.timeout_s
+                    deadline = time.monotonic() + allowed
                 elif isinstance(message, Finished):
                     if pending.pop(message.record.cell_key.digest, None) is not None:
                         on_record(message.record)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Protocol
 
 from ..env import collect_machine, collect_runtime, collect_software
 import pandas as pd
@@ -15,25 +15,28 @@ import pandas as pd
 from ..store import ResultRecord, Store, records_frame
 from ..zoo import ModelSpec
 from .config import SweepConfig
-from .executor import Executor, LocalExecutor
+from .executor import Executor, LocalExecutor, MachineInfo, Placed, Target
 from .plan import WorkerJob, plan
 
 FINAL_STATUSES = ("ok", "oom", "skipped")  # re-running the same command does not measure these again
 
 
 class Progress(Protocol):
+    """What a sweep tells whoever watches it. Jobs may run several at once (a cluster): `where` names the
+    machine or node a job runs on ("" for this machine), and `cell_done` says which job a record is of."""
+
     def start(self, total_cells: int, jobs: list[WorkerJob]) -> None: ...
-    def job_started(self, job: WorkerJob) -> None: ...
-    def cell_done(self, record: ResultRecord) -> None: ...
-    def job_done(self, job: WorkerJob) -> None: ...
+    def job_started(self, job: WorkerJob, where: str = "") -> None: ...
+    def cell_done(self, record: ResultRecord, job: WorkerJob | None = None, where: str = "") -> None: ...
+    def job_done(self, job: WorkerJob, where: str = "") -> None: ...
     def finish(self) -> None: ...
 
 
 class NoProgress:
     def start(self, total_cells: int, jobs: list[WorkerJob]) -> None: ...
-    def job_started(self, job: WorkerJob) -> None: ...
-    def cell_done(self, record: ResultRecord) -> None: ...
-    def job_done(self, job: WorkerJob) -> None: ...
+    def job_started(self, job: WorkerJob, where: str = "") -> None: ...
+    def cell_done(self, record: ResultRecord, job: WorkerJob | None = None, where: str = "") -> None: ...
+    def job_done(self, job: WorkerJob, where: str = "") -> None: ...
     def finish(self) -> None: ...
 
 
@@ -46,6 +49,12 @@ class RunSummary:
     planned_digests: frozenset[str] = frozenset()
     records: list[ResultRecord] = field(default_factory=list)
     interrupted: bool = False
+    machine_ids: tuple[str, ...] = ()  # every machine that measures this sweep (one: this machine, locally)
+    run_ids: dict[str, str] = field(default_factory=dict)  # machine_id -> its run in the store
+
+    def __post_init__(self) -> None:
+        self.machine_ids = self.machine_ids or (self.machine_id,)
+        self.run_ids = self.run_ids or {self.machine_id: self.run_id}
 
     def frame(self) -> pd.DataFrame:
         """The records of this call as a tidy DataFrame (`config.*` and `value.*` columns)."""
@@ -63,65 +72,137 @@ def _contended(record: ResultRecord) -> bool:
     return bool(record.values.get("contention", {}).get("contended"))
 
 
-def pending_jobs(store: Store, machine_id: str, jobs: list[WorkerJob], config: SweepConfig) -> list[WorkerJob]:
-    """The jobs with the cells still to measure (resume): all of them with `force`."""
+def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[WorkerJob],
+                 config: SweepConfig) -> list[WorkerJob]:
+    """The jobs with the cells still to measure (resume): all of them with `force`. With several machines
+    (the nodes of one kind on a cluster), a cell any of them has is done."""
     if config.force:
         return jobs
-    done = store.completed_cells(machine_id, None if not config.retry_failed else FINAL_STATUSES)
+    machine_ids = [machine_id] if isinstance(machine_id, str) else list(machine_id)
+    statuses = None if not config.retry_failed else FINAL_STATUSES
+    done = set().union(*(store.completed_cells(m, statuses) for m in machine_ids))
     if config.remeasure_contended:
-        done -= {r.cell_key.digest for r in store.results(machine_id=machine_id, metric="time") if _contended(r)}
+        done -= {r.cell_key.digest for m in machine_ids for r in store.results(machine_id=m, metric="time")
+                 if _contended(r)}
     remaining = []
     for job in jobs:
         cells = tuple(c for c in job.cells if c.digest not in done)
         if cells:
-            remaining.append(WorkerJob(job.model, job.threads, cells, job.config))
+            remaining.append(replace(job, cells=cells))
     return remaining
+
+
+def _targets(executor: Executor, config: SweepConfig) -> list[Target]:
+    """Where the sweep is measured: what the executor says (a cluster's node kinds), else this machine."""
+    targets = executor.targets(config) if hasattr(executor, "targets") else None
+    if targets:
+        return list(targets)
+    machine = collect_machine()
+    software = {**collect_software().to_dict(), "runtime": collect_runtime().to_dict()}
+    return [Target("local", (MachineInfo(machine.machine_id, machine.to_dict(), software),))]
+
+
+def _run_jobs(executor: Executor, jobs: list[Placed], on_record, on_job_started, on_job_done) -> None:
+    if hasattr(executor, "run_jobs"):
+        executor.run_jobs(jobs, on_record, on_job_started, on_job_done)
+        return
+    for placed in jobs:  # an executor written for the one-job-at-a-time protocol: run_job(job, on_record)
+        on_job_started(placed, "")
+        executor.run_job(placed.job, lambda r, placed=placed: on_record(placed, r))  # type: ignore[attr-defined]
+        on_job_done(placed, "")
+
+
+def _ensure_peaks(store: Store, machine_id: str, config: SweepConfig) -> None:
+    """The device's peak FLOP/s at each precision and thread count of a timed sweep, measured once per store
+    (a few seconds each; a peak measured under contention is measured again): what efficiencies divide by."""
+    if not config.measure_peak or "time" not in config.metrics or config.device.split(":")[0] not in ("cpu", "cuda"):
+        return
+    from ..env.peak import ensure_peak
+
+    precisions = [("tf32" if p == "fp32" and config.tf32 and config.device != "cpu" else p)
+                  for p in config.precision_list]
+    for precision in dict.fromkeys(precisions):
+        for threads in config.thread_counts if config.device == "cpu" else (None,):
+            ensure_peak(store, machine_id, config.device, precision, threads)
 
 
 def run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executor: Executor | None = None,
               progress: Progress | None = None, argv: list[str] | None = None) -> RunSummary:
     """Measure `specs` under `config` into `store`; returns what this call recorded.
 
-    Every finished cell is committed before the next starts. Ctrl-C stops the worker, marks the run
-    interrupted and raises KeyboardInterrupt; a second Ctrl-C exits at once.
+    Every finished cell is committed the moment it arrives, under the machine that measured it (the
+    executor says which: a cluster node; this machine otherwise), with one run per machine. Ctrl-C stops
+    the workers, marks the runs interrupted and raises KeyboardInterrupt; a second Ctrl-C exits at once.
     """
     executor = executor or LocalExecutor()
     progress = progress or NoProgress()
-    machine = collect_machine()
-    store.register_machine(machine.machine_id, machine.to_dict())
-    software = {**collect_software().to_dict(), "runtime": collect_runtime().to_dict(), "executor": executor.name}
-    jobs = plan(specs, config)
-    planned = sum(len(j.cells) for j in jobs)
-    todo = pending_jobs(store, machine.machine_id, jobs, config)
-    run_id = store.start_run(machine.machine_id, argv if argv is not None else sys.argv, config.to_dict(), software)
-    summary = RunSummary(run_id, machine.machine_id, planned, planned - sum(len(j.cells) for j in todo),
-                         frozenset(c.digest for j in jobs for c in j.cells))
+    try:
+        return _run_sweep(specs, config, store, executor, progress, argv)
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()
 
-    def keep(record: ResultRecord) -> None:
-        record.run_id, record.machine_id = run_id, machine.machine_id
+
+def _run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executor: Executor, progress: Progress,
+               argv: list[str] | None) -> RunSummary:
+    targets = _targets(executor, config)
+    machines = {m.machine_id: m for t in targets for m in t.machines}
+    for machine in machines.values():
+        store.register_machine(machine.machine_id, dict(machine.fingerprint))
+    if executor.name == "local":
+        _ensure_peaks(store, targets[0].machines[0].machine_id, config)
+    jobs = plan(specs, config)
+    todo = [Placed(job, target.name) for target in targets
+            for job in pending_jobs(store, [m.machine_id for m in target.machines], jobs, config)]
+    argv = argv if argv is not None else sys.argv
+    run_ids = {mid: store.start_run(mid, argv, config.to_dict(), {**m.software, "executor": executor.name})
+               for mid, m in machines.items()}
+    first = targets[0].machines[0].machine_id
+    planned = sum(len(j.cells) for j in jobs) * len(targets)
+    summary = RunSummary(run_ids[first], first, planned, planned - sum(len(p.job.cells) for p in todo),
+                         frozenset(c.digest for j in jobs for c in j.cells), machine_ids=tuple(machines),
+                         run_ids=run_ids)
+    default_machine = {t.name: t.machines[0].machine_id for t in targets}
+    where: dict[int, str] = {}
+    kept: set[tuple[str, str]] = set()
+
+    def keep(placed: Placed, record: ResultRecord) -> None:
+        key = (placed.target, record.cell_key.digest)
+        if key in kept:  # an executor that reports a cell twice: the first word stands
+            return
+        kept.add(key)
+        record.machine_id = record.machine_id or default_machine[placed.target]  # the executor's machine wins
+        record.run_id = run_ids.get(record.machine_id, summary.run_id)
         store.put_result(record)
         summary.records.append(record)
-        progress.cell_done(record)
+        progress.cell_done(record, job=placed.job, where=where.get(id(placed), ""))
 
-    progress.start(sum(len(j.cells) for j in todo), todo)
+    def started(placed: Placed, node: str) -> None:
+        where[id(placed)] = node
+        progress.job_started(placed.job, where=node)
+
+    def done(placed: Placed, node: str) -> None:
+        progress.job_done(placed.job, where=node)
+
+    progress.start(sum(len(p.job.cells) for p in todo), [p.job for p in todo])
     previous_handler = signal.getsignal(signal.SIGINT)
     try:
-        for job in todo:
-            progress.job_started(job)
-            executor.run_job(job, keep)
-            progress.job_done(job)
+        _run_jobs(executor, todo, keep, started, done)
     except KeyboardInterrupt:
         # from now on a second Ctrl-C leaves at once; finished cells are already committed
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
         summary.interrupted = True
         executor.cancel()
-        store.finish_run(run_id, "interrupted")
+        for run_id in run_ids.values():
+            store.finish_run(run_id, "interrupted")
         progress.finish()
         signal.signal(signal.SIGINT, previous_handler)
         raise
     except BaseException:
-        store.finish_run(run_id, "failed")
+        for run_id in run_ids.values():
+            store.finish_run(run_id, "failed")
         raise
-    store.finish_run(run_id, "finished")
+    for run_id in run_ids.values():
+        store.finish_run(run_id, "finished")
     progress.finish()
     return summary
