@@ -44,7 +44,7 @@ def measure(variant: str, env_extra: dict[str, str], models: str, batch_sizes: s
     env.update(env_extra)
     dnnbench = Path(sys.executable).with_name("dnnbench")
     command = [str(dnnbench), "run", *models.split(","), "--batch-sizes", batch_sizes, "--threads", str(threads),
-               "--metrics", "time", "--time-budget", str(budget), "--db", str(db)]
+               "--metrics", "time", "--time-budget", str(budget), "--no-peak", "--db", str(db)]
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     rows = []
     with Store(db, create=False) as store:
