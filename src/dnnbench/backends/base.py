@@ -76,6 +76,8 @@ class Backend(ABC):
     # True when a call returns only once the work is done (ONNX Runtime, OpenVINO): timed by the host
     # clock. False for PyTorch on CUDA, which is timed with CUDA events on the current stream.
     blocking: ClassVar[bool] = False
+    # (module, what to pip install) this backend cannot run without
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, device: torch.device, precision: str, threads: int | None,
                  options: BackendOptions | None = None):
@@ -90,6 +92,11 @@ class Backend(ABC):
         """Why this backend cannot run on `device` here (missing package, wrong device), or None."""
         if device.type not in cls.device_types:
             return f"{cls.name} runs on {', '.join(cls.device_types)}, not {device.type}"
+        try:
+            for module, install in cls.requires:
+                require_module(module, install)
+        except BackendUnavailable as exc:
+            return str(exc)
         return None
 
     def unsupported_reason(self) -> str | None:
@@ -118,6 +125,16 @@ class Backend(ABC):
 
     def versions(self) -> dict[str, str]:
         return {"torch": torch.__version__}
+
+
+def require_module(name: str, install: str) -> Any:
+    """The imported module, or BackendUnavailable saying what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{name} is not installed ({exc}); install it with: pip install {install}") from None
 
 
 def as_tensor(output: Any) -> torch.Tensor:

@@ -12,17 +12,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import TORCH_DTYPES, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported
+from .base import TORCH_DTYPES, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, require_module
 from .onnx_export import DEFAULT_OPSET, cache_dir, export_onnx
-
-
-def _import(name: str, install: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise BackendUnavailable(f"{name} is not installed ({exc}); install it with: pip install {install}") from None
 
 
 # ------------------------------------------------------------------------------------- ONNX Runtime
@@ -42,17 +33,16 @@ class OnnxRuntimeBackend(Backend):
     options_type = OnnxRuntimeOptions
     blocking = True
     provider_by_device = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+    # onnx: PyTorch's ONNX exporter writes the file through it
+    requires = (("onnxruntime", "onnxruntime (CPU) or onnxruntime-gpu (CUDA)"), ("onnx", "onnx"))
 
     @classmethod
     def unavailable_reason(cls, device: torch.device) -> str | None:
         reason = super().unavailable_reason(device)
         if reason:
             return reason
-        try:
-            ort = _import("onnxruntime", "onnxruntime (CPU) or onnxruntime-gpu (CUDA)")
-            _import("onnx", "onnx")  # PyTorch's ONNX exporter writes the file through it
-        except BackendUnavailable as exc:
-            return str(exc)
+        import onnxruntime as ort
+
         provider = cls._provider(device)
         if provider not in ort.get_available_providers():
             return (f"this onnxruntime build has no {provider} (it has {', '.join(ort.get_available_providers())})"
@@ -78,7 +68,7 @@ class OnnxRuntimeBackend(Backend):
         return [(provider, {"device_id": self.device.index or 0})]
 
     def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
-        ort = _import("onnxruntime", "onnxruntime")
+        ort = require_module("onnxruntime", "onnxruntime")
         dtype = TORCH_DTYPES[self.precision]
         model = model.to(dtype)
         with self.setup.timed("export_s"):
@@ -207,24 +197,20 @@ class OpenVINOBackend(Backend):
     options_type = OpenVINOOptions
     device_types = ("cpu",)
     blocking = True
+    # onnx: the default source is the ONNX export (openvino.source=pytorch needs none)
+    requires = (("openvino", "openvino"), ("onnx", "onnx"))
 
     @classmethod
     def unavailable_reason(cls, device: torch.device) -> str | None:
         reason = super().unavailable_reason(device)
         if reason:
             return reason
-        try:
-            _import("openvino", "openvino")
-            _import("onnx", "onnx")  # the default source is the ONNX export (openvino.source=pytorch needs none)
-        except BackendUnavailable as exc:
-            return str(exc)
-        preload = os.environ.get("LD_PRELOAD", "")
-        if "tcmalloc" in preload:
+        if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
             return "OpenVINO crashes with tcmalloc preloaded here (LD_PRELOAD); run it with glibc malloc or jemalloc"
         return None
 
     def unsupported_reason(self) -> str | None:
-        ov = _import("openvino", "openvino")
+        ov = require_module("openvino", "openvino")
         capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if OV_CAPABILITY[self.precision] not in capabilities:
             return (f"this CPU offers OpenVINO {', '.join(capabilities)}; no {OV_CAPABILITY[self.precision]} "
@@ -232,7 +218,7 @@ class OpenVINOBackend(Backend):
         return None
 
     def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
-        ov = _import("openvino", "openvino")
+        ov = require_module("openvino", "openvino")
         self.core = ov.Core()
         if self.options.source == "onnx":
             with self.setup.timed("export_s"):
