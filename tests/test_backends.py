@@ -213,3 +213,17 @@ def test_report_shows_eager_and_best_side_by_side(tmp_path):
     assert "compile bf16" in section and "openvino bf16" not in section  # the flagged one is never best
     assert ">2.5<" in section  # speed-up over eager fp32
     assert "cpu any 1 thread best" in page and "cpu fp32 1 thread best" in page  # best setups in the figures
+
+
+def test_best_table_renders_default_threads_and_missing_figures():
+    from rich.console import Console
+
+    from dnnbench.cli.render import best_table
+
+    records = [_time_record("resnet50", "eager", "fp32", 0.1), _time_record("resnet50", "onnxruntime", "fp32", 0.05)]
+    for r in records:
+        r.config["threads"] = None  # PyTorch's default thread count: missing in the frame
+    console = Console(width=200, record=True)
+    console.print(best_table(best_deployments(frames_from_records(records).time)))
+    text = console.export_text()
+    assert "default" in text and "onnxruntime fp32" in text and "2.00x" in text

@@ -202,7 +202,7 @@ def best_table(best: pd.DataFrame) -> Table:
                    "speed-up", "set-up s", "timed", "flagged"]:
         table.add_column(header, justify="left" if header in ("model", "best", "executed") else "right")
     for row in best.itertuples(index=False):
-        threads = "default" if row.threads is None or row.threads != row.threads else str(int(row.threads))
+        threads = "default" if _missing(row.threads) else str(int(row.threads))
         table.add_row(row.model, threads, str(row.batch_size), f"{row.backend} {row.dtype}",
                       str(row.executed_precision), f"{row.latency_ms:.2f}", f"{row.images_per_s:.1f}",
                       _num(row.eager_fp32_latency_ms, ".2f"), _num(row.speedup_vs_eager, ".2f", "x"),
@@ -210,5 +210,11 @@ def best_table(best: pd.DataFrame) -> Table:
     return table
 
 
-def _num(value, fmt: str, suffix: str = "") -> str:
-    return "-" if value is None or value != value else f"{value:{fmt}}{suffix}"
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
+
+
+def _num(value: Any, fmt: str, suffix: str = "") -> str:
+    return "-" if _missing(value) else f"{value:{fmt}}{suffix}"
