@@ -36,14 +36,11 @@ def best_deployments(time: pd.DataFrame, precisions: tuple[str, ...] | None = No
     latency beside it, the speed-up, how many deployments were timed and how many the check flagged."""
     columns = [*WORKLOAD, "name", "family", "backend", "dtype", "executed_precision", "latency_ms", "images_per_s",
                "setup_s", "output_cosine", "eager_fp32_latency_ms", "speedup_vs_eager", "candidates", "flagged"]
-    valid = valid_timings(time)
-    if precisions is not None and not valid.empty:
-        valid = valid[valid["dtype"].isin(precisions)]
-    if valid.empty:
+    winners = _winners(time, precisions)
+    if winners.empty:
         return pd.DataFrame(columns=columns)
+    valid = valid_timings(time)
     keys = _keys(time)
-    valid_keys = keys.loc[valid.index]
-    winners = valid.loc[valid.groupby(valid_keys)["latency_ms"].idxmin()].copy()
     winner_keys = keys.loc[winners.index]
     eager = valid[(valid["backend"] == "eager") & (valid["dtype"] == "fp32")]
     eager_latency = pd.Series(eager["latency_ms"].to_numpy(), index=keys.loc[eager.index].to_numpy())
@@ -54,6 +51,16 @@ def best_deployments(time: pd.DataFrame, precisions: tuple[str, ...] | None = No
     winners["candidates"] = winner_keys.map(keys.loc[timed.index].value_counts()).fillna(0).astype(int).to_numpy()
     winners["flagged"] = winner_keys.map(keys.loc[flagged.index].value_counts()).fillna(0).astype(int).to_numpy()
     return winners[[c for c in columns if c in winners]].reset_index(drop=True)
+
+
+def _winners(time: pd.DataFrame, precisions: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The fastest valid row of `time` per workload (of `precisions` only, when given), keeping time's index."""
+    valid = valid_timings(time)
+    if precisions is not None and not valid.empty:
+        valid = valid[valid["dtype"].isin(precisions)]
+    if valid.empty:
+        return valid
+    return valid.loc[valid.groupby(_keys(valid))["latency_ms"].idxmin()].copy()
 
 
 def with_best_rows(time: pd.DataFrame) -> pd.DataFrame:
@@ -68,11 +75,10 @@ def with_best_rows(time: pd.DataFrame) -> pd.DataFrame:
         return time
     rows = []
     for label, precisions in ((ANY_PRECISION, None), ("fp32", ("fp32",))):
-        winners = best_deployments(time, precisions)
-        winners = winners[_keys(winners).isin(several).to_numpy()] if not winners.empty else winners
-        if winners.empty:
+        winners = _winners(time, precisions)
+        picked = winners[_keys(winners).isin(several)] if not winners.empty else winners
+        if picked.empty:
             continue
-        picked = time.loc[_winner_index(time, winners)].copy()
         picked["winner_backend"], picked["winner_dtype"] = picked["backend"], picked["dtype"]
         picked["backend"], picked["dtype"] = BEST, label
         rows.append(picked)
@@ -88,13 +94,6 @@ def _keys(frame: pd.DataFrame) -> pd.Series:
     """One string per workload (NaN-safe: threads and tf32 may be missing)."""
     return pd.Series(["|".join(map(str, row)) for row in frame[WORKLOAD].itertuples(index=False)], index=frame.index,
                      dtype=object)
-
-
-def _winner_index(time: pd.DataFrame, winners: pd.DataFrame) -> list:
-    valid = valid_timings(time)
-    merged = valid.reset_index().merge(winners[[*WORKLOAD, "backend", "dtype", "latency_ms"]],
-                                       on=[*WORKLOAD, "backend", "dtype", "latency_ms"])
-    return list(merged.drop_duplicates(WORKLOAD)["index"])
 
 
 def add_best(frames: BenchmarkFrames) -> BenchmarkFrames:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..backends.base import setup_seconds
 from ..errors import UsageError
 from ..measure.memory import headline_memory
 from ..store import ResultRecord, Store
@@ -168,8 +169,7 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
     row["output_cosine"] = check.get("cosine_similarity", np.nan)
     row["output_rel_error"] = check.get("relative_max_error", np.nan)
     setup = v.get("setup") or {}
-    row["setup_s"] = (sum(setup.get(k) or 0.0 for k in ("prepare_s", "bind_s", "first_inference_s"))
-                      if setup else v.get("first_call_s", np.nan))
+    row["setup_s"] = setup_seconds(setup) if setup else v.get("first_call_s", np.nan)
     return row
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..measure.complexity import ComplexityResult, LayerComplexity
+from ..backends.base import setup_seconds
 from ..measure.memory import headline_memory
 
 if TYPE_CHECKING:
@@ -162,10 +163,9 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
             v = time_r.values
             stats = v["stats"]
             setup = v.get("setup") or {}
-            setup_s = sum(setup.get(k) or 0.0 for k in ("prepare_s", "bind_s", "first_inference_s"))
             row += [f"{stats['median'] * 1e3:.2f}", f"{100 * stats['ci_half_width_rel']:.1f}",
                     f"{v['ms_per_image']:.2f}", f"{v['images_per_s']:.1f}", v["stop_reason"],
-                    f"{setup_s:.2f}" if setup else "-", check_text(v.get("output_check"))]
+                    f"{setup_seconds(setup):.2f}" if setup else "-", check_text(v.get("output_check"))]
         else:
             row += ["-"] * 7
         if mem_r is not None and mem_r.status == "ok":
