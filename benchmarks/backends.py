@@ -3,7 +3,7 @@
 Measures ResNet-50 and MobileNetV2 (default) at batch sizes 1 and 8 with `dnnbench run --backend best`
 (every backend available here, at fp32 and the reduced precisions this CPU computes natively), all
 intra-op threads of the machine by default, into its own store; then the peak FLOP/s of each precision
-at the same thread count (`dnnbench.env.peak.ensure_peak`, kept in the same store), and prints per cell:
+at the same thread count (`dnnbench.run.peak.ensure_peak`, kept in the same store), and prints per cell:
 images/s, achieved GFLOP/s = 2 x MACs x images/s, the fraction of the fp32 peak and of the peak of the
 precision executed, the output check, the set-up cost; then per model and batch size the best valid
 deployment, its speed-up over eager fp32, and the best fp32 deployment's fraction of the fp32 peak.
@@ -37,7 +37,7 @@ def main() -> None:
     from dnnbench.analysis.best import best_deployments
     from dnnbench.backends import parse_backends, search_precisions
     from dnnbench.env import collect_machine
-    from dnnbench.env.peak import ensure_peak
+    from dnnbench.run.peak import ensure_peak
     from dnnbench.run import benchmark
     from dnnbench.run.config import parse_int_list
     from dnnbench.store import Store

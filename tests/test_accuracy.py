@@ -15,7 +15,8 @@ from safetensors.torch import save_file
 from torchvision import transforms as T
 
 from dnnbench.data.classes import synset_to_index
-from dnnbench.measure.accuracy import accuracy_sweep, evaluate_accuracy, wilson_interval
+from dnnbench.measure.accuracy import evaluate_accuracy, wilson_interval
+from dnnbench.run.accuracy import accuracy_sweep
 from dnnbench.store import Store
 from dnnbench_accuracy_models import CLASSES, copy_as_devkit, copy_as_kaggle, draw, shape_net, write_path_label_csv
 

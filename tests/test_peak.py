@@ -16,11 +16,11 @@ from dnnbench.analysis import frames_from_records, load_frames, performance
 from dnnbench.analysis.efficiency import batch_bytes, cell_precision
 from dnnbench.cli import app as app_module
 from dnnbench.cli.app import app
-from dnnbench.env import peak as peak_mod
-from dnnbench.env.peak import (CpuInfo, KernelMeasurement, PeakEstimate, combine, cpu_clock, ensure_peak,
-                               estimate_peak, measure_bandwidth, measure_dense_kernels, theoretical_cpu_peak,
-                               theoretical_cuda_peak)
+from dnnbench.env.peak import (CpuInfo, KernelMeasurement, PeakEstimate, combine, cpu_clock, estimate_peak,
+                               measure_bandwidth, measure_dense_kernels, theoretical_cpu_peak, theoretical_cuda_peak)
 from dnnbench.errors import UsageError
+from dnnbench.run import peak as stored_peaks
+from dnnbench.run.peak import ensure_peak
 from dnnbench.report import ReportOptions, build_report, figures, interactive
 from dnnbench.store import ResultRecord, Store
 
@@ -232,7 +232,7 @@ def test_ensure_peak_measures_only_when_the_store_has_none(tmp_path, monkeypatch
         calls.append((device, precision, threads))
         return PeakEstimate(device, precision, threads or 0, 5e9, "spec", "fake", 5e9, None, None)
 
-    monkeypatch.setattr(peak_mod, "estimate_peak", fake)
+    monkeypatch.setattr(stored_peaks, "estimate_peak", fake)
     with Store(tmp_path / "s.sqlite") as store:
         store.register_machine("m1", {})
         first = ensure_peak(store, "m1", "cpu", "fp32", 2)
@@ -253,7 +253,7 @@ def test_ensure_peak_measures_a_contended_estimate_again_and_keeps_the_higher(tm
         return PeakEstimate(device, precision, threads or 0, peak, "spec", "fake", peak, None, None,
                             contention={"contended": contended, "other_cores": 1.0})
 
-    monkeypatch.setattr(peak_mod, "estimate_peak", fake)
+    monkeypatch.setattr(stored_peaks, "estimate_peak", fake)
     with Store(tmp_path / "s.sqlite") as store:
         store.register_machine("m1", {})
         assert ensure_peak(store, "m1", "cpu", "fp32", 1).peak_flops == 7e9  # contended: stored all the same

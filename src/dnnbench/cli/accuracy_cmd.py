@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the command's modules (torch among them) are imported when 
     from ..measure.accuracy import AccuracyResult
     from ..zoo import ModelSpec
 
-STATUS_STYLE = {"ok": "green", "unavailable": "yellow", "error": "red"}
+STATUS_STYLE = {"ok": "green", "unavailable": "yellow", "error": "red", "crash": "red", "timeout": "red"}
 
 
 class RichAccuracyProgress:
@@ -154,12 +154,15 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Decoding processes (default: half the cores on CPU, up to 8 on GPU)."),
         db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
-        save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write every image's top-5 predictions to this CSV."),
+        save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write every image's top-5 predictions of the models evaluated now to this CSV."),
+        force: bool = typer.Option(False, "--force", help="Evaluate again models the store has already."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="Evaluate again models whose stored result is a failure."),
     ) -> None:
         """Top-1/top-5 accuracy on ImageNet validation, each model with its own weights and preprocessing."""
         from .. import zoo
         from ..data.imagenet import open_imagenet
-        from ..measure.accuracy import accuracy_sweep
+        from ..run.accuracy import accuracy_sweep
+        from ..run.lifecycle import exit_code
 
         names = list(model or ()) + [m.strip() for m in (models or "").split(",") if m.strip()]
         if not names and not suite:
@@ -172,16 +175,23 @@ def register(app: typer.Typer) -> None:
         with RichAccuracyProgress(console, len(specs)) as progress:
             try:
                 sweep = accuracy_sweep(specs, split, weights=chosen_weights, db=db, save_predictions=save_predictions,
-                                       progress=progress, argv=sys.argv, paper_preprocessing=paper_preprocessing,
-                                       limit=limit, device=device, dtype=dtype, batch_size=batch_size, workers=workers)
-            except KeyboardInterrupt:
-                err_console.print(f"interrupted: the models finished so far are kept in {db}")
-                raise typer.Exit(130) from None
+                                       progress=progress, argv=sys.argv, force=force, retry_failed=retry_failed,
+                                       paper_preprocessing=paper_preprocessing, limit=limit, device=device,
+                                       dtype=dtype, batch_size=batch_size, workers=workers)
+            except KeyboardInterrupt as interrupt:
+                err_console.print(f"interrupted: the models finished so far are kept in {db}; run the same command "
+                                  "to resume")
+                raise typer.Exit(exit_code(interrupt)) from None
+        if sweep.already_done:
+            done = ("nothing evaluated: every model" if not sweep.evaluated
+                    else f"{sweep.already_done} model(s)")
+            console.print(f"{done} already in {db} with these settings, not evaluated again "
+                          "(--force evaluates again, --retry-failed the failed ones)", highlight=False)
         mode = "the 2018 rule" if paper_preprocessing else "each weights' own preprocessing"
         title = f"Accuracy on {len(split.subset(limit))} images ({mode})"
         console.print(results_table(sweep.results, {s.id: s for s in specs}, title))
         counts = ", ".join(f"{n} {s}" for s, n in sorted(sweep.counts.items()))
-        console.print(f"{counts}. Results: {db}" + (f"; predictions: {save_predictions}" if save_predictions else ""),
-                      highlight=False)
+        wrote = f"; predictions: {save_predictions}" if save_predictions and sweep.evaluated else ""
+        console.print(f"{counts}. Results: {db}{wrote}", highlight=False)
         if not sweep.counts.get("ok"):
             raise DnnbenchError("no model could be evaluated (see the messages above)")

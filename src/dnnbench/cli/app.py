@@ -188,9 +188,11 @@ def run(
     with Store(db) as store:
         try:
             summary = run_sweep(specs, config, store, executor, progress=RichProgress(console))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:  # Ctrl-C (130) or SIGTERM (143)
+            from ..run.lifecycle import exit_code
+
             err_console.print(f"interrupted: finished cells are kept in {db}; run the same command to resume")
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_code(interrupt)) from None
         sweep = [r for m in summary.machine_ids for r in store.results(machine_id=m)
                  if r.cell_key.digest in summary.planned_digests]
         machines = store.machines()

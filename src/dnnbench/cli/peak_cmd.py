@@ -60,9 +60,8 @@ def peak(
     is the peak that reports divide achieved GFLOP/s by. Stored in the results store."""
     import torch
 
-    from ..env import collect_machine
-    from ..env.peak import estimate_peak, keep_better, normalise_device, normalise_precision
-    from ..store import Store
+    from ..env.peak import estimate_peak, normalise_device, normalise_precision
+    from ..run.peak import keep_estimates
     from .app import console
 
     device = normalise_device(device)
@@ -104,17 +103,14 @@ def peak(
     if no_store:
         return
     path = db or _default_db()
-    machine = collect_machine()
-    with Store(path) as store:
-        store.register_machine(machine.machine_id, machine.to_dict())
-        kept = [keep_better(store, machine.machine_id, e) for e in estimates]
+    machine_id, kept = keep_estimates(path, estimates)
     for e, k in zip(estimates, kept):
         if k is not e:
             console.print(f"[yellow]kept the stored {k.precision} peak of {k.threads} thread(s), "
                           f"{k.peak_flops / 1e9:,.1f} G{k.unit}[/]: this one was measured under contention and is "
                           "lower", highlight=False)
     stored = sum(k is e for e, k in zip(estimates, kept))
-    console.print(f"stored {stored} peak estimate(s) for machine {machine.machine_id[:8]} in {path} "
+    console.print(f"stored {stored} peak estimate(s) for machine {machine_id[:8]} in {path} "
                   f"(torch {torch.__version__})", highlight=False)
 
 

@@ -609,7 +609,7 @@ def _conv(device: str, precision: str, threads: int, budget_s: float,
                     lambda s: f"{s[0]}x{s[1]}x{s[2]}x{s[3]} -> {s[4]} channels, 3x3", budget_s)
 
 
-def _resolve_threads(device: str, threads: int | None) -> int:
+def resolve_threads(device: str, threads: int | None) -> int:
     if not device.startswith("cpu"):
         return 0
     if threads is None:
@@ -784,7 +784,7 @@ def estimate_peak(device: str = "cpu", precision: str = "fp32", threads: int | N
     from ..measure.contention import ContentionMonitor
 
     device, precision = _check_device(device), normalise_precision(precision)
-    used = _resolve_threads(device, threads)
+    used = resolve_threads(device, threads)
     if device == "cpu":
         if precision == "tf32":
             raise UsageError("tf32 is a CUDA tensor-core precision; a CPU computes fp32")
@@ -812,41 +812,6 @@ def estimate_peak(device: str = "cpu", precision: str = "fp32", threads: int | N
                         spec=spec, kernels=kernels, bandwidth_bytes_per_s=copy.rate if copy else None,
                         bandwidth=copy, contention=contention, measured_at=time.time(),
                         torch_version=torch.__version__, device_name=name)
-
-
-def ensure_peak(store: Any, machine_id: str, device: str = "cpu", precision: str = "fp32",
-                threads: int | None = None, seconds: float = DEFAULT_SECONDS, force: bool = False,
-                remeasure_contended: bool = True) -> PeakEstimate:
-    """The stored peak of (machine, device, precision, threads); measured and stored first if there is none.
-
-    `threads` None means PyTorch's current intra-op thread count (CPU); ignored on other devices. The machine
-    must be registered in the store. Measuring takes about `seconds` plus a short copy. A stored estimate measured
-    while other processes used the CPU is measured again (`remeasure_contended`), and the new one replaces it
-    unless it is itself contended and lower (contention only ever lowers a measured rate). `force` always
-    measures and stores.
-    """
-    device, precision = normalise_device(device), normalise_precision(precision)
-    used = _resolve_threads(device, threads)
-    stored = store.peak(machine_id, device, precision, used)
-    old = PeakEstimate.from_dict(stored["estimate"]) if stored is not None else None
-    if old is not None and not force and not (remeasure_contended and old.contended):
-        return old
-    estimate = estimate_peak(device, precision, used or None, seconds)
-    if force:
-        store.put_peak(machine_id, estimate.to_dict())
-        return estimate
-    return keep_better(store, machine_id, estimate)
-
-
-def keep_better(store: Any, machine_id: str, estimate: PeakEstimate) -> PeakEstimate:
-    """Store `estimate` unless it was measured under contention and the stored one of the same (device, precision,
-    threads) is higher (contention only ever lowers a measured rate); returns the estimate the store keeps."""
-    stored = store.peak(machine_id, estimate.device, estimate.precision, estimate.threads)
-    old = PeakEstimate.from_dict(stored["estimate"]) if stored is not None else None
-    if old is not None and estimate.contended and (old.peak_flops or 0.0) > (estimate.peak_flops or 0.0):
-        return old
-    store.put_peak(machine_id, estimate.to_dict())
-    return estimate
 
 
 def fmt_rate(value: float | None, precision: str = "fp32") -> str:

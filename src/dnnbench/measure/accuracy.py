@@ -4,9 +4,10 @@
     >>> r = evaluate_accuracy("resnet50", "/data/imagenet/val", limit=5000)   # doctest: +SKIP
     >>> r.top1, r.top1_ci, r.images_per_s                                     # doctest: +SKIP
 
-`evaluate_accuracy` measures one model; `accuracy_sweep` measures several into the results store, one
-cell per model (metric "accuracy"), and never lets one model's failure stop the others. The
-confidence intervals are 95% Wilson score intervals of the binomial proportion.
+`evaluate_accuracy` measures one model and returns an `AccuracyResult`; it never touches the results
+store. Sweeps over several models, one isolated worker and one stored cell per model (metric
+"accuracy"), are `dnnbench.run.accuracy.accuracy_sweep`. The confidence intervals are 95% Wilson score
+intervals of the binomial proportion.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from __future__ import annotations
 import csv
 import math
 import os
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.classes import NUM_CLASSES, imagenet_synsets
+from ..data.classes import NUM_CLASSES, imagenet_synsets, synset_to_index
 from ..data.dataset import EvaluationDataset
 from ..data.imagenet import ImageNetSplit, open_imagenet
 from ..data.preprocessing import InputPlan, input_plan
 from ..data.transforms import build_transform
 from ..errors import DnnbenchError, UsageError
-from ..store import ResultRecord
 from ..zoo import ModelSpec
+from ..zoo.spec import Preprocessing
 from ..zoo.weights import WeightsIdentity, WeightsUnavailableError, load_model, weights_key
 
 METRIC = "accuracy"
@@ -122,9 +122,35 @@ class AccuracyResult:
         })
         return values
 
-    def to_record(self, run_id: str = "", machine_id: str = "") -> ResultRecord:
-        return ResultRecord(self.model, METRIC, self.config, self.status, self.values(), self.error,
-                            self.started_at, self.finished_at, run_id, machine_id)
+    @classmethod
+    def from_values(cls, model: str, status: str, config: Mapping[str, Any], values: Mapping[str, Any],
+                    error: str | None = None, started_at: float = 0.0, finished_at: float = 0.0) -> AccuracyResult:
+        """The result again from what `values()` wrote (a stored cell): what tables and callers read. Any other
+        status (a crash, a timeout recorded by the runner) comes back with its message and no figures."""
+        plan = values.get("preprocessing")
+        weights = values.get("weights")
+        result = cls(model, status, dict(config), error=error, started_at=started_at, finished_at=finished_at,
+                     plan=_plan_from_dict(plan) if plan else None,
+                     weights=WeightsIdentity(**weights) if weights else None)
+        if status != "ok":
+            return result
+        index = synset_to_index()
+        result.top1, result.top5, result.n = values["top1"], values["top5"], values["n"]
+        result.top1_correct, result.top5_correct = values["top1_correct"], values["top5_correct"]
+        result.top1_ci = tuple(values["top1_ci"]) or None  # type: ignore[assignment]
+        result.top5_ci = tuple(values["top5_ci"]) or None  # type: ignore[assignment]
+        result.per_class = tuple(ClassAccuracy(index[synset], synset, n, top1, top5)
+                                 for synset, n, top1, top5 in values["per_class"])
+        result.corrupt, result.corrupt_files = values["corrupt"], tuple(values["corrupt_files"])
+        result.classes_seen, result.images_per_s = values["classes_seen"], values["images_per_s"]
+        result.elapsed_s, result.warnings = values["elapsed_s"], tuple(values["warnings"])
+        return result
+
+
+def _plan_from_dict(d: Mapping[str, Any]) -> InputPlan:
+    preprocessing = Preprocessing(d["input_size"], d["resize_size"], d["interpolation"], tuple(d["mean"]),
+                                  tuple(d["std"]), d["color_order"], d["value_range"])
+    return InputPlan(preprocessing, d["mode"], d["source"], d.get("transform_input"), d.get("note", ""))
 
 
 class AccuracyProgress(Protocol):
@@ -149,30 +175,33 @@ def default_workers(device: str) -> int:
     return min(8, cores) if device.startswith("cuda") else max(1, cores // 2)
 
 
+# the dtypes an evaluation runs in (a sweep's names are checked by the run layer before they get here)
+EVAL_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 @dataclass(frozen=True)
 class EvalSettings:
+    """How the images are fed: checked when made; `workers` None becomes default_workers(device). `device`
+    is a concrete torch device name (the run layer resolves "auto")."""
+
     paper_preprocessing: bool = False
     limit: int | None = None
     device: str = "cpu"
     dtype: str = "fp32"
     batch_size: int = 64
-    workers: int | None = None  # None: default_workers(device)
+    workers: int | None = None
 
-    @classmethod
-    def checked(cls, **kwargs: Any) -> EvalSettings:
-        from ..run.config import DTYPE_NAMES, parse_dtype, resolve_device
-
-        settings = cls(**kwargs)
-        if settings.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, not {settings.batch_size}")
-        if settings.workers is not None and settings.workers < 0:
-            raise UsageError(f"--workers must be 0 or more, not {settings.workers}")
-        if settings.limit is not None and settings.limit < 1:
-            raise UsageError(f"--limit must be at least 1, not {settings.limit}")
-        device = resolve_device(settings.device)
-        dtype = DTYPE_NAMES[parse_dtype(settings.dtype)]
-        workers = default_workers(device) if settings.workers is None else settings.workers
-        return cls(settings.paper_preprocessing, settings.limit, device, dtype, settings.batch_size, workers)
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError(f"--workers must be 0 or more, not {self.workers}")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit must be at least 1, not {self.limit}")
+        if self.dtype not in EVAL_DTYPES:
+            raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(EVAL_DTYPES)}")
+        if self.workers is None:
+            object.__setattr__(self, "workers", default_workers(self.device))
 
     @property
     def mode(self) -> str:
@@ -180,9 +209,7 @@ class EvalSettings:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        from ..run.config import parse_dtype
-
-        return parse_dtype(self.dtype)
+        return EVAL_DTYPES[self.dtype]
 
 
 # --- predictions file ----------------------------------------------------------------------------
@@ -193,12 +220,14 @@ class PredictionsWriter:
 
     HEADER = ("model", "path", "label", "synset", "top1", "top5", "top1_correct", "top5_correct", "error")
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, append: bool = False):
+        """A new file with its header, or (`append`) more rows for one started before (one worker per model)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w", newline="", encoding="utf-8")
+        self._file = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file)
-        self._csv.writerow(self.HEADER)
+        if not append:
+            self._csv.writerow(self.HEADER)
 
     def write(self, model: str, split: ImageNetSplit, top5: np.ndarray, errors: dict[int, str]) -> None:
         synsets = imagenet_synsets()
@@ -308,12 +337,22 @@ def _resolve_spec(model: str | ModelSpec) -> ModelSpec:
     return model if isinstance(model, ModelSpec) else zoo.get(model)
 
 
-def _evaluate(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weights: str | Path | None,
-              predictions: PredictionsWriter | None, progress: AccuracyProgress) -> AccuracyResult:
+def cell_config(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weights: str | Path | None) -> dict:
+    """What identifies one model's accuracy (the store's cell key): weights, preprocessing, dataset, limit,
+    device, dtype. Batch size and decoding workers change how fast, not what is measured."""
+    return {"weights": weights_key(spec, weights), "preprocessing": settings.mode,
+            "dataset": full.fingerprint.to_dict(), "limit": settings.limit, "device": settings.device,
+            "dtype": settings.dtype}
+
+
+def evaluate(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weights: str | Path | None = None,
+             predictions: PredictionsWriter | None = None, progress: AccuracyProgress | None = None,
+             config: Mapping[str, Any] | None = None) -> AccuracyResult:
+    """One model on `full` (its `settings.limit` subset); failures of the model or its weights come back as a
+    result ("unavailable", "error"). `config`: the cell's identity when the caller computed it already."""
+    progress = progress or NoProgress()
     split = full.subset(settings.limit)
-    config = {"weights": weights_key(spec, weights), "preprocessing": settings.mode,
-              "dataset": full.fingerprint.to_dict(), "limit": settings.limit, "device": settings.device,
-              "dtype": settings.dtype}
+    config = dict(config) if config is not None else cell_config(spec, full, settings, weights)
     result = AccuracyResult(spec.id, "error", config)
     progress.model_started(spec.id, len(split))
     try:
@@ -361,109 +400,13 @@ def evaluate_accuracy(model: str | ModelSpec, data: str | Path | ImageNetSplit, 
     Problems with the data raise (UsageError); problems with the model or its weights come back as a
     result with status "unavailable" or "error" and the message in `error`.
     """
-    settings = EvalSettings.checked(paper_preprocessing=paper_preprocessing, limit=limit, device=device,
-                                    dtype=dtype, batch_size=batch_size, workers=workers)
+    settings = EvalSettings(paper_preprocessing=paper_preprocessing, limit=limit, device=device, dtype=dtype,
+                            batch_size=batch_size, workers=workers)
     split = data if isinstance(data, ImageNetSplit) else open_imagenet(data, labels, synsets)
     spec = _resolve_spec(model)
     writer = PredictionsWriter(save_predictions) if save_predictions else None
     try:
-        return _evaluate(spec, split, settings, weights, writer, progress or NoProgress())
+        return evaluate(spec, split, settings, weights, writer, progress)
     finally:
         if writer:
             writer.close()
-
-
-# --- sweeps into the store -----------------------------------------------------------------------
-
-
-@dataclass
-class AccuracySweep:
-    results: list[AccuracyResult]
-    dataset: ImageNetSplit
-    run_id: str | None = None
-    machine_id: str | None = None
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.results:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return counts
-
-
-def _weights_by_model(specs: list[ModelSpec], weights: str | Path | Mapping[str, str | Path] | None) -> dict[str, Path]:
-    if weights is None:
-        return {}
-    if not isinstance(weights, Mapping):
-        if len(specs) != 1:
-            raise UsageError(f"one weights file was given for {len(specs)} models; name the model it belongs to "
-                             "(--weights MODEL=PATH, repeatable)")
-        return {specs[0].id: Path(weights)}
-    by_id = {_resolve_spec(name).id: Path(path) for name, path in weights.items()}
-    unknown = sorted(set(by_id) - {s.id for s in specs})
-    if unknown:
-        raise UsageError(f"weights given for {', '.join(unknown)}, which is not among the models evaluated")
-    return by_id
-
-
-def accuracy_sweep(models: Sequence[str | ModelSpec], data: str | Path | ImageNetSplit, *,
-                   weights: str | Path | Mapping[str, str | Path] | None = None, db: str | Path | None = None,
-                   labels: str | Path | None = None, synsets: str | Path | None = None,
-                   save_predictions: str | Path | None = None, progress: AccuracyProgress | None = None,
-                   argv: list[str] | None = None, **settings: Any) -> AccuracySweep:
-    """`evaluate_accuracy` for every model, each result committed to the store at `db` (when given)
-    the moment it exists. `settings`: paper_preprocessing, limit, device, dtype, batch_size, workers."""
-    checked = EvalSettings.checked(**settings)
-    specs = list({s.id: s for s in map(_resolve_spec, models)}.values())
-    if not specs:
-        raise UsageError("no model to evaluate")
-    files = _weights_by_model(specs, weights)
-    split = data if isinstance(data, ImageNetSplit) else open_imagenet(data, labels, synsets)
-    progress = progress or NoProgress()
-    writer = PredictionsWriter(save_predictions) if save_predictions else None
-    sweep = AccuracySweep([], split)
-    store = None
-    try:
-        if db is not None:
-            store, sweep.run_id, sweep.machine_id = _open_run(db, checked, split, argv)
-        for spec in specs:
-            result = _evaluate(spec, split, checked, files.get(spec.id), writer, progress)
-            sweep.results.append(result)
-            if store is not None:
-                store.put_result(result.to_record(sweep.run_id or "", sweep.machine_id or ""))
-    except KeyboardInterrupt:
-        if store is not None:
-            store.finish_run(sweep.run_id, "interrupted")
-        raise
-    except BaseException:
-        if store is not None:
-            store.finish_run(sweep.run_id, "failed")
-        raise
-    else:
-        if store is not None:
-            store.finish_run(sweep.run_id, "finished")
-    finally:
-        if writer:
-            writer.close()
-        if store is not None:
-            store.close()
-    return sweep
-
-
-def _open_run(db: str | Path, settings: EvalSettings, split: ImageNetSplit, argv: list[str] | None):
-    from ..env import collect_machine, collect_software
-    from ..store import Store
-
-    store = Store(db)
-    try:
-        machine = collect_machine()
-        store.register_machine(machine.machine_id, machine.to_dict())
-        config = {"metric": METRIC, "preprocessing": settings.mode, "limit": settings.limit, "device": settings.device,
-                  "dtype": settings.dtype, "batch_size": settings.batch_size, "workers": settings.workers,
-                  "dataset": split.fingerprint.to_dict(), "layout": split.layout}
-        run_id = store.start_run(machine.machine_id, argv if argv is not None else sys.argv, config,
-                                 collect_software().to_dict())
-    except BaseException:
-        store.close()
-        raise
-    return store, run_id, machine.machine_id

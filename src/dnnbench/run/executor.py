@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 from ..errors import UsageError
 from ..store import ResultRecord
 from .plan import Cell, WorkerJob
-from .worker import Begin, Done, Finished, record, worker_main
+from .accuracy_worker import AccuracyJob, accuracy_main
+from .worker import Begin, Done, Finished, Progressed, record, worker_main
 
 OnRecord = Callable[[ResultRecord], None]
 STARTUP_TIMEOUT_S = 300.0
@@ -106,11 +107,14 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def _worker_entry(conn, job: WorkerJob, parent_pid: int) -> None:
+def _worker_entry(conn, job: WorkerJob | AccuracyJob, parent_pid: int) -> None:
     _set_parent_death_signal()
     if os.getppid() != parent_pid:  # the parent died before the signal was armed
         os._exit(1)
-    worker_main(conn, job)
+    if isinstance(job, AccuracyJob):  # one model's accuracy: the same isolation, another measurement
+        accuracy_main(conn, job)
+    else:
+        worker_main(conn, job)
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -127,9 +131,11 @@ def describe_exit(exitcode: int | None) -> str:
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, poll_s: float = 0.2, kill_grace_s: float = 5.0):
+    def __init__(self, poll_s: float = 0.2, kill_grace_s: float = 5.0,
+                 on_progress: Callable[[Progressed], None] | None = None):
         self.poll_s = poll_s
         self.kill_grace_s = kill_grace_s
+        self.on_progress = on_progress  # what a long cell says while it runs (accuracy: images so far)
         self._context = mp.get_context("spawn")
         self._process: mp.process.BaseProcess | None = None
 
@@ -144,8 +150,10 @@ class LocalExecutor:
     def run_job(self, job: WorkerJob, on_record: OnRecord) -> None:
         """Measure `job` in a fresh process, calling `on_record` once for every cell of it."""
         parent, child = self._context.Pipe(duplex=False)
+        # not a daemon: a worker may start processes of its own (image decoding); _stop and the parent-death
+        # signal make sure it never outlives the runner
         process = self._context.Process(target=_worker_entry, args=(child, job, os.getpid()),
-                                        name=f"dnnbench-{job.model}", daemon=True)
+                                        name=f"dnnbench-{job.model}", daemon=False)
         self._process = process
         process.start()
         child.close()
@@ -182,6 +190,10 @@ class LocalExecutor:
                     generous = message.setup and job.config.cell_timeout_s is None
                     allowed = max(job.config.timeout_s, STARTUP_TIMEOUT_S) if generous else job.config.timeout_s
                     deadline = time.monotonic() + allowed
+                elif isinstance(message, Progressed):  # alive and getting on: a new deadline for the rest
+                    deadline = time.monotonic() + job.config.timeout_s
+                    if self.on_progress is not None:
+                        self.on_progress(message)
                 elif isinstance(message, Finished):
                     if pending.pop(message.record.cell_key.digest, None) is not None:
                         on_record(message.record)
@@ -206,7 +218,7 @@ class LocalExecutor:
 
     def _stop(self, process: mp.process.BaseProcess) -> None:
         if process.is_alive():
-            process.terminate()
+            process.kill()  # workers ignore SIGTERM (the runner's own signal); SIGKILL is what stopped them before
             process.join(self.kill_grace_s)
         if process.is_alive():
             process.kill()

@@ -1,13 +1,13 @@
 """The sweep: plan cells, skip what the store already has, run the rest through an executor, keep
-every result the moment it exists."""
+every result the moment it exists. `execute` does this for jobs of any kind (timing sweeps here,
+accuracy in run.accuracy), inside the one run life cycle of run.lifecycle."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 from ..env import collect_machine, collect_runtime, collect_software
 import pandas as pd
@@ -16,6 +16,7 @@ from ..store import ResultRecord, Store, records_frame
 from ..zoo import ModelSpec
 from .config import SweepConfig
 from .executor import Executor, LocalExecutor, MachineInfo, Placed, Target
+from .lifecycle import RunLifecycle
 from .plan import WorkerJob, plan
 
 FINAL_STATUSES = ("ok", "oom", "skipped")  # re-running the same command does not measure these again
@@ -68,12 +69,21 @@ class RunSummary:
         return counts
 
 
+@dataclass(frozen=True)
+class ResumePolicy:
+    """Which stored cells are measured again: none (resume), the failed ones, the contended timings, or all."""
+
+    force: bool = False
+    retry_failed: bool = False
+    remeasure_contended: bool = False
+
+
 def _contended(record: ResultRecord) -> bool:
     return bool(record.values.get("contention", {}).get("contended"))
 
 
 def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[WorkerJob],
-                 config: SweepConfig) -> list[WorkerJob]:
+                 config: ResumePolicy | SweepConfig) -> list[WorkerJob]:
     """The jobs with the cells still to measure (resume): all of them with `force`. With several machines
     (the nodes of one kind on a cluster), a cell any of them has is done."""
     if config.force:
@@ -92,14 +102,19 @@ def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[Worke
     return remaining
 
 
+def this_machine() -> Target:
+    """This machine as the one place a sweep is measured."""
+    machine = collect_machine()
+    software = {**collect_software().to_dict(), "runtime": collect_runtime().to_dict()}
+    return Target("local", (MachineInfo(machine.machine_id, machine.to_dict(), software),))
+
+
 def _targets(executor: Executor, config: SweepConfig) -> list[Target]:
     """Where the sweep is measured: what the executor says (a cluster's node kinds), else this machine."""
     targets = executor.targets(config) if hasattr(executor, "targets") else None
     if targets:
         return list(targets)
-    machine = collect_machine()
-    software = {**collect_software().to_dict(), "runtime": collect_runtime().to_dict()}
-    return [Target("local", (MachineInfo(machine.machine_id, machine.to_dict(), software),))]
+    return [this_machine()]
 
 
 def _run_jobs(executor: Executor, jobs: list[Placed], on_record, on_job_started, on_job_done) -> None:
@@ -117,7 +132,7 @@ def _ensure_peaks(store: Store, machine_id: str, config: SweepConfig) -> None:
     (a few seconds each; a peak measured under contention is measured again): what efficiencies divide by."""
     if not config.measure_peak or "time" not in config.metrics or config.device.split(":")[0] not in ("cpu", "cuda"):
         return
-    from ..env.peak import ensure_peak
+    from .peak import ensure_peak
 
     precisions = [("tf32" if p == "fp32" and config.tf32 and config.device != "cpu" else p)
                   for p in config.precision_list]
@@ -131,78 +146,72 @@ def run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executo
     """Measure `specs` under `config` into `store`; returns what this call recorded.
 
     Every finished cell is committed the moment it arrives, under the machine that measured it (the
-    executor says which: a cluster node; this machine otherwise), with one run per machine. Ctrl-C stops
-    the workers, marks the runs interrupted and raises KeyboardInterrupt; a second Ctrl-C exits at once.
+    executor says which: a cluster node; this machine otherwise), with one run per machine. Ctrl-C or
+    SIGTERM stops the workers, marks the runs interrupted and raises KeyboardInterrupt (`Terminated` for
+    SIGTERM); a second one exits at once.
     """
     executor = executor or LocalExecutor()
-    progress = progress or NoProgress()
     try:
-        return _run_sweep(specs, config, store, executor, progress, argv)
+        targets = _targets(executor, config)
+
+        def peaks(todo: list[Placed]) -> None:
+            if executor.name == "local":
+                _ensure_peaks(store, targets[0].machines[0].machine_id, config)
+
+        resume = ResumePolicy(config.force, config.retry_failed, config.remeasure_contended)
+        return execute(plan(specs, config), targets, store, executor, config.to_dict(), resume, progress, argv,
+                       prepare=peaks)
     finally:
         if hasattr(executor, "close"):
             executor.close()
 
 
-def _run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executor: Executor, progress: Progress,
-               argv: list[str] | None) -> RunSummary:
-    targets = _targets(executor, config)
-    machines = {m.machine_id: m for t in targets for m in t.machines}
-    for machine in machines.values():
-        store.register_machine(machine.machine_id, dict(machine.fingerprint))
-    if executor.name == "local":
-        _ensure_peaks(store, targets[0].machines[0].machine_id, config)
-    jobs = plan(specs, config)
-    todo = [Placed(job, target.name) for target in targets
-            for job in pending_jobs(store, [m.machine_id for m in target.machines], jobs, config)]
-    argv = argv if argv is not None else sys.argv
-    run_ids = {mid: store.start_run(mid, argv, config.to_dict(), {**m.software, "executor": executor.name})
-               for mid, m in machines.items()}
-    first = targets[0].machines[0].machine_id
-    planned = sum(len(j.cells) for j in jobs) * len(targets)
-    summary = RunSummary(run_ids[first], first, planned, planned - sum(len(p.job.cells) for p in todo),
-                         frozenset(c.digest for j in jobs for c in j.cells), machine_ids=tuple(machines),
-                         run_ids=run_ids)
-    default_machine = {t.name: t.machines[0].machine_id for t in targets}
-    where: dict[int, str] = {}
-    kept: set[tuple[str, str]] = set()
+def execute(jobs: list[WorkerJob], targets: Sequence[Target], store: Store, executor: Executor,
+            run_config: Mapping[str, Any], resume: ResumePolicy, progress: Progress | None = None,
+            argv: Sequence[str] | None = None,
+            prepare: Callable[[list[Placed]], None] | None = None) -> RunSummary:
+    """Run the cells of `jobs` still missing from the store on every target, inside one run life cycle
+    (machines registered, one run per machine, results kept as they come, interrupt handled). `prepare`
+    is called with the jobs to run once the runs are open and before the first job starts."""
+    progress = progress or NoProgress()
+    machines = [m for t in targets for m in t.machines]
+    argv = list(argv) if argv is not None else sys.argv
+    lifecycle = RunLifecycle(store, machines, argv, run_config, executor.name, executor.cancel, progress)
+    with lifecycle as runs:
+        todo = [Placed(job, target.name) for target in targets
+                for job in pending_jobs(store, [m.machine_id for m in target.machines], jobs, resume)]
+        if prepare is not None:
+            prepare(todo)
+        first = targets[0].machines[0].machine_id
+        planned = sum(len(j.cells) for j in jobs) * len(targets)
+        summary = RunSummary(runs.run_ids[first], first, planned, planned - sum(len(p.job.cells) for p in todo),
+                             frozenset(c.digest for j in jobs for c in j.cells),
+                             machine_ids=tuple(runs.run_ids), run_ids=runs.run_ids)
+        default_machine = {t.name: t.machines[0].machine_id for t in targets}
+        where: dict[int, str] = {}
+        kept: set[tuple[str, str]] = set()
 
-    def keep(placed: Placed, record: ResultRecord) -> None:
-        key = (placed.target, record.cell_key.digest)
-        if key in kept:  # an executor that reports a cell twice: the first word stands
-            return
-        kept.add(key)
-        record.machine_id = record.machine_id or default_machine[placed.target]  # the executor's machine wins
-        record.run_id = run_ids.get(record.machine_id, summary.run_id)
-        store.put_result(record)
-        summary.records.append(record)
-        progress.cell_done(record, job=placed.job, where=where.get(id(placed), ""))
+        def keep(placed: Placed, record: ResultRecord) -> None:
+            key = (placed.target, record.cell_key.digest)
+            if key in kept:  # an executor that reports a cell twice: the first word stands
+                return
+            kept.add(key)
+            record.machine_id = record.machine_id or default_machine[placed.target]  # the executor's machine wins
+            runs.keep(record)
+            summary.records.append(record)
+            progress.cell_done(record, job=placed.job, where=where.get(id(placed), ""))
 
-    def started(placed: Placed, node: str) -> None:
-        where[id(placed)] = node
-        progress.job_started(placed.job, where=node)
+        def started(placed: Placed, node: str) -> None:
+            where[id(placed)] = node
+            progress.job_started(placed.job, where=node)
 
-    def done(placed: Placed, node: str) -> None:
-        progress.job_done(placed.job, where=node)
+        def done(placed: Placed, node: str) -> None:
+            progress.job_done(placed.job, where=node)
 
-    progress.start(sum(len(p.job.cells) for p in todo), [p.job for p in todo])
-    previous_handler = signal.getsignal(signal.SIGINT)
-    try:
-        _run_jobs(executor, todo, keep, started, done)
-    except KeyboardInterrupt:
-        # from now on a second Ctrl-C leaves at once; finished cells are already committed
-        signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-        summary.interrupted = True
-        executor.cancel()
-        for run_id in run_ids.values():
-            store.finish_run(run_id, "interrupted")
-        progress.finish()
-        signal.signal(signal.SIGINT, previous_handler)
-        raise
-    except BaseException:
-        for run_id in run_ids.values():
-            store.finish_run(run_id, "failed")
-        raise
-    for run_id in run_ids.values():
-        store.finish_run(run_id, "finished")
-    progress.finish()
+        progress.start(sum(len(p.job.cells) for p in todo), [p.job for p in todo])
+        try:
+            _run_jobs(executor, todo, keep, started, done)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            raise
     return summary

@@ -34,6 +34,17 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Progressed:
+    """A long cell is getting on (an accuracy evaluation: images done so far): resets the cell's deadline,
+    and the parent shows it. `detail`: what the kind of cell reports besides (running counts)."""
+
+    digest: str
+    done: int
+    total: int
+    detail: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Done:
     pass
 
@@ -273,10 +284,16 @@ def configure_process(job: WorkerJob) -> None:
         _limit_address_space(config.memory_limit_mb)
 
 
-def worker_main(conn: Connection, job: WorkerJob) -> None:
-    # The parent owns Ctrl-C: it stops this process itself, after keeping what is finished.
+def leave_signals_to_the_runner() -> None:
+    """The runner owns Ctrl-C and SIGTERM (also sent to the whole process group): it stops a worker itself,
+    after keeping what is finished. Every kind of worker calls this first."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def worker_main(conn: Connection, job: WorkerJob) -> None:
+    leave_signals_to_the_runner()
     configure_process(job)
     measurer = _Measurer(job, conn)
     complexity_cells = [c for c in job.cells if c.metric == "complexity"]
