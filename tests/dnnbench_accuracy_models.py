@@ -29,6 +29,20 @@ def wide_shape_net():
     return ShapeNet(width=16)
 
 
+class SegfaultingShapeNet(ShapeNet):
+    """The shape net's keys and shapes (its weights load), but a forward pass that kills the process the way
+    a broken native kernel does: a null-pointer read, SIGSEGV."""
+
+    def forward(self, x):
+        import ctypes
+
+        ctypes.string_at(0)
+
+
+def segfaulting_shape_net():
+    return SegfaultingShapeNet()
+
+
 # --- generated ImageNet-style images ---------------------------------------------------------------
 
 # six real synsets, each drawn as one coloured shape on a noisy background

@@ -22,6 +22,7 @@ from dnnbench_accuracy_models import CLASSES, copy_as_devkit, copy_as_kaggle, dr
 
 SHAPE_NET = "python:dnnbench_accuracy_models:shape_net"
 WIDE_NET = "python:dnnbench_accuracy_models:wide_shape_net"
+SEGFAULTING_NET = "python:dnnbench_accuracy_models:segfaulting_shape_net"
 TESTS = Path(__file__).parent
 PER_CLASS = 10
 MISLABELLED = {0: 3, 1: 4}  # class folder -> class actually drawn in its first image
@@ -87,7 +88,9 @@ def trained(tmp_path_factory):
 
 
 def dnnbench(*args, env_extra=None):
-    env = {"PATH": "", "COLUMNS": "200", "PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    # this checkout's sources first: the venv's editable install may point at another one
+    path = os.pathsep.join((str(TESTS.parent / "src"), str(TESTS)))
+    env = {"PATH": "", "COLUMNS": "200", "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "dnnbench", "accuracy", *args], capture_output=True, text=True, env=env)
 
 
@@ -177,6 +180,45 @@ def test_failures_are_recorded_and_the_sweep_goes_on(trained, tmp_path):
     refused = evaluate_accuracy(SHAPE_NET, trained.root, weights=tmp_path / "evil.pth", workers=0)
     assert refused.status == "error" and "was refused" in refused.error and "system" in refused.error
     assert not marker.exists()
+
+
+def test_a_model_that_crashes_its_process_is_recorded_and_the_next_one_evaluated(trained, tmp_path):
+    db = tmp_path / "results.sqlite"
+    sweep = accuracy_sweep([SEGFAULTING_NET, SHAPE_NET], trained.root, db=db, workers=0, limit=12,
+                           weights={SEGFAULTING_NET: trained.weights, SHAPE_NET: trained.weights})
+    crashed, shape = sweep.results
+    assert crashed.status == "crash" and "SIGSEGV" in crashed.error and "evaluation" in crashed.error
+    assert shape.status == "ok" and shape.n + shape.corrupt == 12
+    assert sweep.evaluated == [SEGFAULTING_NET, SHAPE_NET]
+    with Store(db) as store:
+        assert {r.model: r.status for r in store.results(metric="accuracy")} == {SEGFAULTING_NET: "crash", SHAPE_NET: "ok"}
+        assert [run["status"] for run in store.runs()] == ["finished"]
+
+
+def test_a_second_identical_command_evaluates_nothing_and_says_so(trained, tmp_path):
+    db, predictions = tmp_path / "results.sqlite", tmp_path / "predictions.csv"
+    args = (SHAPE_NET, "--data", str(trained.root), "--weights", str(trained.weights), "--db", str(db), "--limit", "12",
+            "--workers", "0", "--save-predictions", str(predictions))
+    first = dnnbench(*args)
+    assert first.returncode == 0, first.stderr
+    assert "already in" not in first.stdout
+    rows = predictions.read_text()
+    with Store(db) as store:
+        (measured,) = store.results(metric="accuracy")
+    second = dnnbench(*args)
+    assert second.returncode == 0, second.stderr
+    out = " ".join(second.stdout.split())
+    assert "nothing evaluated: every model already in" in out and "1 ok" in out
+    assert f"{measured.values['top1']:.2f}" in out  # the table shows the stored result
+    with Store(db) as store:
+        (kept,) = store.results(metric="accuracy")
+        runs = store.runs()
+    assert (kept.run_id, kept.finished_at) == (measured.run_id, measured.finished_at)  # not measured again
+    assert [run["status"] for run in runs] == ["finished", "finished"]
+    assert predictions.read_text() == rows  # nothing evaluated: the predictions file is left as it was
+    # another --limit is another cell: measured
+    third = accuracy_sweep([SHAPE_NET], trained.root, db=db, weights=trained.weights, workers=0, limit=6)
+    assert third.evaluated == [SHAPE_NET] and third.results[0].n + third.results[0].corrupt == 6
 
 
 def test_limit_takes_the_same_share_of_every_class(trained):

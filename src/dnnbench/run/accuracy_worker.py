@@ -68,7 +68,7 @@ def accuracy_main(conn: Connection, job: AccuracyJob) -> None:
     from ..zoo import get
 
     (cell,) = job.cells
-    conn.send(Begin((cell.digest,), "loading the model and its weights", setup=True))
+    conn.send(Begin((cell.digest,), "evaluation", setup=True))  # loading the weights, then the images
     started = time.time()
     writer = PredictionsWriter(job.predictions, append=True) if job.predictions else None
     try:
