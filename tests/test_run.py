@@ -93,8 +93,12 @@ def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
     assert peaks[0]["estimate"]["peak_flops"] > 0
 
 
+# this checkout's sources first: the venv's editable install may point at another one
+CHECKOUT_PATH = os.pathsep.join((str(TESTS.parent / "src"), str(TESTS)))
+
+
 def run_cli(*args, db, timeout=300, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONPATH": CHECKOUT_PATH, "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "dnnbench", "run", *args, "--db", str(db)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -133,7 +137,8 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
     assert count_results(db) == 15
 
 
-def test_ctrl_c_keeps_finished_cells_and_stops_the_worker(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_keeps_finished_cells_and_stops_the_worker(tmp_path, signum, code):
     db = tmp_path / "r.sqlite"
     names = ",".join(f"python:dnnbench_test_models:{n}" for n in ("tiny", "sleeping"))
     runner = run_cli("--models", names, "--batch-sizes", "1", *FAST_ARGS, db=db)
@@ -141,9 +146,9 @@ def test_ctrl_c_keeps_finished_cells_and_stops_the_worker(tmp_path):
     while count_results(db) < 4 and time.time() < deadline:  # tiny's 3 cells, sleeping's complexity, then it sleeps
         time.sleep(0.2)
     time.sleep(3)
-    runner.send_signal(signal.SIGINT)
+    runner.send_signal(signum)
     out, err = runner.communicate(timeout=60)
-    assert runner.returncode == 130
+    assert runner.returncode == code
     assert "finished cells are kept" in err
     assert "Traceback" not in err
     with Store(db) as store:
@@ -192,7 +197,7 @@ def test_python_api_and_export_round_trip(tmp_path):
     frame = summary.frame()
     assert set(frame["metric"]) == {"complexity", "time", "memory"}
     assert frame.loc[frame.metric == "time", "value.stats.median"].iloc[0] > 0
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "PYTHONPATH": CHECKOUT_PATH}
     for suffix in ("csv", "json", "parquet"):
         out = tmp_path / f"export.{suffix}"
         subprocess.run([sys.executable, "-m", "dnnbench", "export", str(out), "--db", str(db)], check=True, env=env)
