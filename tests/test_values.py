@@ -24,7 +24,7 @@ from dnnbench.store.values import (
     PeakValue,
     RawValue,
     RuntimeInfo,
-    SetupCosts,
+    SetupInfo,
     TimeValue,
     ValueLayoutError,
     decode,
@@ -113,7 +113,7 @@ def sample_time() -> TimeValue:
         output_check=OutputCheckInfo(max_abs_error=0.1, relative_max_error=0.01, cosine_similarity=0.9999,
                                      top1_agreement=1.0, top5_agreement=0.95, precision="fp16", min_cosine=0.999,
                                      max_relative_error=0.02, passed=True),
-        setup=SetupCosts(prepare={"export_s": 2.0, "session_s": 0.5}, prepare_s=2.5, bind_s=0.25,
+        setup=SetupInfo(prepare={"export_s": 2.0, "session_s": 0.5}, prepare_s=2.5, bind_s=0.25,
                          first_inference_s=0.25),
         contention=ContentionInfo(wall_s=1.0, process_cpu_s=1.0, machine_busy_cpu_s=1.5, other_cpu_s=0.5,
                                   other_cores=0.5, threshold_cores=0.25, contended=True, method="/proc/stat"),
@@ -126,7 +126,7 @@ def sample_memory_cuda() -> MemoryValue:
     return MemoryValue(max_allocated_bytes=1000, max_reserved_bytes=2000, nvml_process_bytes=None,
                        device_name="NVIDIA H200", baseline_rss_bytes=10, weight_bytes=400,
                        analytic=values_module.AnalyticMemory(total_peak_bytes=800, peak_op=None),
-                       analytic_ratio=1.25, executed_precision=None)
+                       analytic_ratio=1.25, executed_precision=None, backend=BackendInfo(name="eager"))
 
 
 def sample_memory_cpu() -> MemoryValue:
@@ -184,7 +184,10 @@ def test_nulls_that_writers_store_stay_null():
     cuda = sample_memory_cuda().to_dict()
     assert cuda["nvml_process_bytes"] is None and cuda["executed_precision"] is None
     assert "peak_rss_bytes" not in cuda  # absent fields stay absent
-    assert "nvml_process_bytes" not in sample_memory_cpu().to_dict()
+    cpu = sample_memory_cpu().to_dict()
+    assert "nvml_process_bytes" not in cpu and "executed_precision" not in cpu  # null only beside its writer's fields
+    assert cpu["analytic_ratio"] is None
+    assert MemoryValue.from_dict({"peak_mb": 3}).to_dict() == {"peak_mb": 3, "layout": MemoryValue.LAYOUT}
     runtime = sample_time().to_dict()["runtime"]
     assert runtime["inter_op_threads"] is None and runtime["cuda_alloc_conf"] is None
 

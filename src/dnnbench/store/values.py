@@ -18,7 +18,8 @@ them would lose measurements on the next merge or export; keeping them costs not
 
 Absent and null. Most fields may be absent in stored dicts (older cells, hand-written test stores):
 they read as None. `to_dict()` leaves a None field out, except fields marked nullable, whose writers
-store an explicit null (a runtime setting that could not be read, a weights file without a URL).
+store an explicit null (a runtime setting that could not be read, a weights file without a URL), some of
+them only beside the fields written with them (`executed_precision` beside `backend`).
 
 Pure data: standard library only, no torch, numpy or pandas.
 """
@@ -40,9 +41,10 @@ class ValueLayoutError(DnnbenchError, ValueError):
 # --- the machinery: dataclass <-> JSON-able dict ----------------------------------------------------
 
 
-def _nullable(default: Any = None) -> Any:
-    """A field whose writer stores an explicit null: `to_dict()` writes it even when None."""
-    return field(default=default, metadata={"nullable": True})
+def _nullable(with_field: str | None = None) -> Any:
+    """A field whose writer stores an explicit null: `to_dict()` writes it even when None (with `with_field`:
+    when that other field, written by the same writer at the same time, is there)."""
+    return field(default=None, metadata={"nullable": with_field or True})
 
 
 def _freeze(value: Any) -> Any:
@@ -105,7 +107,7 @@ class _Part:
             if f.name == "extra" or not f.init:
                 continue
             value = getattr(self, f.name)
-            if value is None and not f.metadata.get("nullable"):
+            if value is None and not self._writes_null(f.metadata.get("nullable")):
                 continue
             out[f.name] = _thaw(value)
         out.update(_thaw(self.extra))
@@ -113,6 +115,9 @@ class _Part:
 
     def _encoded(self) -> Any:
         return self.to_dict()
+
+    def _writes_null(self, nullable: bool | str | None) -> bool:
+        return nullable is True or (isinstance(nullable, str) and getattr(self, nullable) is not None)
 
 
 class _Value(_Part):
@@ -233,7 +238,7 @@ SETUP_PARTS = ("prepare_s", "bind_s", "first_inference_s")
 
 
 @dataclass(frozen=True)
-class SetupCosts(_Part):
+class SetupInfo(_Part):
     """One-off costs of a deployment: `prepare` steps (export, session, compile: seconds by step, paid once
     per worker), this batch size's `bind_s`, and the first inference."""
 
@@ -256,7 +261,7 @@ class TimeValue(_Value):
 
     METRIC: ClassVar[str] = "time"
     _NESTED: ClassVar[Mapping[str, type]] = {
-        "stats": LatencyStats, "backend": BackendInfo, "output_check": OutputCheckInfo, "setup": SetupCosts,
+        "stats": LatencyStats, "backend": BackendInfo, "output_check": OutputCheckInfo, "setup": SetupInfo,
         "contention": ContentionInfo, "runtime": RuntimeInfo}
 
     batch_size: int | None = None
@@ -276,9 +281,9 @@ class TimeValue(_Value):
     build_s: float | None = None
     cold_start_s: float | None = None
     backend: BackendInfo | None = None
-    executed_precision: str | None = _nullable()
+    executed_precision: str | None = _nullable("backend")
     output_check: OutputCheckInfo | None = None
-    setup: SetupCosts | None = None
+    setup: SetupInfo | None = None
     contention: ContentionInfo | None = None
     runtime: RuntimeInfo | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -305,7 +310,7 @@ class TimeValue(_Value):
     @property
     def setup_s(self) -> float | None:
         """The cell's whole set-up cost; cells from before set-up costs were recorded: the first call."""
-        return self.setup.total_s if self.setup is not None else self.first_call_s
+        return self.setup.total_s if self.setup is not None and self.setup.to_dict() else self.first_call_s
 
     @property
     def sample_count(self) -> int | None:
@@ -327,8 +332,8 @@ class AnalyticMemory(_Part):
     peak_activation_bytes: int | None = None
     output_bytes: int | None = None
     total_peak_bytes: int | None = None
-    peak_op: str | None = _nullable()
-    peak_module: str | None = _nullable()
+    peak_op: str | None = _nullable("total_peak_bytes")
+    peak_module: str | None = _nullable("total_peak_bytes")
     method: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -356,15 +361,15 @@ class MemoryValue(_Value):
     # CUDA (measure/memory.CudaMemory); nvml_process_bytes is stored as null when NVML had no figure
     max_allocated_bytes: int | None = None
     max_reserved_bytes: int | None = None
-    nvml_process_bytes: int | None = None
+    nvml_process_bytes: int | None = _nullable("max_allocated_bytes")
     device_name: str | None = None
     # the deployment and the estimate
     backend: BackendInfo | None = None
-    executed_precision: str | None = _nullable()
+    executed_precision: str | None = _nullable("backend")
     output_check: OutputCheckInfo | None = None
     weight_bytes: int | None = None
     analytic: AnalyticMemory | None = None
-    analytic_ratio: float | None = _nullable()
+    analytic_ratio: float | None = _nullable("analytic")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -392,12 +397,6 @@ class MemoryValue(_Value):
         value = self.headline_bytes
         estimate = self.analytic.total_peak_bytes if self.analytic else None
         return value / estimate if value and estimate else None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        if self.is_cuda and self.nvml_process_bytes is None:
-            out["nvml_process_bytes"] = None  # CUDA cells store NVML's missing figure as null
-        return out
 
 
 # --- complexity ------------------------------------------------------------------------------------
@@ -459,7 +458,7 @@ class PreprocessingInfo(_Part):
     std: tuple[float, ...] | None = None
     color_order: str | None = None
     value_range: float | None = None
-    transform_input: bool | None = _nullable()
+    transform_input: bool | None = _nullable("mode")
     note: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -469,12 +468,12 @@ class WeightsInfo(_Part):
     """Which weights were evaluated (zoo/weights.WeightsIdentity)."""
 
     source: str | None = None  # "torchvision" | "timm" | "pretrainedmodels" | "file"
-    ref: str | None = _nullable()
+    ref: str | None = _nullable("sha256")
     file: str | None = None
     sha256: str | None = None
-    url: str | None = _nullable()
-    checkpoint_key: str | None = _nullable()
-    stripped_prefix: str | None = _nullable()
+    url: str | None = _nullable("sha256")
+    checkpoint_key: str | None = _nullable("sha256")
+    stripped_prefix: str | None = _nullable("sha256")
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -541,11 +540,11 @@ class SpecPeakInfo(_Part):
     """The theoretical peak and every input it was computed from (env/peak.SpecPeak)."""
 
     precision: str | None = None
-    flops: float | None = _nullable()
+    flops: float | None = _nullable("precision")
     units: int | None = None
     unit_kind: str | None = None
-    flop_per_cycle_per_unit: float | None = _nullable()
-    clock_mhz: float | None = _nullable()
+    flop_per_cycle_per_unit: float | None = _nullable("precision")
+    clock_mhz: float | None = _nullable("precision")
     clock_source: str | None = None
     core: str | None = None
     path: str | None = None
@@ -588,19 +587,19 @@ class PeakValue(_Value):
     device: str | None = None
     precision: str | None = None
     threads: int | None = None  # CPU: intra-op threads measured with; other devices: 0
-    peak_flops: float | None = _nullable()
+    peak_flops: float | None = _nullable("device")
     basis: str | None = None  # "spec", "measured matmul", "measured conv3x3" or "none"
     basis_detail: str | None = None
-    theoretical_flops: float | None = _nullable()
-    measured_flops: float | None = _nullable()
-    spec: SpecPeakInfo | None = _nullable()
+    theoretical_flops: float | None = _nullable("device")
+    measured_flops: float | None = _nullable("device")
+    spec: SpecPeakInfo | None = _nullable("device")
     kernels: tuple[KernelInfo, ...] | None = None
-    bandwidth_bytes_per_s: float | None = _nullable()
-    bandwidth: KernelInfo | None = _nullable()
-    contention: ContentionInfo | None = _nullable()
+    bandwidth_bytes_per_s: float | None = _nullable("device")
+    bandwidth: KernelInfo | None = _nullable("device")
+    contention: ContentionInfo | None = _nullable("device")
     measured_at: float | None = None
-    torch_version: str | None = _nullable()
-    device_name: str | None = _nullable()
+    torch_version: str | None = _nullable("device")
+    device_name: str | None = _nullable("device")
     unit: str | None = None  # "FLOP/s", or "OP/s" for int8
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -659,6 +658,6 @@ def encode(value: Any) -> dict[str, Any]:
 __all__ = [
     "MEMORY_KINDS", "SETUP_PARTS", "VALUE_TYPES", "AccuracyValue", "AnalyticMemory", "BackendInfo", "ClassCount",
     "ComplexityValue", "ContentionInfo", "KernelInfo", "LatencyStats", "MemoryValue", "OutputCheckInfo",
-    "PeakValue", "PreprocessingInfo", "RawValue", "RuntimeInfo", "SetupCosts", "SpecPeakInfo", "TimeValue",
+    "PeakValue", "PreprocessingInfo", "RawValue", "RuntimeInfo", "SetupInfo", "SpecPeakInfo", "TimeValue",
     "Value", "ValueLayoutError", "WeightsInfo", "decode", "encode",
 ]
