@@ -117,13 +117,13 @@ def test_cli_reports_exactly_the_independently_counted_accuracy(trained, tmp_pat
     record = records[SHAPE_NET]
     values, config = record.values, record.config
     assert record.status == "ok"
-    assert (values["n"], values["top1_correct"], values["top5_correct"]) == (trained.n, trained.top1_correct, trained.top5_correct)
-    assert values["top1"] == 100 * trained.top1_correct / trained.n and values["corrupt"] == 1
-    assert values["top1_ci"] == [100 * v for v in wilson_interval(trained.top1_correct, trained.n)]
-    assert values["ci_method"] == "wilson" and values["classes_seen"] == 6 and values["images_per_s"] > 0
-    assert sum(c[1] for c in values["per_class"]) == trained.n
-    assert [c[0] for c in values["per_class"]] == sorted(s for s, _, _ in CLASSES)
-    assert values["weights"]["sha256"] == config["weights"].removeprefix("file:sha256:")
+    assert (values.n, values.top1_correct, values.top5_correct) == (trained.n, trained.top1_correct, trained.top5_correct)
+    assert values.top1 == 100 * trained.top1_correct / trained.n and values.corrupt == 1
+    assert values.top1_ci == tuple(100 * v for v in wilson_interval(trained.top1_correct, trained.n))
+    assert values.ci_method == "wilson" and values.classes_seen == 6 and values.images_per_s > 0
+    assert sum(c.n for c in values.per_class) == trained.n
+    assert [c.synset for c in values.per_class] == sorted(s for s, _, _ in CLASSES)
+    assert values.weights.sha256 == config["weights"].removeprefix("file:sha256:")
     assert config["preprocessing"] == "weights" and config["limit"] is None
     assert (config["device"], config["dtype"]) == ("cpu", "fp32")
     assert config["dataset"]["images"] == trained.n + 1 and config["dataset"]["path"] == str(trained.root.resolve())

@@ -146,14 +146,14 @@ def test_sweep_records_setup_apart_unsupported_unavailable_and_export_failures(t
              for r in summary.records}
     ts = cells["tiny", "torchscript", "fp32", 2]
     assert ts.status == "ok"
-    setup = ts.values["setup"]
-    assert set(setup["prepare"]) == {"trace_s", "freeze_s", "optimize_s"} and setup["prepare_s"] > 0
-    assert setup["first_inference_s"] == ts.values["first_call_s"]  # timed apart, not a sample
-    assert len(ts.values["samples_s"]) == ts.values["stats"]["n"]
-    assert ts.values["output_check"]["passed"] and ts.values["executed_precision"] == "fp32"
+    setup = ts.values.setup
+    assert set(setup.prepare) == {"trace_s", "freeze_s", "optimize_s"} and setup.prepare_s > 0
+    assert setup.first_inference_s == ts.values.first_call_s  # timed apart, not a sample
+    assert len(ts.values.samples_s) == ts.values.stats.n
+    assert ts.values.output_check.passed and ts.values.executed_precision == "fp32"
     if "onnxruntime" in HERE:
         assert cells["tiny", "onnxruntime", "fp32", 1].status == "ok"
-        assert cells["tiny", "onnxruntime", "fp32", 1].values["setup"]["prepare"]["export_s"] > 0
+        assert cells["tiny", "onnxruntime", "fp32", 1].values.setup.prepare["export_s"] > 0
         assert cells["tiny", "onnxruntime", "fp16", 1].status == "unsupported"
         failed = cells["unexportable", "onnxruntime", "fp32", 1]
         assert failed.status == "error" and "fft_rfft2" in failed.error  # the exporter's own words

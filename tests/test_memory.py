@@ -103,8 +103,8 @@ def test_cuda_peak_sees_a_freed_tensor_and_resets():
 
 
 def test_headline_memory_picks_cuda_tensors_then_cpu_rss_growth():
-    from dnnbench.measure.memory import headline_memory
+    from dnnbench.store.values import MemoryValue
 
-    assert headline_memory({"max_allocated_bytes": 5, "peak_above_baseline_bytes": 9}) == (5, "cuda_max_allocated")
-    assert headline_memory({"peak_above_baseline_bytes": 9}) == (9, "cpu_peak_rss_above_baseline")
-    assert headline_memory({}) == (None, "")
+    assert MemoryValue(max_allocated_bytes=5, peak_above_baseline_bytes=9).headline() == (5, "cuda_max_allocated")
+    assert MemoryValue(peak_above_baseline_bytes=9).headline() == (9, "cpu_peak_rss_above_baseline")
+    assert MemoryValue().headline() == (None, "")

@@ -208,8 +208,8 @@ def test_each_kind_measures_every_cell_once_on_its_own_nodes(cluster, tmp_path):
         assert {k: r.status for k, r in by_cell(measured).items()} == {k: r.status for k, r in local.items()}
     cells = by_cell(kind_b)
     assert cells["segfaulting", "time", 2].status == "crash" and "SIGSEGV" in cells["segfaulting", "time", 2].error
-    assert cells["tiny", "complexity", 1].values["macs"] == 8 * 8 * 8 * 27 + 80
-    assert cells["tiny", "time", 2].values["stats"]["median"] > 0
+    assert cells["tiny", "complexity", 1].values.macs == 8 * 8 * 8 * 27 + 80
+    assert cells["tiny", "time", 2].values.stats.median > 0
     # a node times one job at a time: the spans of its jobs' timed cells never overlap
     for machine_id in names:
         spans = {}

@@ -146,7 +146,7 @@ def test_merge_overlapping_stores_without_duplicates(tmp_path):
             assert len(records) == len(first.results()) + 3  # B adds m-b's two cells and an accuracy
         resnet18 = [r for r in records if r.machine_id == "m-a" and r.model == "resnet18" and r.metric == "time"
                     and r.config["batch_size"] == 1]
-        assert len(resnet18) == 1 and resnet18[0].values["median_s"] == pytest.approx(0.025)  # the newer one
+        assert len(resnet18) == 1 and resnet18[0].values.median_s == pytest.approx(0.025)  # the newer one
         assert set(merged.machines()) == {"m-a", "m-b"}
     again = invoke("merge", str(target), str(b))
     assert "0 new results" in again.output

@@ -66,7 +66,7 @@ def test_failures_are_results_and_the_sweep_goes_on(tmp_path):
     assert "SIGABRT" in cells["aborting", "time", 1].error
     assert "out of memory at batch size 4" in cells["hungry", "time", 4].error
     assert "timeout" in cells["sleeping", "time", 1].error
-    assert cells["tiny", "complexity", 1].values["macs"] == 8 * 8 * 8 * 27 + 80
+    assert cells["tiny", "complexity", 1].values.macs == 8 * 8 * 8 * 27 + 80
 
 
 def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
@@ -76,17 +76,18 @@ def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
         frame = store.frame(metric="time")
         peaks = store.peaks(summary.machine_id)
     timing = cells["tiny", "time", 2].values
-    assert timing["timer"] == "perf_counter_ns"
-    assert len(timing["samples_s"]) >= 3 and min(timing["samples_s"]) > 0
-    assert timing["stop_reason"] in ("converged", "time_budget", "max_samples")
-    assert timing["stats"]["ci_low"] <= timing["stats"]["median"] <= timing["stats"]["ci_high"]
-    assert timing["images_per_s"] == pytest.approx(2 / timing["stats"]["median"])
-    assert timing["build_s"] > 0 and timing["cold_start_s"] > 0
-    assert timing["runtime"]["intra_op_threads"] == 1
-    assert set(timing["contention"]) >= {"process_cpu_s", "other_cpu_s", "contended"}
+    assert timing.timer == "perf_counter_ns"
+    assert len(timing.samples_s) >= 3 and min(timing.samples_s) > 0
+    assert timing.stop_reason in ("converged", "time_budget", "max_samples")
+    assert timing.stats.ci_low <= timing.stats.median <= timing.stats.ci_high
+    assert timing.images_per_s == pytest.approx(2 / timing.stats.median)
+    assert timing.build_s > 0 and timing.cold_start_s > 0
+    assert timing.runtime.intra_op_threads == 1
+    assert None not in (timing.contention.process_cpu_s, timing.contention.other_cpu_s, timing.contention.contended)
+    assert timing.extra == {} and timing.backend.name == "eager"
     memory = cells["tiny", "memory", 2].values
-    assert memory["analytic"]["total_peak_bytes"] > memory["weight_bytes"] == (8 * 27 + 8 + 90) * 4
-    assert memory["peak_rss_bytes"] > 0 and memory["analytic_ratio"] > 0
+    assert memory.analytic.total_peak_bytes > memory.weight_bytes == (8 * 27 + 8 + 90) * 4
+    assert memory.peak_rss_bytes > 0 and memory.analytic_ratio > 0 and memory.extra == {}
     assert len(frame) == 2 and "value.stats.median" in frame.columns
     # the sweep measured the CPU's fp32 peak at its thread count, once, for its %-of-peak figures
     assert [(p["device"], p["precision"], p["threads"]) for p in peaks] == [("cpu", "fp32", 1)]
@@ -219,7 +220,7 @@ def test_cuda_sweep_times_with_events_and_reports_allocator_memory(tmp_path):
         run_sweep([zoo.get("resnet18")], SweepConfig(device="cuda:0", batch_sizes=(1, 8), time_budget_s=1.0), store)
         cells = {(r.metric, r.config["batch_size"]): r for r in store.results() if r.metric != "complexity"}
     assert all(r.status == "ok" for r in cells.values())
-    assert cells["time", 8].values["timer"] == "cuda_events"
-    assert cells["time", 8].values["stats"]["median"] > cells["time", 1].values["stats"]["median"] * 0.5
+    assert cells["time", 8].values.timer == "cuda_events"
+    assert cells["time", 8].values.stats.median > cells["time", 1].values.stats.median * 0.5
     memory = cells["memory", 8].values
-    assert memory["max_reserved_bytes"] >= memory["max_allocated_bytes"] > memory["weight_bytes"]
+    assert memory.max_reserved_bytes >= memory.max_allocated_bytes > memory.weight_bytes

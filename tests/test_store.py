@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from dnnbench.store import SCHEMA_VERSION, CellKey, ResultRecord, Store, StoreError
+from dnnbench.store.values import decode
 
 CONFIG = {"device": "cpu", "dtype": "float32", "batch_size": 1, "threads": 4}
 
@@ -240,7 +241,7 @@ def test_merge_overlapping_stores(tmp_path):
         assert a.merge_from(b_path) == 0
         assert len(a.results()) == 4 and len(a.runs()) == 2 and len(a.machines()) == 2
         (vgg,) = a.results(machine_id="m1", models=["vgg16"])
-        assert vgg.status == "ok" and vgg.values == {"mean_ms": 50.0}  # the newer measurement won
+        assert vgg.status == "ok" and vgg.values == decode("time", {"mean_ms": 50.0})  # the newer measurement won
         with pytest.raises(StoreError, match="into itself"):
             a.merge_from(a_path)
         with pytest.raises(StoreError, match="no results store"):
@@ -273,3 +274,20 @@ def test_concurrent_writer_processes(tmp_path):
         assert len(s.results()) == 2 * n
         assert len(s.completed_cells("shared")) == 2 * n
         assert [r["status"] for r in s.runs()] == ["finished", "finished"]
+
+
+def test_values_are_typed_and_a_newer_layout_is_refused_with_the_store_named(store, tmp_path):
+    from dnnbench.store.values import TimeValue
+
+    store.put_result(record(values={"median_s": 0.01, "stop_reason": "converged"}))
+    (rec,) = store.results()
+    assert isinstance(rec.values, TimeValue) and rec.values.latency_s == 0.01
+    stored = json.loads(store._con.execute("SELECT values_json FROM results").fetchone()[0])
+    assert stored == {"median_s": 0.01, "stop_reason": "converged", "layout": TimeValue.LAYOUT}
+    store.export(tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text())["results"][0]["values"] == stored
+    with store._con:
+        store._con.execute("UPDATE results SET values_json = ?",
+                           (json.dumps({**stored, "layout": TimeValue.LAYOUT + 1}),))
+    with pytest.raises(StoreError, match=r"newer dnnbench.*upgrade"):
+        store.results()

@@ -19,6 +19,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..store.values import PeakValue
+
 PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 _ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 PEAK_COLUMNS = ("machine_id", "device", "precision", "threads", "peak_flops", "theoretical_flops", "measured_flops",
@@ -28,18 +30,19 @@ EFFICIENCY_COLUMNS = ("precision", "arithmetic_intensity", "peak_gflops_per_s", 
 
 
 def peaks_frame(peaks: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
-    """One row per stored peak (Store.peaks() rows)."""
+    """One row per stored peak (Store.peaks() rows; `estimate` a PeakValue or its dict)."""
     rows = []
     for p in peaks:
         estimate = p.get("estimate") or {}
+        estimate = estimate if isinstance(estimate, PeakValue) else PeakValue.from_dict(estimate)
         rows.append({"machine_id": p["machine_id"], "device": _device(p["device"]),
                      "precision": _precision(p["precision"]), "threads": int(p.get("threads") or 0),
                      "peak_flops": _float(p.get("peak_flops")),
-                     "theoretical_flops": _float(estimate.get("theoretical_flops")),
-                     "measured_flops": _float(estimate.get("measured_flops")),
-                     "bandwidth_bytes_per_s": _float(estimate.get("bandwidth_bytes_per_s")),
-                     "basis": estimate.get("basis", ""), "basis_detail": estimate.get("basis_detail", ""),
-                     "contended": bool((estimate.get("contention") or {}).get("contended", False)),
+                     "theoretical_flops": _float(estimate.theoretical_flops),
+                     "measured_flops": _float(estimate.measured_flops),
+                     "bandwidth_bytes_per_s": _float(estimate.bandwidth_bytes_per_s),
+                     "basis": estimate.basis or "", "basis_detail": estimate.basis_detail or "",
+                     "contended": estimate.contended,
                      "measured_at": _float(p.get("measured_at"))})
     return pd.DataFrame(rows, columns=list(PEAK_COLUMNS))
 

@@ -14,10 +14,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ..backends.base import setup_seconds
 from ..errors import UsageError
-from ..measure.memory import headline_memory
 from ..store import ResultRecord, Store
+from ..store.values import MEMORY_KINDS, AccuracyValue, ComplexityValue, MemoryValue, TimeValue
 from .efficiency import peaks_frame
 from .machines import Machine, build_machines, default_machine, resolve_machine
 from .zoo_info import zoo_frame
@@ -34,11 +33,6 @@ MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved
                   "analytic_peak_bytes", "weight_bytes")
 ACCURACY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "accuracy_source", "top1", "top5", "images",
                     "weights", "preprocessing", "accuracy_config", "source", "status", "error", "finished_at")
-
-MEMORY_KINDS = {
-    "cuda_max_allocated": "CUDA peak allocated by PyTorch (torch.cuda.max_memory_allocated)",
-    "cpu_peak_rss_above_baseline": "peak resident set of the worker above its pre-model baseline (VmHWM)",
-}
 
 
 @dataclass
@@ -136,51 +130,56 @@ def _config(r: ResultRecord) -> dict[str, Any]:
             "tf32": c.get("tf32")}
 
 
+def _value(r: ResultRecord, value_type: type) -> Any:
+    """The record's typed value when the cell succeeded, else None (its row keeps status and error)."""
+    return r.values if r.status == "ok" and isinstance(r.values, value_type) else None
+
+
+def _nan(value: Any) -> Any:
+    return np.nan if value is None else value
+
+
 def _complexity_row(r: ResultRecord) -> dict[str, Any]:
-    v = r.values if r.status == "ok" else {}
-    per_batch = max(int(v.get("batch_size") or r.config.get("batch_size") or 1), 1)
-    row = {**_base(r), "input_size": r.config.get("input_size", v.get("input_size")),
+    v: ComplexityValue | None = _value(r, ComplexityValue)
+    row = {**_base(r), "input_size": r.config.get("input_size", v.input_size if v else None),
            "dtype": r.config.get("dtype", "fp32"), "mode": r.config.get("mode", "standard")}
-    # the cell counts one image; divide anyway, so that a batched count still gives per-image figures
+    # the cell counts one image; per_image divides anyway, so that a batched count still gives per-image figures
     for name in COMPLEXITY_VALUES:
-        value = v.get(name)
-        row[name] = np.nan if value is None else (value / per_batch if name in ("macs", "flops", "activations")
-                                                  else value)
+        row[name] = _nan(v.per_image(name, r.config.get("batch_size")) if v else None)
     return row
 
 
 def _time_row(r: ResultRecord) -> dict[str, Any]:
     row = {**_base(r), **_config(r)}
-    v = r.values if r.status == "ok" else {}
-    stats = v.get("stats") or {}
-    median_s = v.get("median_s", stats.get("median"))
+    v: TimeValue | None = _value(r, TimeValue)
+    median_s = v.latency_s if v else None
     batch = row["batch_size"] or 1
     row["latency_ms"] = median_s * 1e3 if median_s is not None else np.nan
-    row["ms_per_image"] = v.get("ms_per_image", row["latency_ms"] / batch)
-    row["images_per_s"] = v.get("images_per_s", batch / median_s if median_s else np.nan)
-    row["ci_half_width_rel"] = stats.get("ci_half_width_rel", np.nan)
-    row["samples"] = stats.get("n", len(v.get("samples_s") or ()) or np.nan)
-    row["stop_reason"] = v.get("stop_reason", "")
-    row["contended"] = bool((v.get("contention") or {}).get("contended", False))
+    row["ms_per_image"] = v.ms_per_image if v and v.ms_per_image is not None else row["latency_ms"] / batch
+    row["images_per_s"] = (v.images_per_s if v and v.images_per_s is not None
+                           else batch / median_s if median_s else np.nan)
+    row["ci_half_width_rel"] = _nan(v.stats.ci_half_width_rel if v and v.stats else None)
+    row["samples"] = _nan(v.sample_count if v else None)
+    row["stop_reason"] = (v.stop_reason if v else None) or ""
+    row["contended"] = bool(v and v.contended)
     # deployment backends (cells before them: eager, checked by construction)
-    check = v.get("output_check") or {}
-    row["executed_precision"] = v.get("executed_precision") or (row["dtype"] if v else "")
-    row["output_check_passed"] = bool(check.get("passed", True)) if v else False
-    row["output_cosine"] = check.get("cosine_similarity", np.nan)
-    row["output_rel_error"] = check.get("relative_max_error", np.nan)
-    setup = v.get("setup") or {}
-    row["setup_s"] = setup_seconds(setup) if setup else v.get("first_call_s", np.nan)
+    check = v.output_check if v else None
+    row["executed_precision"] = v.precision_executed(row["dtype"]) if v else ""
+    row["output_check_passed"] = v.check_passed if v else False
+    row["output_cosine"] = _nan(check.cosine_similarity if check else None)
+    row["output_rel_error"] = _nan(check.relative_max_error if check else None)
+    row["setup_s"] = _nan(v.setup_s if v else None)
     return row
 
 
 def _memory_row(r: ResultRecord) -> dict[str, Any]:
     row = {**_base(r), **_config(r)}
-    v = r.values if r.status == "ok" else {}
-    measured, row["memory_kind"] = headline_memory(v)
-    row["memory_bytes"] = np.nan if measured is None else measured
+    v: MemoryValue | None = _value(r, MemoryValue)
+    measured, row["memory_kind"] = v.headline() if v else (None, "")
+    row["memory_bytes"] = _nan(measured)
     for name in ("peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes", "weight_bytes"):
-        row[name] = np.nan if v.get(name) is None else v[name]
-    row["analytic_peak_bytes"] = (v.get("analytic") or {}).get("total_peak_bytes", np.nan)
+        row[name] = _nan(getattr(v, name) if v else None)
+    row["analytic_peak_bytes"] = _nan(v.analytic.total_peak_bytes if v and v.analytic else None)
     return row
 
 
@@ -191,12 +190,12 @@ def _text(value: Any) -> str:
 
 
 def _accuracy_row(r: ResultRecord) -> dict[str, Any]:
-    v = r.values if r.status == "ok" else {}
+    v: AccuracyValue | None = _value(r, AccuracyValue)
     rest = {k: val for k, val in r.config.items() if k not in ("weights", "preprocessing")}
     return {**_base(r), "accuracy_source": "measured",
-            "top1": np.nan if v.get("top1") is None else float(v["top1"]),
-            "top5": np.nan if v.get("top5") is None else float(v["top5"]),
-            "images": np.nan if v.get("n") is None else float(v["n"]),  # validation images evaluated
+            "top1": np.nan if v is None or v.top1 is None else float(v.top1),
+            "top5": np.nan if v is None or v.top5 is None else float(v.top5),
+            "images": np.nan if v is None or v.n is None else float(v.n),  # validation images evaluated
             "weights": _text(r.config.get("weights")), "preprocessing": _text(r.config.get("preprocessing")),
             "accuracy_config": ", ".join(f"{k}={_text(val)}" for k, val in sorted(rest.items())),
             "source": "measured by dnnbench"}

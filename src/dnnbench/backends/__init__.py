@@ -14,7 +14,7 @@ import torch
 
 from ..errors import UsageError
 from .base import (PRECISIONS, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, SetupCosts,
-                   as_tensor, setup_seconds)
+                   as_tensor)
 from .output_check import OutputCheck, check_input, compare
 from .runtime_backends import OnnxRuntimeBackend, OpenVINOBackend, TensorRTBackend
 from .torch_backends import ChannelsLastBackend, CompileBackend, EagerBackend, TorchScriptBackend
@@ -93,4 +93,4 @@ def make_backend(name: str, device: torch.device | str, precision: str, threads:
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendOptions", "BackendUnavailable", "OutputCheck",
            "PrecisionUnsupported", "SetupCosts", "as_tensor", "available_backends", "check_input", "compare", "make_backend",
-           "parse_backends", "search_precisions", "setup_seconds"]
+           "parse_backends", "search_precisions"]

@@ -56,14 +56,6 @@ class SetupCosts:
         return sum(self.steps.values())
 
 
-SETUP_PARTS = ("prepare_s", "bind_s", "first_inference_s")
-
-
-def setup_seconds(setup: dict) -> float:
-    """A time cell's whole set-up cost from its stored `setup`: prepare + this batch's bind + first inference."""
-    return sum(setup.get(part) or 0.0 for part in SETUP_PARTS)
-
-
 class _Stopwatch:
     def __init__(self, costs: SetupCosts, step: str):
         self.costs, self.step = costs, step

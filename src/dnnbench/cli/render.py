@@ -12,12 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from ..measure.complexity import ComplexityResult, LayerComplexity
-from ..backends.base import setup_seconds
-from ..measure.memory import headline_memory
 
 if TYPE_CHECKING:
     import pandas as pd
 from ..store import ResultRecord
+from ..store.values import MemoryValue, OutputCheckInfo, TimeValue
 from ..zoo import ModelSpec
 
 FORMATS = ("table", "json", "csv")
@@ -160,38 +159,39 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
         status = ", ".join(sorted({m.status for m in metrics.values()}))
         row = [model, deployment, str(threads or "default"), str(batch), status]
         if time_r is not None and time_r.status == "ok":
-            v = time_r.values
-            stats = v["stats"]
-            setup = v.get("setup") or {}
-            row += [f"{stats['median'] * 1e3:.2f}", f"{100 * stats['ci_half_width_rel']:.1f}",
-                    f"{v['ms_per_image']:.2f}", f"{v['images_per_s']:.1f}", v["stop_reason"],
-                    f"{setup_seconds(setup):.2f}" if setup else "-", check_text(v.get("output_check"))]
+            v: TimeValue = time_r.values
+            row += [_number(v.latency_s, 1e3, ".2f"), _number(v.stats.ci_half_width_rel if v.stats else None, 100, ".1f"),
+                    _number(v.ms_per_image, 1, ".2f"), _number(v.images_per_s, 1, ".1f"), v.stop_reason or "-",
+                    f"{v.setup.total_s:.2f}" if v.setup else "-", check_text(v.output_check)]
         else:
             row += ["-"] * 7
         if mem_r is not None and mem_r.status == "ok":
-            v = mem_r.values
-            measured = headline_memory(v)[0]
-            row += [f"{measured / 2**20:.0f}" if measured is not None else "-",
-                    f"{v['analytic']['total_peak_bytes'] / 2**20:.0f}"]
+            m: MemoryValue = mem_r.values
+            row += [_number(m.headline_bytes, 2**-20, ".0f"),
+                    _number(m.analytic.total_peak_bytes if m.analytic else None, 2**-20, ".0f")]
         else:
             row += ["-", "-"]
         failed = next((m for m in metrics.values() if m.status != "ok"), None)
         note = (failed.error or "").splitlines()[0][:60] if failed is not None and failed.error else ""
-        if time_r is not None and time_r.status == "ok" and time_r.values.get("contention", {}).get("contended"):
+        if time_r is not None and time_r.status == "ok" and time_r.values.contended:
             note = "measured under contention " + note
         row.append(note)
         table.add_row(*row)
     return table
 
 
-def check_text(check: dict | None) -> str:
+def _number(value: float | None, scale: float, spec: str) -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
+def check_text(check: OutputCheckInfo | None) -> str:
     """The output check in a few characters: `ok cos 0.99998`, or `FLAGGED cos 0.91 err 34%`."""
-    if not check:
+    if check is None or check.cosine_similarity is None:
         return "-"
-    text = f"cos {check['cosine_similarity']:.5f}"
-    if check.get("passed"):
+    text = f"cos {check.cosine_similarity:.5f}"
+    if check.passed:
         return "ok " + text
-    return f"FLAGGED {text} err {100 * check['relative_max_error']:.0f}%"
+    return f"FLAGGED {text} err {_number(check.relative_max_error, 100, '.0f')}%"
 
 
 def best_table(best: pd.DataFrame) -> Table:

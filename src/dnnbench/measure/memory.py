@@ -218,16 +218,3 @@ def _nvml_process_bytes(device_index: int) -> tuple[int | None, str]:
             pynvml.nvmlShutdown()
     except Exception as e:  # noqa: BLE001 - an optional cross-check must never break a benchmark
         return None, f"nvml: failed ({type(e).__name__}: {e})"
-
-
-def headline_memory(values: dict) -> tuple[int | None, str]:
-    """The one measured number a memory cell is compared and plotted by, and what it is.
-
-    CUDA: `max_memory_allocated` (live tensors at the peak); CPU: the worker's peak RSS above its
-    pre-model baseline (weights, activations, allocator slack). (None, "") when neither was measured.
-    """
-    if values.get("max_allocated_bytes") is not None:
-        return values["max_allocated_bytes"], "cuda_max_allocated"
-    if values.get("peak_above_baseline_bytes") is not None:
-        return values["peak_above_baseline_bytes"], "cpu_peak_rss_above_baseline"
-    return None, ""

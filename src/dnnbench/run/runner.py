@@ -13,6 +13,7 @@ from ..env import collect_machine, collect_runtime, collect_software
 import pandas as pd
 
 from ..store import ResultRecord, Store, records_frame
+from ..store.values import TimeValue
 from ..zoo import ModelSpec
 from .config import SweepConfig
 from .executor import Executor, LocalExecutor, MachineInfo, Placed, Target
@@ -79,7 +80,7 @@ class ResumePolicy:
 
 
 def _contended(record: ResultRecord) -> bool:
-    return bool(record.values.get("contention", {}).get("contended"))
+    return isinstance(record.values, TimeValue) and record.values.contended
 
 
 def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[WorkerJob],

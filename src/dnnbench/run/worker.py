@@ -12,11 +12,32 @@ import resource
 import signal
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from ..store import ResultRecord
+from ..store.values import (
+    AnalyticMemory,
+    BackendInfo,
+    ComplexityValue,
+    ContentionInfo,
+    LatencyStats,
+    MemoryValue,
+    OutputCheckInfo,
+    RuntimeInfo,
+    SetupInfo,
+    TimeValue,
+    Value,
+)
 from .plan import Cell, WorkerJob
+
+if TYPE_CHECKING:
+    from ..env.fingerprint import RuntimeSettings
+    from ..measure.analytic_memory import MemoryEstimate
+    from ..measure.contention import ContentionReport
+    from ..measure.latency import LatencyResult
+    from ..measure.memory import CpuMemory, CudaMemory
 
 
 @dataclass(frozen=True)
@@ -60,11 +81,64 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in OOM_MARKERS)
 
 
-def record(cell: Cell, status: str, values: dict | None = None, error: str | None = None,
+def record(cell: Cell, status: str, values: Value | None = None, error: str | None = None,
            started_at: float | None = None) -> ResultRecord:
     now = time.time()
     return ResultRecord(model=cell.model, metric=cell.metric, config=cell.key.config_dict, status=status,
-                        values=values or {}, error=error, started_at=started_at or now, finished_at=now)
+                        values=values, error=error, started_at=started_at or now, finished_at=now)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one timed block produced (measure/ types), before it becomes the cells' typed values."""
+
+    latency: LatencyResult
+    memory: CpuMemory | CudaMemory
+    contention: ContentionReport
+    runtime: RuntimeSettings
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How the backend was deployed for every batch size of a worker: built once, checked once."""
+
+    backend: BackendInfo
+    executed_precision: str | None
+    output_check: OutputCheckInfo
+    build_s: float
+    prepare: dict[str, float]
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: the store keeps such figures as null."""
+    return None if value is None or value != value or value in (float("inf"), float("-inf")) else value
+
+
+def time_value(m: Measured, deployment: Deployment, cold_start_s: float, bind_s: float) -> TimeValue:
+    latency = m.latency
+    return TimeValue(
+        batch_size=latency.batch_size, samples_s=tuple(latency.samples_s),
+        stats=LatencyStats(**{k: _finite(v) for k, v in asdict(latency.stats).items()}),
+        stop_reason=latency.stop_reason, converged=latency.converged, warmup_iters=latency.warmup_iters,
+        warmup_s=latency.warmup_s, warmup_capped=latency.warmup_capped, first_call_s=latency.first_call_s,
+        timer=latency.timer, timed_s=latency.timed_s, median_s=_finite(latency.median_s),
+        ms_per_image=_finite(latency.ms_per_image), images_per_s=_finite(latency.images_per_s),
+        build_s=deployment.build_s, cold_start_s=cold_start_s, backend=deployment.backend,
+        executed_precision=deployment.executed_precision, output_check=deployment.output_check,
+        setup=SetupInfo(prepare=deployment.prepare, prepare_s=sum(deployment.prepare.values()), bind_s=bind_s,
+                         first_inference_s=latency.first_call_s),
+        contention=ContentionInfo(**asdict(m.contention)), runtime=RuntimeInfo(**asdict(m.runtime)))
+
+
+def memory_value(m: Measured, deployment: Deployment, weight_bytes: int, baseline_rss: int,
+                 estimate: MemoryEstimate) -> MemoryValue:
+    """CPU or CUDA figures, the deployment, and the analytic estimate (measure.analytic_memory.MemoryEstimate);
+    `analytic_ratio` is measured / estimated (on CPU the RSS growth, which also holds allocator slack)."""
+    value = replace(MemoryValue(**asdict(m.memory)), backend=deployment.backend,
+                    executed_precision=deployment.executed_precision, output_check=deployment.output_check,
+                    weight_bytes=weight_bytes, baseline_rss_bytes=baseline_rss,
+                    analytic=AnalyticMemory(**asdict(estimate)))
+    return replace(value, analytic_ratio=value.ratio_to_estimate())
 
 
 def _limit_address_space(megabytes: int) -> None:
@@ -99,7 +173,7 @@ class _Measurer:
         self.send(Begin((cell.digest,), "complexity"))
         started = time.time()
         result = complexity(self.spec, self.input_size, 1, "standard", self.dtype)
-        self.send(Finished(record(cell, "ok", result.to_dict(), started_at=started)))
+        self.send(Finished(record(cell, "ok", ComplexityValue(**result.to_dict()), started_at=started)))
 
     def _fail_all(self, cells: list[Cell], status: str, message: str) -> None:
         for cell in cells:
@@ -159,7 +233,8 @@ class _Measurer:
         except Exception as exc:  # noqa: BLE001 - an export that fails is recorded with the exporter's words
             status = "oom" if is_out_of_memory(exc) else "error"
             return self._fail_all(cells, status, f"{job.backend} set-up failed: " + _exception_line(exc))
-        described = backend.describe()
+        deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
+                                OutputCheckInfo(**asdict(check)), build_s, prepare_steps)
         cold_start_s = None
         for position, batch_size in enumerate(by_batch):
             batch_cells = [c for c in cells if c.batch_size == batch_size]
@@ -173,7 +248,7 @@ class _Measurer:
                 bind_s = backend.setup.total_s - before
                 if cold_start_s is None:
                     cold_start_s = self.first_inference(forward)
-                values = self.measure(forward, batch_size, baseline_rss, backend.blocking)
+                measured = self.measure(forward, batch_size, baseline_rss, backend.blocking)
                 if any(c.metric == "memory" for c in batch_cells):
                     estimate = estimate_inference_memory(meta_model, tuple(x.shape), self.dtype)
             except PrecisionUnsupported as exc:
@@ -196,29 +271,12 @@ class _Measurer:
                 x = forward = None
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-            deployment = {"backend": described, "executed_precision": backend.executed_precision,
-                          "output_check": check.to_dict()}
-            common = {"build_s": build_s, "cold_start_s": cold_start_s, **deployment,
-                      "setup": {"prepare": prepare_steps, "prepare_s": sum(prepare_steps.values()),
-                                "bind_s": bind_s, "first_inference_s": values["time"]["first_call_s"]}}
             for cell in batch_cells:
                 if cell.metric == "time":
-                    payload = {**values["time"], **common, "contention": values["contention"],
-                               "runtime": values["runtime"]}
+                    value = time_value(measured, deployment, cold_start_s, bind_s)
                 else:
-                    measured = values["memory"]
-                    payload = {**measured, **deployment, "weight_bytes": weight_bytes,
-                               "baseline_rss_bytes": baseline_rss, "analytic": estimate.to_dict()}
-                    payload["analytic_ratio"] = self.analytic_ratio(measured, estimate.total_peak_bytes)
-                self.send(Finished(record(cell, "ok", payload, started_at=started_at)))
-
-    def analytic_ratio(self, measured: dict, estimate_bytes: int) -> float | None:
-        """Measured / estimated: CUDA tensor peak against the estimate; on CPU, the RSS growth over the
-        pre-model baseline (which also holds allocator slack and library workspaces)."""
-        from ..measure.memory import headline_memory
-
-        value = headline_memory(measured)[0]
-        return value / estimate_bytes if value and estimate_bytes else None
+                    value = memory_value(measured, deployment, weight_bytes, baseline_rss, estimate)
+                self.send(Finished(record(cell, "ok", value, started_at=started_at)))
 
     def sync(self) -> None:
         import torch
@@ -237,7 +295,7 @@ class _Measurer:
             self.sync()
         return time.perf_counter() - started
 
-    def measure(self, forward, batch_size: int, baseline_rss: int, blocking: bool = False) -> dict:
+    def measure(self, forward, batch_size: int, baseline_rss: int, blocking: bool = False) -> Measured:
         """Time `forward` (one forward pass per call). A blocking call (ONNX Runtime, OpenVINO) returns
         when its work is done and is timed by the host clock, even on a GPU; PyTorch on CUDA by events."""
         import torch
@@ -256,9 +314,8 @@ class _Measurer:
         with torch.inference_mode(), peak, ContentionMonitor() as monitor:
             clock_device = torch.device("cpu") if blocking else self.device
             latency = measure_latency(forward, batch_size, clock_device, rule, warmup)
-        memory = (peak.result(baseline_rss) if isinstance(peak, PeakRSS) else peak.result()).to_dict()
-        return {"time": latency.to_dict(), "memory": memory, "contention": monitor.report.to_dict(),
-                "runtime": collect_runtime().to_dict()}
+        memory = peak.result(baseline_rss) if isinstance(peak, PeakRSS) else peak.result()
+        return Measured(latency, memory, monitor.report, collect_runtime())
 
 
 def _exception_line(exc: BaseException) -> str:

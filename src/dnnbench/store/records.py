@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from .values import Value, decode
+
 STATUSES = ("ok", "oom", "error", "crash", "timeout", "skipped", "unavailable", "unsupported", "lost")
 
 
@@ -41,13 +43,18 @@ class CellKey:
 
 @dataclass
 class ResultRecord:
-    """Outcome of one cell on one machine."""
+    """Outcome of one cell on one machine.
+
+    `values` is the typed value of the metric (store/values.py), None for a cell that failed before it
+    measured anything. A mapping given here (a stored dict, an export, a hand-written test record) is
+    decoded into that type, so that every record holds the same shape however it was made.
+    """
 
     model: str
     metric: str
     config: dict[str, Any]
     status: str
-    values: dict[str, Any]
+    values: Value | None
     error: str | None
     started_at: float
     finished_at: float
@@ -57,6 +64,8 @@ class ResultRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown result status {self.status!r}; expected one of {', '.join(STATUSES)}")
+        if self.values is None or isinstance(self.values, Mapping):
+            self.values = decode(self.metric, self.values)
 
     @property
     def cell_key(self) -> CellKey:

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import UsageError
 from .records import ResultRecord, canonical_json
+from .values import ValueLayoutError, decode, encode
 
 SCHEMA_VERSION = 1
 APP = "dnnbench"
@@ -343,7 +344,7 @@ class Store:
 
     def _result_params(self, record: ResultRecord, replace: bool) -> dict[str, Any]:
         try:
-            values_json = json.dumps(record.values, sort_keys=True)
+            values_json = json.dumps(encode(record.values), sort_keys=True)
         except (TypeError, ValueError) as e:
             raise StoreError(f"values of {record.model}/{record.metric} are not JSON-serialisable: {e}") from e
         return {
@@ -383,12 +384,15 @@ class Store:
             "SELECT model, metric, config_json, status, values_json, error, started_at, finished_at, run_id, "
             "machine_id FROM results" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
         )
-        return [
-            ResultRecord(model, metric, json.loads(config), status, json.loads(values), error, start, end,
-                         rid or "", mid)
-            for model, metric, config, status, values, error, start, end, rid, mid in
-            self._con.execute(sql, params)
-        ]
+        try:
+            return [
+                ResultRecord(model, metric, json.loads(config), status, decode(metric, json.loads(values)), error,
+                             start, end, rid or "", mid)
+                for model, metric, config, status, values, error, start, end, rid, mid in
+                self._con.execute(sql, params)
+            ]
+        except ValueLayoutError as e:
+            raise StoreError(f"cannot read the results of {self.path}: {e}") from e
 
     def frame(self, **filters: Any) -> pd.DataFrame:
         """One row per result; config and values as `config.<k>` / `value.<k>[.<sub>]` columns."""
@@ -404,7 +408,7 @@ class Store:
                 "schema_version": SCHEMA_VERSION,
                 "machines": self.machines(),
                 "runs": self.runs(),
-                "results": [{**asdict(r), "cell_key": r.cell_key.digest} for r in self.results()],
+                "results": [_record_document(r) for r in self.results()],
                 "peaks": self.peaks(),
             }
 
@@ -461,6 +465,8 @@ class Store:
             peaks = [self._peak_params(p["machine_id"], {**p["estimate"], **{k: p[k] for k in (
                 "device", "precision", "threads", "peak_flops", "measured_at")}}, replace=False)
                      for p in doc.get("peaks") or ()]  # exports from before peaks have none
+        except ValueLayoutError as e:
+            raise StoreError(f"cannot read {source}: {e}") from e
         except (KeyError, TypeError, ValueError, AttributeError, StoreError) as e:
             raise StoreError(f"{source} is a malformed dnnbench export ({e!r})") from e
         with self._write() as con:
@@ -480,13 +486,20 @@ class Store:
                    for table in ("machines", "runs", "results", "peaks") if table in tables)
 
 
+def _record_document(r: ResultRecord) -> dict[str, Any]:
+    """One result of the `json` export: the record's fields, its values as the store holds them."""
+    return {**{name: getattr(r, name) for name in _RECORD_FIELDS}, "values": encode(r.values),
+            "cell_key": r.cell_key.digest}
+
+
 def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     """One row per result; config and values as `config.<k>` / `value.<k>[.<sub>]` columns."""
     rows = []
     for r in records:
         row = {column: getattr(r, column) for column in FRAME_COLUMNS}
         row.update(_flatten(r.config, "config."))
-        row.update(_flatten(r.values, "value."))
+        # the layout number says how the store reads a values dict; it is no measurement: not a column
+        row.update(_flatten({k: v for k, v in encode(r.values).items() if k != "layout"}, "value."))
         rows.append(row)
     extra = {column for row in rows for column in row} - set(FRAME_COLUMNS)
     ordered = sorted(extra, key=lambda c: (not c.startswith("config."), c))

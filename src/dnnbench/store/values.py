@@ -1,0 +1,663 @@
+"""Typed values of the results store: one frozen dataclass per kind of result.
+
+A result row of the store holds a JSON object, its `values`; this module is the one place that knows
+its layout. The worker builds these types, the store writes `to_dict()` and reads `decode()`, and the
+readers (analysis, report, CLI) use attributes and the small rules that interpret a value (which
+memory figure is the headline, which precision a cell executed, what its set-up cost).
+
+Layouts. Each top-level type has a `LAYOUT` number, written into its dict as `"layout"`. A dict without
+that key is layout 0: what release 0190a26 wrote. Layout 1 has the same keys as layout 0 plus the
+marker, so old stores, exports and CSV columns read exactly as before. A dict of a layout newer than
+this code is refused loudly (ValueLayoutError): guessing at it would misreport a measurement.
+
+Unknown keys. A key this code does not know is kept, in the `extra` mapping of the part that held it,
+and written back by `to_dict()`. Refusing them instead would make a store merged with one from a newer
+release (or with backend-specific fields, such as ONNX Runtime's `provider`) unreadable, and dropping
+them would lose measurements on the next merge or export; keeping them costs nothing and
+`from_dict(to_dict(v)) == v` still holds.
+
+Absent and null. Most fields may be absent in stored dicts (older cells, hand-written test stores):
+they read as None. `to_dict()` leaves a None field out, except fields marked nullable, whose writers
+store an explicit null (a runtime setting that could not be read, a weights file without a URL), some of
+them only beside the fields written with them (`executed_precision` beside `backend`).
+
+Pure data: standard library only, no torch, numpy or pandas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from ..errors import DnnbenchError
+
+
+class ValueLayoutError(DnnbenchError, ValueError):
+    """A stored values dict this code cannot read (a newer layout, or not a JSON object)."""
+
+
+# --- the machinery: dataclass <-> JSON-able dict ----------------------------------------------------
+
+
+def _nullable(with_field: str | None = None) -> Any:
+    """A field whose writer stores an explicit null: `to_dict()` writes it even when None (with `with_field`:
+    when that other field, written by the same writer at the same time, is there)."""
+    return field(default=None, metadata={"nullable": with_field or True})
+
+
+def _freeze(value: Any) -> Any:
+    """JSON lists become tuples (deeply), so that values stay immutable and compare by content."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if hasattr(value, "_encoded"):
+        return value._encoded()
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+class _Part:
+    """A nested part of a value: a dict in the store. Subclasses are frozen dataclasses with an
+    `extra` field; `_NESTED` names the fields that hold another part (or a tuple of parts)."""
+
+    _NESTED: ClassVar[Mapping[str, type]] = {}
+    _TUPLES_OF: ClassVar[Mapping[str, type]] = {}
+
+    def __post_init__(self) -> None:
+        # lists given by a caller (samples, shapes) become tuples: equal values compare equal however built
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (list, Mapping)) or (isinstance(value, tuple) and f.name not in self._TUPLES_OF):
+                object.__setattr__(self, f.name, _freeze(value))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueLayoutError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls) if f.init and f.name != "extra"}
+        kwargs: dict[str, Any] = {}
+        for name in known & data.keys():
+            kwargs[name] = cls._read_field(name, data[name])
+        kwargs["extra"] = {k: _freeze(v) for k, v in data.items() if k not in known and k != "layout"}
+        return cls(**kwargs)
+
+    @classmethod
+    def _read_field(cls, name: str, raw: Any) -> Any:
+        if raw is None:
+            return None
+        if name in cls._NESTED:
+            return cls._NESTED[name].from_dict(raw)
+        if name in cls._TUPLES_OF:
+            return tuple(cls._TUPLES_OF[name].from_dict(item) for item in raw)
+        return _freeze(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra" or not f.init:
+                continue
+            value = getattr(self, f.name)
+            if value is None and not self._writes_null(f.metadata.get("nullable")):
+                continue
+            out[f.name] = _thaw(value)
+        out.update(_thaw(self.extra))
+        return out
+
+    def _encoded(self) -> Any:
+        return self.to_dict()
+
+    def _writes_null(self, nullable: bool | str | None) -> bool:
+        return nullable is True or (isinstance(nullable, str) and getattr(self, nullable) is not None)
+
+
+class _Value(_Part):
+    """A top-level value: one result row's `values`, with a layout number."""
+
+    LAYOUT: ClassVar[int] = 1
+    METRIC: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueLayoutError(f"{cls.METRIC} values: expected a JSON object, got {type(data).__name__}")
+        layout = data.get("layout", 0)
+        if not isinstance(layout, int) or isinstance(layout, bool) or layout < 0:
+            raise ValueLayoutError(f"{cls.METRIC} values: layout {layout!r} is not a layout number")
+        if layout > cls.LAYOUT:
+            raise ValueLayoutError(f"{cls.METRIC} values have layout {layout}, written by a newer dnnbench; this one "
+                                   f"reads up to layout {cls.LAYOUT}: upgrade dnnbench to read this store")
+        return super().from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "layout": self.LAYOUT}
+
+
+# --- parts shared by time and memory cells ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendInfo(_Part):
+    """What ran a cell (Backend.describe()). Backend-specific keys (ONNX Runtime's `provider`, `onnx_file`,
+    `intra_op_threads`; OpenVINO's `config`, `source_file`; `export_cached`) are kept in `extra`."""
+
+    name: str | None = None
+    options: Mapping[str, Any] | None = None
+    executed_precision: str | None = _nullable()
+    versions: Mapping[str, str] | None = None
+    blocking: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputCheckInfo(_Part):
+    """The backend's logits against eager PyTorch in fp32 on a fixed input (backends/output_check.py)."""
+
+    max_abs_error: float | None = None
+    relative_max_error: float | None = None  # max |out - ref| / max |ref|
+    cosine_similarity: float | None = None
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+    precision: str | None = None
+    min_cosine: float | None = None  # the tolerance of `precision`
+    max_relative_error: float | None = None
+    passed: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- time ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyStats(_Part):
+    """Summary of the latency samples, seconds (measure/stats.SampleStats); non-finite figures are None."""
+
+    n: int | None = None
+    min: float | None = None
+    max: float | None = None
+    median: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    cv: float | None = None
+    ci_level: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_half_width_rel: float | None = None
+    ci_method: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContentionInfo(_Part):
+    """CPU use by other processes around a timed block (measure/contention.ContentionReport). Peak
+    estimates keep only contended, other_cores and wall_s."""
+
+    wall_s: float | None = None
+    process_cpu_s: float | None = None
+    machine_busy_cpu_s: float | None = None
+    other_cpu_s: float | None = None
+    other_cores: float | None = None
+    threshold_cores: float | None = None
+    contended: bool | None = None
+    method: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeInfo(_Part):
+    """Threading, precision and allocator settings in force while timing (env/fingerprint.RuntimeSettings);
+    a setting that could not be read is stored as null."""
+
+    intra_op_threads: int | None = _nullable()
+    inter_op_threads: int | None = _nullable()
+    omp_num_threads: str | None = _nullable()
+    mkl_num_threads: str | None = _nullable()
+    matmul_allow_tf32: bool | None = _nullable()
+    cudnn_allow_tf32: bool | None = _nullable()
+    cudnn_benchmark: bool | None = _nullable()
+    cudnn_deterministic: bool | None = _nullable()
+    float32_matmul_precision: str | None = _nullable()
+    allocator: str | None = _nullable()
+    malloc_env: Mapping[str, str] | None = _nullable()
+    cuda_alloc_conf: str | None = _nullable()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+SETUP_PARTS = ("prepare_s", "bind_s", "first_inference_s")
+
+
+@dataclass(frozen=True)
+class SetupInfo(_Part):
+    """One-off costs of a deployment: `prepare` steps (export, session, compile: seconds by step, paid once
+    per worker), this batch size's `bind_s`, and the first inference."""
+
+    prepare: Mapping[str, float] | None = None
+    prepare_s: float | None = None
+    bind_s: float | None = None
+    first_inference_s: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> float:
+        """The whole set-up cost of a cell: prepare + this batch's bind + first inference."""
+        return sum(getattr(self, part) or 0.0 for part in SETUP_PARTS)
+
+
+@dataclass(frozen=True)
+class TimeValue(_Value):
+    """A timed cell: the latency samples and their statistics, how the deployment was built and checked,
+    and the conditions it was timed under. Flat in the store (as layout 0 was)."""
+
+    METRIC: ClassVar[str] = "time"
+    _NESTED: ClassVar[Mapping[str, type]] = {
+        "stats": LatencyStats, "backend": BackendInfo, "output_check": OutputCheckInfo, "setup": SetupInfo,
+        "contention": ContentionInfo, "runtime": RuntimeInfo}
+
+    batch_size: int | None = None
+    samples_s: tuple[float, ...] | None = None  # every timed forward, in order
+    stats: LatencyStats | None = None
+    stop_reason: str | None = None
+    converged: bool | None = None
+    warmup_iters: int | None = None
+    warmup_s: float | None = None
+    warmup_capped: bool | None = None
+    first_call_s: float | None = None
+    timer: str | None = None
+    timed_s: float | None = None
+    median_s: float | None = None
+    ms_per_image: float | None = None
+    images_per_s: float | None = None
+    build_s: float | None = None
+    cold_start_s: float | None = None
+    backend: BackendInfo | None = None
+    executed_precision: str | None = _nullable("backend")
+    output_check: OutputCheckInfo | None = None
+    setup: SetupInfo | None = None
+    contention: ContentionInfo | None = None
+    runtime: RuntimeInfo | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency_s(self) -> float | None:
+        """The median latency of one call (one batch), seconds."""
+        return self.median_s if self.median_s is not None else (self.stats.median if self.stats else None)
+
+    @property
+    def contended(self) -> bool:
+        return bool(self.contention and self.contention.contended)
+
+    @property
+    def check_passed(self) -> bool:
+        """Whether the outputs matched eager fp32; cells timed before output checks existed were eager
+        PyTorch, checked by construction."""
+        return True if self.output_check is None or self.output_check.passed is None else bool(self.output_check.passed)
+
+    def precision_executed(self, requested: str) -> str:
+        """The precision the backend actually ran (a backend may fall back), else the one asked for."""
+        return self.executed_precision or requested
+
+    @property
+    def setup_s(self) -> float | None:
+        """The cell's whole set-up cost; cells from before set-up costs were recorded: the first call."""
+        return self.setup.total_s if self.setup is not None and self.setup.to_dict() else self.first_call_s
+
+    @property
+    def sample_count(self) -> int | None:
+        if self.stats is not None and self.stats.n is not None:
+            return self.stats.n
+        return len(self.samples_s) if self.samples_s else None
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnalyticMemory(_Part):
+    """Live tensor storage estimated on the meta device (measure/analytic_memory.MemoryEstimate)."""
+
+    weight_bytes: int | None = None
+    buffer_bytes: int | None = None
+    input_bytes: int | None = None
+    peak_activation_bytes: int | None = None
+    output_bytes: int | None = None
+    total_peak_bytes: int | None = None
+    peak_op: str | None = _nullable("total_peak_bytes")
+    peak_module: str | None = _nullable("total_peak_bytes")
+    method: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+MEMORY_KINDS = {
+    "cuda_max_allocated": "CUDA peak allocated by PyTorch (torch.cuda.max_memory_allocated)",
+    "cpu_peak_rss_above_baseline": "peak resident set of the worker above its pre-model baseline (VmHWM)",
+}
+
+
+@dataclass(frozen=True)
+class MemoryValue(_Value):
+    """A memory cell: CPU (peak RSS above the pre-model baseline) or CUDA (the caching allocator's peaks),
+    the deployment it measured, and the analytic estimate it is compared with."""
+
+    METRIC: ClassVar[str] = "memory"
+    _NESTED: ClassVar[Mapping[str, type]] = {"backend": BackendInfo, "output_check": OutputCheckInfo,
+                                             "analytic": AnalyticMemory}
+
+    # CPU (measure/memory.CpuMemory)
+    baseline_rss_bytes: int | None = None
+    peak_rss_bytes: int | None = None
+    peak_above_baseline_bytes: int | None = None
+    method: str | None = None
+    # CUDA (measure/memory.CudaMemory); nvml_process_bytes is stored as null when NVML had no figure
+    max_allocated_bytes: int | None = None
+    max_reserved_bytes: int | None = None
+    nvml_process_bytes: int | None = _nullable("max_allocated_bytes")
+    device_name: str | None = None
+    # the deployment and the estimate
+    backend: BackendInfo | None = None
+    executed_precision: str | None = _nullable("backend")
+    output_check: OutputCheckInfo | None = None
+    weight_bytes: int | None = None
+    analytic: AnalyticMemory | None = None
+    analytic_ratio: float | None = _nullable("analytic")
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.max_allocated_bytes is not None or self.device_name is not None
+
+    def headline(self) -> tuple[int | None, str]:
+        """The one measured number a memory cell is compared and plotted by, and its kind (a MEMORY_KINDS key).
+
+        CUDA: `max_memory_allocated` (live tensors at the peak); CPU: the worker's peak RSS above its
+        pre-model baseline (weights, activations, allocator slack). (None, "") when neither was measured.
+        """
+        if self.max_allocated_bytes is not None:
+            return self.max_allocated_bytes, "cuda_max_allocated"
+        if self.peak_above_baseline_bytes is not None:
+            return self.peak_above_baseline_bytes, "cpu_peak_rss_above_baseline"
+        return None, ""
+
+    @property
+    def headline_bytes(self) -> int | None:
+        return self.headline()[0]
+
+    def ratio_to_estimate(self) -> float | None:
+        """Measured headline / analytic estimate (None when either is missing or zero)."""
+        value = self.headline_bytes
+        estimate = self.analytic.total_peak_bytes if self.analytic else None
+        return value / estimate if value and estimate else None
+
+
+# --- complexity ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComplexityValue(_Value):
+    """Parameters and operations of one forward pass (measure/complexity.ComplexityResult, without layers).
+    Totals are for `batch_size` images."""
+
+    METRIC: ClassVar[str] = "complexity"
+
+    model: str | None = None
+    input_size: int | None = None
+    batch_size: int | None = None
+    mode: str | None = None
+    dtype: str | None = None
+    params: int | None = None
+    trainable_params: int | None = None
+    param_bytes: int | None = None
+    buffers: int | None = None
+    buffer_bytes: int | None = None
+    macs: int | None = None
+    conv_macs: int | None = None
+    matmul_macs: int | None = None
+    element_ops: int | None = None
+    activations: int | None = None
+    output_elements: int | None = None
+    output_shape: tuple[int, ...] | None = None
+    counter: str | None = None
+    flops: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    PER_BATCH: ClassVar[tuple[str, ...]] = ("macs", "flops", "activations", "conv_macs", "matmul_macs",
+                                            "element_ops", "output_elements")
+
+    def per_image(self, name: str, batch_size: int | None = None) -> float | int | None:
+        """Field `name` for one image: operation counts are divided by the batch size, sizes are not."""
+        value = getattr(self, name)
+        if value is None or name not in self.PER_BATCH:
+            return value
+        return value / max(int(self.batch_size or batch_size or 1), 1)
+
+
+# --- accuracy --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreprocessingInfo(_Part):
+    """How images became the model's input (data/preprocessing.InputPlan)."""
+
+    mode: str | None = None  # "weights" | "paper"
+    source: str | None = None
+    description: str | None = None
+    input_size: int | None = None
+    resize_size: int | None = None
+    interpolation: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    color_order: str | None = None
+    value_range: float | None = None
+    transform_input: bool | None = _nullable("mode")
+    note: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WeightsInfo(_Part):
+    """Which weights were evaluated (zoo/weights.WeightsIdentity)."""
+
+    source: str | None = None  # "torchvision" | "timm" | "pretrainedmodels" | "file"
+    ref: str | None = _nullable("sha256")
+    file: str | None = None
+    sha256: str | None = None
+    url: str | None = _nullable("sha256")
+    checkpoint_key: str | None = _nullable("sha256")
+    stripped_prefix: str | None = _nullable("sha256")
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClassCount:
+    """One class's images and hits; stored as the list [synset, n, top1_correct, top5_correct] (a list, not
+    a mapping: exports flatten mappings into columns, 1000 of them here)."""
+
+    synset: str
+    n: int
+    top1_correct: int
+    top5_correct: int
+
+    @classmethod
+    def from_dict(cls, item: Any) -> ClassCount:
+        if isinstance(item, Mapping):
+            return cls(item["synset"], item["n"], item["top1_correct"], item["top5_correct"])
+        synset, n, top1, top5 = item
+        return cls(synset, n, top1, top5)
+
+    def _encoded(self) -> list[Any]:
+        return [self.synset, self.n, self.top1_correct, self.top5_correct]
+
+    @property
+    def top1(self) -> float:
+        return 100.0 * self.top1_correct / self.n if self.n else math.nan
+
+
+@dataclass(frozen=True)
+class AccuracyValue(_Value):
+    """Top-1/top-5 accuracy (percent) of one model on a validation set. A failed evaluation keeps only
+    what was settled before it failed (`preprocessing`, `weights`): the other fields are None."""
+
+    METRIC: ClassVar[str] = "accuracy"
+    _NESTED: ClassVar[Mapping[str, type]] = {"preprocessing": PreprocessingInfo, "weights": WeightsInfo}
+    _TUPLES_OF: ClassVar[Mapping[str, type]] = {"per_class": ClassCount}
+
+    preprocessing: PreprocessingInfo | None = _nullable()
+    weights: WeightsInfo | None = _nullable()
+    top1: float | None = None
+    top5: float | None = None
+    n: int | None = None  # decodable images evaluated
+    top1_correct: int | None = None
+    top5_correct: int | None = None
+    top1_ci: tuple[float, ...] | None = None  # percent
+    top5_ci: tuple[float, ...] | None = None
+    ci_method: str | None = None
+    ci_level: float | None = None
+    per_class: tuple[ClassCount, ...] | None = None
+    corrupt: int | None = None
+    corrupt_files: tuple[str, ...] | None = None
+    classes_seen: int | None = None
+    images_per_s: float | None = None
+    elapsed_s: float | None = None
+    warnings: tuple[str, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- peak ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpecPeakInfo(_Part):
+    """The theoretical peak and every input it was computed from (env/peak.SpecPeak)."""
+
+    precision: str | None = None
+    flops: float | None = _nullable("precision")
+    units: int | None = None
+    unit_kind: str | None = None
+    flop_per_cycle_per_unit: float | None = _nullable("precision")
+    clock_mhz: float | None = _nullable("precision")
+    clock_source: str | None = None
+    core: str | None = None
+    path: str | None = None
+    from_flags_only: bool | None = None
+    notes: tuple[str, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KernelInfo(_Part):
+    """One timed kernel (env/peak.KernelMeasurement): best and median rate over `calls` calls."""
+
+    kernel: str | None = None  # "matmul", "conv3x3" or "copy"
+    op: str | None = None
+    shape: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    work_per_call: float | None = None  # FLOPs (bytes moved for "copy")
+    calls: int | None = None
+    seconds: float | None = None
+    best_s: float | None = None
+    median_s: float | None = None
+    timer: str | None = None
+    rate: float | None = None
+    median_rate: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PeakValue(_Value):
+    """The peak FLOP/s of one device at one precision and thread count (env/peak.PeakEstimate.to_dict()),
+    as the store's `peaks` table holds it in `estimate_json`."""
+
+    METRIC: ClassVar[str] = "peak"
+    _NESTED: ClassVar[Mapping[str, type]] = {"spec": SpecPeakInfo, "bandwidth": KernelInfo,
+                                             "contention": ContentionInfo}
+    _TUPLES_OF: ClassVar[Mapping[str, type]] = {"kernels": KernelInfo}
+
+    device: str | None = None
+    precision: str | None = None
+    threads: int | None = None  # CPU: intra-op threads measured with; other devices: 0
+    peak_flops: float | None = _nullable("device")
+    basis: str | None = None  # "spec", "measured matmul", "measured conv3x3" or "none"
+    basis_detail: str | None = None
+    theoretical_flops: float | None = _nullable("device")
+    measured_flops: float | None = _nullable("device")
+    spec: SpecPeakInfo | None = _nullable("device")
+    kernels: tuple[KernelInfo, ...] | None = None
+    bandwidth_bytes_per_s: float | None = _nullable("device")
+    bandwidth: KernelInfo | None = _nullable("device")
+    contention: ContentionInfo | None = _nullable("device")
+    measured_at: float | None = None
+    torch_version: str | None = _nullable("device")
+    device_name: str | None = _nullable("device")
+    unit: str | None = None  # "FLOP/s", or "OP/s" for int8
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def contended(self) -> bool:
+        return bool(self.contention and self.contention.contended)
+
+    @property
+    def measured_fraction_of_spec(self) -> float | None:
+        if self.measured_flops and self.theoretical_flops:
+            return self.measured_flops / self.theoretical_flops
+        return None
+
+
+# --- values of metrics this release does not know ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawValue:
+    """The values of a metric this release has no type for (written by a newer dnnbench): kept verbatim, so
+    that a merge or an export carries them on; readers skip them."""
+
+    metric: str
+    data: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _thaw(self.data)
+
+
+Value = TimeValue | MemoryValue | ComplexityValue | AccuracyValue | PeakValue | RawValue
+
+VALUE_TYPES: dict[str, type[_Value]] = {
+    "time": TimeValue, "memory": MemoryValue, "complexity": ComplexityValue, "accuracy": AccuracyValue,
+    "peak": PeakValue,
+}
+
+
+def decode(metric: str, mapping: Mapping[str, Any] | None) -> Any:
+    """The typed value of one stored values dict; None for an empty one (a cell that failed before it
+    measured anything). Raises ValueLayoutError for a layout newer than this code."""
+    if mapping is None or (isinstance(mapping, Mapping) and not mapping):
+        return None
+    value_type = VALUE_TYPES.get(metric)
+    if value_type is None:
+        if not isinstance(mapping, Mapping):
+            raise ValueLayoutError(f"{metric} values: expected a JSON object, got {type(mapping).__name__}")
+        return RawValue(metric, _freeze(mapping))
+    return value_type.from_dict(mapping)
+
+
+def encode(value: Any) -> dict[str, Any]:
+    """The JSON-able dict of a typed value; {} for None (a failed cell)."""
+    return {} if value is None else value.to_dict()
+
+
+__all__ = [
+    "MEMORY_KINDS", "SETUP_PARTS", "VALUE_TYPES", "AccuracyValue", "AnalyticMemory", "BackendInfo", "ClassCount",
+    "ComplexityValue", "ContentionInfo", "KernelInfo", "LatencyStats", "MemoryValue", "OutputCheckInfo",
+    "PeakValue", "PreprocessingInfo", "RawValue", "RuntimeInfo", "SetupInfo", "SpecPeakInfo", "TimeValue",
+    "Value", "ValueLayoutError", "WeightsInfo", "decode", "encode",
+]
