@@ -209,7 +209,7 @@ def test_a_second_identical_command_evaluates_nothing_and_says_so(trained, tmp_p
     assert second.returncode == 0, second.stderr
     out = " ".join(second.stdout.split())
     assert "nothing evaluated: every model already in" in out and "1 ok" in out
-    assert f"{measured.values['top1']:.2f}" in out  # the table shows the stored result
+    assert f"{measured.values.top1:.2f}" in out  # the table shows the stored result
     with Store(db) as store:
         (kept,) = store.results(metric="accuracy")
         runs = store.runs()

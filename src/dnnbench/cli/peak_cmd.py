@@ -104,12 +104,12 @@ def peak(
         return
     path = db or _default_db()
     machine_id, kept = keep_estimates(path, estimates)
-    for e, k in zip(estimates, kept):
-        if k is not e:
+    for k, is_new in kept:
+        if not is_new:
             console.print(f"[yellow]kept the stored {k.precision} peak of {k.threads} thread(s), "
                           f"{k.peak_flops / 1e9:,.1f} G{k.unit}[/]: this one was measured under contention and is "
                           "lower", highlight=False)
-    stored = sum(k is e for e, k in zip(estimates, kept))
+    stored = sum(is_new for _, is_new in kept)
     console.print(f"stored {stored} peak estimate(s) for machine {machine_id[:8]} in {path} "
                   f"(torch {torch.__version__})", highlight=False)
 

@@ -26,14 +26,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.classes import NUM_CLASSES, imagenet_synsets, synset_to_index
+from ..data.classes import NUM_CLASSES, imagenet_synsets
 from ..data.dataset import EvaluationDataset
 from ..data.imagenet import ImageNetSplit, open_imagenet
 from ..data.preprocessing import InputPlan, input_plan
 from ..data.transforms import build_transform
 from ..errors import DnnbenchError, UsageError
 from ..zoo import ModelSpec
-from ..zoo.spec import Preprocessing
 from ..zoo.weights import WeightsIdentity, WeightsUnavailableError, load_model, weights_key
 
 METRIC = "accuracy"
@@ -121,36 +120,6 @@ class AccuracyResult:
             "warnings": list(self.warnings),
         })
         return values
-
-    @classmethod
-    def from_values(cls, model: str, status: str, config: Mapping[str, Any], values: Mapping[str, Any],
-                    error: str | None = None, started_at: float = 0.0, finished_at: float = 0.0) -> AccuracyResult:
-        """The result again from what `values()` wrote (a stored cell): what tables and callers read. Any other
-        status (a crash, a timeout recorded by the runner) comes back with its message and no figures."""
-        plan = values.get("preprocessing")
-        weights = values.get("weights")
-        result = cls(model, status, dict(config), error=error, started_at=started_at, finished_at=finished_at,
-                     plan=_plan_from_dict(plan) if plan else None,
-                     weights=WeightsIdentity(**weights) if weights else None)
-        if status != "ok":
-            return result
-        index = synset_to_index()
-        result.top1, result.top5, result.n = values["top1"], values["top5"], values["n"]
-        result.top1_correct, result.top5_correct = values["top1_correct"], values["top5_correct"]
-        result.top1_ci = tuple(values["top1_ci"]) or None  # type: ignore[assignment]
-        result.top5_ci = tuple(values["top5_ci"]) or None  # type: ignore[assignment]
-        result.per_class = tuple(ClassAccuracy(index[synset], synset, n, top1, top5)
-                                 for synset, n, top1, top5 in values["per_class"])
-        result.corrupt, result.corrupt_files = values["corrupt"], tuple(values["corrupt_files"])
-        result.classes_seen, result.images_per_s = values["classes_seen"], values["images_per_s"]
-        result.elapsed_s, result.warnings = values["elapsed_s"], tuple(values["warnings"])
-        return result
-
-
-def _plan_from_dict(d: Mapping[str, Any]) -> InputPlan:
-    preprocessing = Preprocessing(d["input_size"], d["resize_size"], d["interpolation"], tuple(d["mean"]),
-                                  tuple(d["std"]), d["color_order"], d["value_range"])
-    return InputPlan(preprocessing, d["mode"], d["source"], d.get("transform_input"), d.get("note", ""))
 
 
 class AccuracyProgress(Protocol):

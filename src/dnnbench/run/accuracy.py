@@ -16,11 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.classes import synset_to_index
 from ..data.imagenet import ImageNetSplit, open_imagenet
+from ..data.preprocessing import InputPlan
 from ..errors import UsageError
-from ..measure.accuracy import METRIC, AccuracyProgress, AccuracyResult, EvalSettings, PredictionsWriter, cell_config
+from ..measure.accuracy import (METRIC, AccuracyProgress, AccuracyResult, ClassAccuracy, EvalSettings,
+                                PredictionsWriter, cell_config)
 from ..store import CellKey, ResultRecord, Store
+from ..store.values import AccuracyValue
 from ..zoo import ModelSpec
+from ..zoo.spec import Preprocessing
+from ..zoo.weights import WeightsIdentity
 from .accuracy_worker import DEFAULT_TIMEOUT_S, AccuracyJob, AccuracyLimits
 from .config import DTYPE_NAMES, parse_dtype, resolve_device
 from .executor import LocalExecutor, Placed
@@ -37,9 +43,31 @@ def eval_settings(paper_preprocessing: bool = False, limit: int | None = None, d
 
 
 def result_of(record: ResultRecord) -> AccuracyResult:
-    """A stored accuracy cell as the result evaluate_accuracy returns."""
-    return AccuracyResult.from_values(record.model, record.status, record.config, record.values, record.error,
-                                      record.started_at, record.finished_at)
+    """A stored accuracy cell as the result evaluate_accuracy returns; any other status (a crash, a timeout
+    recorded by the runner) comes back with its message and no figures."""
+    value = record.values if isinstance(record.values, AccuracyValue) else AccuracyValue()
+    p, w = value.preprocessing, value.weights
+    plan = None
+    if p is not None and p.input_size is not None:
+        preprocessing = Preprocessing(p.input_size, p.resize_size, p.interpolation, tuple(p.mean), tuple(p.std),
+                                      p.color_order or "RGB", p.value_range or 1.0)
+        plan = InputPlan(preprocessing, p.mode or "", p.source or "", p.transform_input, p.note or "")
+    weights = (WeightsIdentity(w.source, w.ref, w.file, w.sha256, w.url, w.checkpoint_key, w.stripped_prefix)
+               if w is not None and w.sha256 is not None else None)
+    result = AccuracyResult(record.model, record.status, dict(record.config), error=record.error,
+                            started_at=record.started_at, finished_at=record.finished_at, plan=plan, weights=weights)
+    if record.status != "ok":
+        return result
+    index = synset_to_index()
+    result.top1, result.top5, result.n = value.top1, value.top5, value.n or 0
+    result.top1_correct, result.top5_correct = value.top1_correct or 0, value.top5_correct or 0
+    result.top1_ci, result.top5_ci = value.top1_ci or None, value.top5_ci or None  # type: ignore[assignment]
+    result.per_class = tuple(ClassAccuracy(index[c.synset], c.synset, c.n, c.top1_correct, c.top5_correct)
+                             for c in value.per_class or ())
+    result.corrupt, result.corrupt_files = value.corrupt or 0, value.corrupt_files or ()
+    result.classes_seen, result.images_per_s = value.classes_seen or 0, value.images_per_s
+    result.elapsed_s, result.warnings = value.elapsed_s or 0.0, value.warnings or ()
+    return result
 
 
 @dataclass

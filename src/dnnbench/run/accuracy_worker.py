@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 
 from ..data.imagenet import ImageNetSplit
 from ..measure.accuracy import AccuracyResult, EvalSettings, PredictionsWriter, evaluate
+from ..store.values import AccuracyValue
 from .plan import Cell
 from .worker import Begin, Done, Finished, Progressed, leave_signals_to_the_runner, record
 
@@ -77,6 +78,7 @@ def accuracy_main(conn: Connection, job: AccuracyJob) -> None:
     finally:
         if writer is not None:
             writer.close()
-    conn.send(Finished(record(cell, result.status, result.values(), result.error, started_at=started)))
+    value = AccuracyValue.from_dict(result.values())  # the store's type: a failed one keeps preprocessing, weights
+    conn.send(Finished(record(cell, result.status, value, result.error, started_at=started)))
     conn.send(Done())
     conn.close()
