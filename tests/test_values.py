@@ -244,3 +244,21 @@ def test_values_module_is_pure_standard_library():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     assert imported <= {"__future__", "math", "collections", "dataclasses", "typing"}
+
+
+def test_analysis_interprets_values_without_measure_or_backends():
+    """The rules readers need live on the values: analysis imports neither layer, not even inside a function."""
+    folder = Path(values_module.__file__).parents[1] / "analysis"
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [(node.module or "", node.level)]
+            elif isinstance(node, ast.Import):
+                names = [(alias.name, 0) for alias in node.names]
+            else:
+                continue
+            for module, level in names:
+                parts = module.split(".")
+                top = parts[0] if level > 1 else (parts[1] if level == 0 and len(parts) > 1 else "")
+                assert top not in ("measure", "backends"), f"{path.name} imports {'.' * level}{module}"

@@ -16,7 +16,8 @@ import pandas as pd
 
 from ..errors import UsageError
 from ..store import ResultRecord, Store
-from ..store.values import MEMORY_KINDS, AccuracyValue, ComplexityValue, MemoryValue, TimeValue
+from ..store.values import MEMORY_KINDS as MEMORY_KINDS  # re-exported by dnnbench.analysis
+from ..store.values import AccuracyValue, ComplexityValue, MemoryValue, TimeValue
 from .efficiency import peaks_frame
 from .machines import Machine, build_machines, default_machine, resolve_machine
 from .zoo_info import zoo_frame

@@ -158,22 +158,24 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
         time_r, mem_r = metrics.get("time"), metrics.get("memory")
         status = ", ".join(sorted({m.status for m in metrics.values()}))
         row = [model, deployment, str(threads or "default"), str(batch), status]
-        if time_r is not None and time_r.status == "ok":
-            v: TimeValue = time_r.values
-            row += [_number(v.latency_s, 1e3, ".2f"), _number(v.stats.ci_half_width_rel if v.stats else None, 100, ".1f"),
-                    _number(v.ms_per_image, 1, ".2f"), _number(v.images_per_s, 1, ".1f"), v.stop_reason or "-",
-                    f"{v.setup.total_s:.2f}" if v.setup else "-", check_text(v.output_check)]
+        timed = time_r.values if time_r is not None and time_r.status == "ok" else None
+        if isinstance(timed, TimeValue):
+            ci = timed.stats.ci_half_width_rel if timed.stats else None
+            row += [_number(timed.latency_s, 1e3, ".2f"), _number(ci, 100, ".1f"),
+                    _number(timed.ms_per_image, 1, ".2f"), _number(timed.images_per_s, 1, ".1f"),
+                    timed.stop_reason or "-", f"{timed.setup.total_s:.2f}" if timed.setup else "-",
+                    check_text(timed.output_check)]
         else:
             row += ["-"] * 7
-        if mem_r is not None and mem_r.status == "ok":
-            m: MemoryValue = mem_r.values
-            row += [_number(m.headline_bytes, 2**-20, ".0f"),
-                    _number(m.analytic.total_peak_bytes if m.analytic else None, 2**-20, ".0f")]
+        if mem_r is not None and mem_r.status == "ok" and isinstance(mem_r.values, MemoryValue):
+            memory = mem_r.values
+            row += [_number(memory.headline_bytes, 2**-20, ".0f"),
+                    _number(memory.analytic.total_peak_bytes if memory.analytic else None, 2**-20, ".0f")]
         else:
             row += ["-", "-"]
         failed = next((m for m in metrics.values() if m.status != "ok"), None)
         note = (failed.error or "").splitlines()[0][:60] if failed is not None and failed.error else ""
-        if time_r is not None and time_r.status == "ok" and time_r.values.contended:
+        if isinstance(timed, TimeValue) and timed.contended:
             note = "measured under contention " + note
         row.append(note)
         table.add_row(*row)

@@ -345,7 +345,7 @@ class Store:
     def _result_params(self, record: ResultRecord, replace: bool) -> dict[str, Any]:
         try:
             values_json = json.dumps(encode(record.values), sort_keys=True)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AttributeError) as e:  # not a typed value, or not JSON-able
             raise StoreError(f"values of {record.model}/{record.metric} are not JSON-serialisable: {e}") from e
         return {
             "run_id": record.run_id or None, "machine_id": record.machine_id, "model": record.model,
