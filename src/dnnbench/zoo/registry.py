@@ -1,5 +1,6 @@
 """Name resolution: canonical ids, paper names and aliases (case- and punctuation-insensitive),
-plus ad hoc `timm:NAME` / `torchvision:NAME` models."""
+plus ad hoc `PREFIX:NAME` models of any source (`timm:`, `torchvision:`, `pretrainedmodels:`, `dnnbench:`,
+`python:`; see `sources/`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from functools import lru_cache
 
 from ..errors import UnknownModelError
 from .seed import seed_specs
+from .sources import sources, split_name
 from .spec import ModelSpec
-
-ADHOC_PREFIXES = ("timm:", "torchvision:", "python:")
 
 
 def normalize(name: str) -> str:
@@ -48,15 +48,26 @@ def close_names(name: str, candidates: list[str], n: int = 5) -> list[str]:
     return [by_key[k] for k in keys]
 
 
-def get(name: str) -> ModelSpec:
-    """The spec for a seed model name or alias, or an ad hoc `timm:NAME` / `torchvision:NAME` model."""
-    if name.startswith(ADHOC_PREFIXES):
-        from .adhoc import adhoc_spec
+@lru_cache(maxsize=256)
+def _adhoc(name: str) -> ModelSpec:
+    split = split_name(name)
+    assert split is not None
+    source, rest = split
+    if not rest:
+        raise UnknownModelError(name, [], f"{source.description} (no model name after the colon)")
+    return source.resolve(rest)
 
-        return adhoc_spec(name)
+
+def exact_library_names(name: str) -> list[str]:
+    """`efficientnet_b0` typed without its source: point at `timm:efficientnet_b0`, `torchvision:efficientnet_b0`."""
+    return [s.full_name(name) for s in sources().values() if s.listable and s.full_name(name) in s.list_names(name)]
+
+
+def get(name: str) -> ModelSpec:
+    """The spec for a seed model name or alias, or an ad hoc `PREFIX:NAME` model of a source."""
+    if split_name(name) is not None:
+        return _adhoc(name)
     spec = _index().get(normalize(name))
     if spec is not None:
         return spec
-    from .adhoc import exact_library_names
-
     raise UnknownModelError(name, exact_library_names(name) + close_names(name, known_names()))

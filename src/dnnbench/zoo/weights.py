@@ -1,5 +1,5 @@
-"""Pretrained weights for accuracy: fetched through each library's own mechanism and cache, or read
-from a file the user gives.
+"""Pretrained weights for accuracy: fetched through each library's own mechanism and cache (each
+source's `load_weights` in zoo/sources/, with the cache helpers here), or read from a file the user gives.
 
 - torchvision: the weights enum (`ResNet50_Weights.IMAGENET1K_V1`), its URL, torch.hub's cache
   (`$TORCH_HOME/hub/checkpoints`), and torchvision's own builder (which remaps old DenseNet keys and sets
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import pickle
 import socket
@@ -34,14 +33,14 @@ from torch import nn
 
 from ..errors import DnnbenchError
 from .builders import build_model
+from .sources import get_source
+from .sources.pretrainedmodels_source import pretrainedmodels_settings  # noqa: F401 - its old home
 from .spec import ModelSpec
 
 OFFLINE_VARIABLES = ("DNNBENCH_OFFLINE", "HF_HUB_OFFLINE")
 DOWNLOAD_TIMEOUT_S = 60.0  # a black-holed network must end in an error, not a hang
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "state_dict_ema", "model_ema")
 _WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")  # DataParallel/DDP, Lightning-style, torch.compile
-# torchvision rebuilds these itself when weights are given (auxiliary heads are loaded, then dropped)
-_TORCHVISION_WEIGHTS_OWN_KWARGS = ("aux_logits", "init_weights")
 
 
 class WeightsError(DnnbenchError):
@@ -117,11 +116,7 @@ def load_model(spec: ModelSpec, weights_file: str | Path | None = None) -> Loade
             f"{spec.id}: no pretrained weights exist for it in any maintained library; "
             "pass a checkpoint with --weights FILE")
     else:
-        library = spec.weights.library
-        fetch = {"torchvision": _torchvision, "timm": _timm, "pretrainedmodels": _pretrainedmodels}.get(library)
-        if fetch is None:
-            raise WeightsUnavailableError(f"{spec.id}: dnnbench cannot fetch weights {spec.weights.ref}")
-        loaded = fetch(spec)
+        loaded = get_source(spec.weights.library).load_weights(spec)
     loaded.model.eval()
     return loaded
 
@@ -150,7 +145,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | No
             return load_file(str(path), device="cpu"), None
         except Exception as e:
             raise WeightsError(f"cannot read {path} as safetensors: {e}") from None
-    with _torch_load_errors(path), warnings.catch_warnings():
+    with torch_load_errors(path), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # e.g. "pickle protocol 4": the refusal says it better
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return _unwrap(checkpoint, path)
@@ -173,7 +168,7 @@ def _unwrap(checkpoint: Any, path: Path) -> tuple[dict[str, torch.Tensor], str |
 
 
 @contextlib.contextmanager
-def _torch_load_errors(path: Path) -> Iterator[None]:
+def torch_load_errors(path: Path) -> Iterator[None]:
     """torch.load's failures, worded for the user; a refused pickle says why it was refused."""
     try:
         yield
@@ -277,7 +272,7 @@ def _download_timeout() -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def _ensure_in_hub_cache(spec: ModelSpec, url: str, check_hash: bool) -> Path:
+def ensure_in_hub_cache(spec: ModelSpec, url: str, check_hash: bool) -> Path:
     """The cached file for `url`, downloaded with torch.hub's own downloader if missing and online."""
     path = hub_checkpoint_path(url)
     if path.is_file():
@@ -298,7 +293,7 @@ def _ensure_in_hub_cache(spec: ModelSpec, url: str, check_hash: bool) -> Path:
     return path
 
 
-def _hf_hub_file(spec: ModelSpec, hub_id: str, filename: str | None) -> tuple[Path, str]:
+def hf_hub_file(spec: ModelSpec, hub_id: str, filename: str | None) -> tuple[Path, str]:
     """timm's weights on the Hugging Face hub: the cached file (downloading it when online), and its URL.
     Without a filename, timm looks for model.safetensors, then pytorch_model.bin; so does this."""
     from huggingface_hub import hf_hub_download, hf_hub_url
@@ -326,11 +321,11 @@ def _hf_hub_file(spec: ModelSpec, hub_id: str, filename: str | None) -> tuple[Pa
         "anywhere and pass it with --weights FILE")
 
 
-# --- the libraries -------------------------------------------------------------------------------
+# --- helpers the sources' loaders share (zoo/sources/) -----------------------------------------
 
 
 @contextlib.contextmanager
-def _torchvision_reads_weights_only() -> Iterator[None]:
+def torchvision_reads_weights_only() -> Iterator[None]:
     """torchvision's builders read the cached file with torch.hub.load_state_dict_from_url, whose default
     unpickles anything; for the duration of one build it reads tensors only."""
     from torchvision.models import _api
@@ -349,73 +344,12 @@ def _torchvision_reads_weights_only() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _library_load_errors(spec: ModelSpec, path: Path) -> Iterator[None]:
+def library_load_errors(spec: ModelSpec, path: Path) -> Iterator[None]:
     """A cached file that belongs to another model fails inside the library's load_state_dict."""
-    with _torch_load_errors(path):
+    with torch_load_errors(path):
         try:
             yield
         except RuntimeError as e:
             if "size mismatch" in str(e) or "Missing key" in str(e) or "Unexpected key" in str(e):
                 raise WeightsMismatchError(f"{path} does not fit {spec.id}: {' '.join(str(e).split())[:600]}") from None
             raise
-
-
-def _torchvision(spec: ModelSpec) -> LoadedModel:
-    import torchvision
-
-    name = spec.weights.ref.split(":", 1)[1]
-    weights = torchvision.models.get_weight(name)
-    path = _ensure_in_hub_cache(spec, weights.url, check_hash=True)  # torchvision checks the hash too
-    kwargs = {k: v for k, v in spec.builder_kwargs if k not in _TORCHVISION_WEIGHTS_OWN_KWARGS}
-    with _torchvision_reads_weights_only(), _library_load_errors(spec, path), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = torchvision.models.get_model(spec.builder_name, weights=weights, progress=False, **kwargs)
-    return LoadedModel(model, WeightsIdentity("torchvision", spec.weights.ref, str(path), file_sha256(path), weights.url))
-
-
-def _timm(spec: ModelSpec) -> LoadedModel:
-    import timm
-    from timm.models import get_pretrained_cfg
-
-    tag = spec.weights.ref.split(":", 1)[1]
-    cfg = get_pretrained_cfg(tag)
-    if cfg is None:
-        raise WeightsUnavailableError(f"{spec.id}: timm has no pretrained config {tag!r}")
-    if cfg.hf_hub_id:
-        path, url = _hf_hub_file(spec, cfg.hf_hub_id, cfg.hf_hub_filename)
-    elif cfg.url:
-        path, url = _ensure_in_hub_cache(spec, cfg.url, check_hash=False), cfg.url  # timm does not check hashes
-    else:
-        raise WeightsUnavailableError(f"{spec.id}: timm's config {tag!r} names no file to download; pass --weights FILE")
-    # timm's own loader (with the model's checkpoint filter) reads the file we resolved, weights_only=True
-    overlay = {"file": str(path), "source": ""}
-    with _library_load_errors(spec, path), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = timm.create_model(tag, pretrained=True, pretrained_cfg_overlay=overlay, **dict(spec.builder_kwargs))
-    return LoadedModel(model, WeightsIdentity("timm", spec.weights.ref, str(path), file_sha256(path), url))
-
-
-def pretrainedmodels_settings(name: str) -> dict[str, Any]:
-    """pretrainedmodels' `pretrained_settings` for `key/dataset` (e.g. `bninception/imagenet`)."""
-    key, _, dataset = name.partition("/")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")  # it prints and warns on import with current torchvision
-        import pretrainedmodels
-    return pretrainedmodels.pretrained_settings[key][dataset or "imagenet"]
-
-
-def _pretrainedmodels(spec: ModelSpec) -> LoadedModel:
-    name = spec.weights.ref.split(":", 1)[1]
-    settings = pretrainedmodels_settings(name)
-    # pretrainedmodels calls model_zoo.load_url(url): torch.hub's cache, no hash check
-    path = _ensure_in_hub_cache(spec, settings["url"], check_hash=False)
-    with _torch_load_errors(path):
-        try:
-            state = torch.hub.load_state_dict_from_url(settings["url"], map_location="cpu", progress=False, weights_only=True)
-        except UnicodeDecodeError:  # some of these files were pickled by Python 2
-            state = torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
-    model = build_model(spec, "cpu")
-    fit_state_dict(model, dict(state), str(path))
-    for attribute in ("input_space", "input_size", "input_range", "mean", "std"):  # as pretrainedmodels sets them
-        setattr(model, attribute, settings[attribute])
-    return LoadedModel(model, WeightsIdentity("pretrainedmodels", spec.weights.ref, str(path), file_sha256(path), settings["url"]))
