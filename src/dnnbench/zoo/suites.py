@@ -103,8 +103,8 @@ def load_suite_file(path: str | Path) -> dict[str, Suite]:
                                  "accepted: models, description")
         for model in models:
             try:
-                for name in expand(model):
-                    get(name)
+                for matched in expand(model):
+                    get(matched)
             except DnnbenchError as exc:
                 raise SuiteFileError(str(path), _line_of(text, model), f"suite {name!r}: {exc}") from None
         suites[str(name)] = Suite(str(name), tuple(models), str(body.get("description", "")), str(path))
