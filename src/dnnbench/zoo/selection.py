@@ -7,10 +7,11 @@ source's names; without one it matches the seed zoo's ids, paper names and alias
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from ..errors import UsageError
-from .registry import close_names, get, known_names
+from .registry import get, known_names, normalize
 from .seed import seed_specs
 from .sources import matching, split_name
 from .spec import ModelSpec
@@ -35,6 +36,23 @@ def is_pattern(name: str) -> bool:
 def _literal(pattern: str) -> str:
     """What is left of a pattern without its wildcards and character classes, to find close names."""
     return re.sub(r"\[[^\]]*\]|[*?]", "", pattern)
+
+
+def close_to_pattern(pattern: str, candidates: list[str], n: int = 5) -> list[str]:
+    """Candidates closest to what the pattern spells, compared without their source prefix; a trailing `*`
+    compares only the candidates' starts (`resnxt*` is closest to resnext50_32x4d, not to resnet50)."""
+    literal = normalize(_literal(pattern.partition(":")[2] if split_name(pattern) else pattern))
+    if not literal:
+        return []
+    open_end = pattern.endswith("*")
+    scored: dict[str, tuple[float, str]] = {}  # by normalised name: `ResNet18` and `resnet18` are one
+    for candidate in candidates:
+        key = normalize(candidate.partition(":")[2] if split_name(candidate) else candidate)
+        ratio = difflib.SequenceMatcher(None, literal, key[:len(literal) + 1] if open_end else key).ratio()
+        if ratio >= 0.6 and key not in scored:
+            scored[key] = (ratio, candidate)
+    best = sorted(scored.values(), key=lambda s: -s[0])  # stable: the source's order on ties
+    return [c for _, c in best[:n]]
 
 
 def _seed_matches(pattern: str) -> list[str]:
@@ -62,13 +80,11 @@ def expand(name: str) -> list[str]:
         return found
     split = split_name(name)
     if split is None:
-        raise NoMatchingModelError(name, "the zoo", close_names(_literal(name), known_names()))
+        raise NoMatchingModelError(name, "the zoo", close_to_pattern(name, known_names()))
     source, rest = split
     if not source.listable:
         raise UsageError(f"model pattern {name!r}: {source.description} cannot be listed; name one model exactly")
-    candidates = source.list_names("*")
-    suggestions = close_names(source.full_name(_literal(rest)), candidates)
-    raise NoMatchingModelError(name, source.description, suggestions)
+    raise NoMatchingModelError(name, source.description, close_to_pattern(name, source.list_names("*")))
 
 
 def resolve_names(names: list[str] | tuple[str, ...]) -> list[ModelSpec]:
