@@ -100,6 +100,8 @@ def test_seed_patterns_match_ids_paper_names_and_aliases():
     assert zoo.list_models("ShuffleNet-v*") == ["shufflenet"]  # an alias, case-insensitive
     assert zoo.list_models("SE-ResNeXt*") == ["se_resnext50_32x4d", "se_resnext101_32x4d"]  # paper names
     assert len(zoo.list_models()) == 46
+    assert zoo.list_models("*net*", suite="quick") == ["squeezenet1_1", "mobilenetv2", "shufflenet", "resnet18"]
+    assert zoo.list_models("mobilenet*", suite="mobile") == ["mobilenet", "mobilenetv2"]
     specs = zoo.resolve_models(["vgg1[16]", "resnet18", "resnet1*"])
     assert [s.id for s in specs] == ["vgg11", "vgg16", "resnet18", "resnet101", "resnet152"]
 

@@ -14,10 +14,21 @@ listing and resolving seed models import no torch.
 from .builders import build_model
 from .registry import get, known_names, normalize
 from .seed import seed_specs
-from .selection import NoMatchingModelError, expand, is_pattern, list_models, resolve_names
-from .sources import ModelSource, PublishedWeights, get_source, sources
+from . import selection
+from .selection import NoMatchingModelError, expand, is_pattern, resolve_names
+from .sources import ModelSource, PublishedWeights, get_source, matching, sources
 from .spec import ModelSpec, Preprocessing, ReportedAccuracy, WeightsSpec
 from .suites import Suite, builtin_suites, get_suite, load_suite_file
+
+
+def list_models(pattern: str = "*", suite: str | None = None, suite_files: tuple[str, ...] = ()) -> list[str]:
+    """Names matching the fnmatch `pattern`: `timm:convnext*`, `torchvision:*`, `pretrainedmodels:*`, or seed
+    names and aliases (`resnet*` gives seed ids). With `suite`, the ids of that suite's models that match
+    (by id, paper name or alias)."""
+    if suite is None:
+        return selection.list_models(pattern)
+    return [s.id for s in resolve_models(suite=suite, suite_files=suite_files)
+            if matching((s.id, s.paper_name or "", *s.aliases), pattern)]
 
 
 def resolve_models(

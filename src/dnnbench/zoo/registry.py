@@ -4,19 +4,13 @@ plus ad hoc `PREFIX:NAME` models of any source (`timm:`, `torchvision:`, `pretra
 
 from __future__ import annotations
 
-import difflib
-import re
 from functools import lru_cache
 
 from ..errors import UnknownModelError
+from .names import close_names, normalize  # noqa: F401 - importable from here as before
 from .seed import seed_specs
 from .sources import sources, split_name
 from .spec import ModelSpec
-
-
-def normalize(name: str) -> str:
-    """`ResNet-50`, `resnet_50` and `RESNET50` are one name; so are `SqueezeNet1.0` and `squeezenet1_0`."""
-    return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
 @lru_cache(maxsize=1)
@@ -37,15 +31,6 @@ def known_names() -> list[str]:
     for spec in seed_specs():
         names += [spec.id, spec.paper_name or spec.id, *spec.aliases]
     return list(dict.fromkeys(names))
-
-
-def close_names(name: str, candidates: list[str], n: int = 5) -> list[str]:
-    """The closest candidates, compared after normalisation so that case and dashes don't matter."""
-    by_key: dict[str, str] = {}
-    for candidate in candidates:
-        by_key.setdefault(normalize(candidate), candidate)
-    keys = difflib.get_close_matches(normalize(name), list(by_key), n=n, cutoff=0.5)
-    return [by_key[k] for k in keys]
 
 
 @lru_cache(maxsize=256)

@@ -11,7 +11,8 @@ import difflib
 import re
 
 from ..errors import UsageError
-from .registry import get, known_names, normalize
+from .names import normalize
+from .registry import get, known_names
 from .seed import seed_specs
 from .sources import matching, split_name
 from .spec import ModelSpec

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..weights import LoadedModel
+    from ..checkpoints import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ModelSource(ABC):
 
     def load_weights(self, spec: ModelSpec) -> LoadedModel:
         """`spec` built with its pretrained weights `spec.weights.ref`, on the CPU."""
-        from ..weights import WeightsUnavailableError
+        from ..checkpoints import WeightsUnavailableError
 
         raise WeightsUnavailableError(f"{spec.id}: dnnbench cannot fetch weights {spec.weights.ref}")
 

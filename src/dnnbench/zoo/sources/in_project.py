@@ -20,7 +20,7 @@ class InProjectSource(ModelSource):
 
     def resolve(self, name: str) -> ModelSpec:
         if name not in ARCHITECTURES:
-            from ..registry import close_names
+            from ..names import close_names
 
             suggestions = [self.full_name(n) for n in close_names(name, list(ARCHITECTURES))]
             raise UnknownModelError(self.full_name(name), suggestions, self.description)

@@ -40,7 +40,7 @@ class PretrainedModelsSource(ModelSource):
     def resolve(self, name: str) -> ModelSpec:
         library = _library()
         if name not in library.model_names:
-            from ..registry import close_names
+            from ..names import close_names
 
             suggestions = [self.full_name(n) for n in close_names(name, list(library.model_names))]
             raise UnknownModelError(self.full_name(name), suggestions, self.description)
@@ -74,9 +74,8 @@ class PretrainedModelsSource(ModelSource):
     def load_weights(self, spec: ModelSpec) -> Any:
         import torch
 
-        from ..builders import build_model
-        from ..weights import LoadedModel, WeightsIdentity, ensure_in_hub_cache, file_sha256, fit_state_dict, \
-            torch_load_errors
+        from ..checkpoints import (LoadedModel, WeightsIdentity, ensure_in_hub_cache, file_sha256, fit_state_dict,
+                                   torch_load_errors)
 
         settings = pretrainedmodels_settings(spec.weights.ref.split(":", 1)[1])
         # pretrainedmodels calls model_zoo.load_url(url): torch.hub's cache, no hash check
@@ -87,7 +86,7 @@ class PretrainedModelsSource(ModelSource):
                                                            weights_only=True)
             except UnicodeDecodeError:  # some of these files were pickled by Python 2
                 state = torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
-        model = build_model(spec, "cpu")
+        model = self.build(spec.builder_name, "cpu", **dict(spec.builder_kwargs))
         fit_state_dict(model, dict(state), str(path))
         for attribute in ("input_space", "input_size", "input_range", "mean", "std"):  # as pretrainedmodels sets them
             setattr(model, attribute, settings[attribute])

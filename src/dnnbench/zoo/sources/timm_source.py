@@ -56,7 +56,7 @@ class TimmSource(ModelSource):
 
         arch, _, tag = name.partition(".")
         if not timm.is_model(arch):
-            from ..registry import close_names
+            from ..names import close_names
 
             suggestions = [self.full_name(n) for n in close_names(arch, list(_architectures()))]
             raise UnknownModelError(self.full_name(name), suggestions, "timm")
@@ -92,7 +92,7 @@ class TimmSource(ModelSource):
         import timm
         from timm.models import get_pretrained_cfg
 
-        from ..weights import (LoadedModel, WeightsIdentity, WeightsUnavailableError, ensure_in_hub_cache,
+        from ..checkpoints import (LoadedModel, WeightsIdentity, WeightsUnavailableError, ensure_in_hub_cache,
                                file_sha256, hf_hub_file, library_load_errors)
 
         tag = spec.weights.ref.split(":", 1)[1]

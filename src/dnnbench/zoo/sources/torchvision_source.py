@@ -46,7 +46,7 @@ class TorchvisionSource(ModelSource):
         import torchvision
 
         if name not in _names():
-            from ..registry import close_names
+            from ..names import close_names
 
             suggestions = [self.full_name(n) for n in close_names(name, list(_names()))]
             raise UnknownModelError(self.full_name(name), suggestions, self.description)
@@ -55,7 +55,8 @@ class TorchvisionSource(ModelSource):
         metrics = default.meta.get("_metrics", {}).get("ImageNet-1K", {})
         reported = None
         if "acc@1" in metrics:
-            reported = ReportedAccuracy(metrics["acc@1"], metrics.get("acc@5"), f"torchvision weights metadata ({default})")
+            reported = ReportedAccuracy(metrics["acc@1"], metrics.get("acc@5"),
+                                        f"torchvision weights metadata ({default})")
         weights = WeightsSpec(ref=published.ref, same_as_2018=None, provenance="torchvision DEFAULT weights",
                               reported=reported)
         family = torchvision.models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
@@ -81,7 +82,7 @@ class TorchvisionSource(ModelSource):
     def load_weights(self, spec: ModelSpec) -> Any:
         import torchvision
 
-        from ..weights import (LoadedModel, WeightsIdentity, ensure_in_hub_cache, file_sha256,
+        from ..checkpoints import (LoadedModel, WeightsIdentity, ensure_in_hub_cache, file_sha256,
                                library_load_errors, torchvision_reads_weights_only)
 
         name = spec.weights.ref.split(":", 1)[1]
