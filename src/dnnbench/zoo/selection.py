@@ -82,7 +82,7 @@ def expand(name: str) -> list[str]:
     split = split_name(name)
     if split is None:
         raise NoMatchingModelError(name, "the zoo", close_to_pattern(name, known_names()))
-    source, rest = split
+    source = split[0]
     if not source.listable:
         raise UsageError(f"model pattern {name!r}: {source.description} cannot be listed; name one model exactly")
     raise NoMatchingModelError(name, source.description, close_to_pattern(name, source.list_names("*")))
