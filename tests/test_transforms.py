@@ -90,6 +90,7 @@ def test_pretrainedmodels_transform_is_theirs_and_the_specs(spec, images):
 
 
 @pytest.mark.parametrize("name", ["timm:efficientnet_b0", "timm:vit_small_patch16_224.augreg_in21k_ft_in1k",
+                                  "timm:volo_d5_512",  # crop_pct 1.15: resized below the crop, then padded
                                   "torchvision:efficientnet_b1", "torchvision:convnext_tiny", "torchvision:vit_b_16"])
 def test_adhoc_models_use_their_librarys_transform(name, images):
     spec = zoo.get(name)

@@ -2,9 +2,10 @@
 
 Two modes:
 
-- `weights` (default): exactly what the weights' publisher feeds them, read from the library itself:
-  the torchvision weights enum's `transforms()`, timm's pretrained config through
-  `timm.data.resolve_data_config`, pretrainedmodels' `pretrained_settings`.
+- `weights` (default): exactly what the weights' publisher feeds them, read from the library itself by
+  the weights' source (`zoo/sources/`, `ModelSource.weights`): the torchvision weights enum's
+  `transforms()`, timm's pretrained config through `timm.data.resolve_data_config`, pretrainedmodels'
+  `pretrained_settings`.
 - `paper`: the 2018 companion code's rule for every model: shorter side to floor(input / 0.875), bilinear,
   centre crop, with the spec's own mean/std/colour order/value range. Where that normalisation describes
   the 2018 weights but not the ones loaded today (the weights were replaced), the loaded weights' own
@@ -17,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..zoo.sources import get_source
 from ..zoo.spec import ModelSpec, Preprocessing
 
 MODES = ("weights", "paper")
@@ -58,54 +60,9 @@ def weights_preprocessing(spec: ModelSpec) -> tuple[Preprocessing, str]:
         if spec.preprocessing is not None:
             return spec.preprocessing, "the zoo's preprocessing (no pretrained weights to read it from)"
         return DEFAULT_PREPROCESSING, "dnnbench's default ImageNet evaluation (resize 256, crop 224)"
-    library, name = ref.split(":", 1)
-    if library == "torchvision":
-        return _torchvision(name), f"torchvision {name}.transforms()"
-    if library == "timm":
-        return _timm(name), f"timm pretrained config of {name} (resolve_data_config)"
-    if library == "pretrainedmodels":
-        return _pretrainedmodels(name), f"pretrainedmodels pretrained_settings[{name.split('/')[0]!r}]"
-    raise ValueError(f"weights of unknown library {library!r} in {ref}")
-
-
-def _torchvision(name: str) -> Preprocessing:
-    import torchvision
-
-    transform = torchvision.models.get_weight(name).transforms()
-    return Preprocessing(
-        input_size=int(transform.crop_size[0]), resize_size=int(transform.resize_size[0]),
-        interpolation=transform.interpolation.value, mean=tuple(transform.mean), std=tuple(transform.std),
-    )
-
-
-def _timm(tag: str) -> Preprocessing:
-    from timm.data import resolve_data_config
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(tag)
-    if cfg is None:
-        raise UsageError(f"timm has no pretrained config named {tag!r}")
-    config = resolve_data_config({}, pretrained_cfg=cfg.to_dict())
-    _, height, width = config["input_size"]
-    if height != width or config.get("crop_mode", "center") != "center":
-        raise UsageError(f"timm:{tag} is evaluated at {height}x{width} with crop mode {config.get('crop_mode')!r}; "
-                         "dnnbench evaluates square centre crops only")
-    return Preprocessing(
-        input_size=height, resize_size=math.floor(height / config["crop_pct"]),  # timm: floor(size / crop_pct)
-        interpolation=config["interpolation"], mean=tuple(config["mean"]), std=tuple(config["std"]),
-    )
-
-
-def _pretrainedmodels(name: str) -> Preprocessing:
-    from ..zoo.weights import pretrainedmodels_settings
-
-    settings = pretrainedmodels_settings(name)
-    size = max(settings["input_size"])
-    return Preprocessing(
-        input_size=size, resize_size=math.floor(size / PAPER_CROP_FRACTION), interpolation="bilinear",
-        mean=tuple(float(m) for m in settings["mean"]), std=tuple(float(s) for s in settings["std"]),
-        color_order=settings["input_space"], value_range=float(max(settings["input_range"])),
-    )
+    library, tag = ref.split(":", 1)
+    published = get_source(library).weights(tag)
+    return published.preprocessing, published.origin
 
 
 def _normalisation(p: Preprocessing) -> tuple:

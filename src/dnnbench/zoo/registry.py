@@ -1,22 +1,16 @@
 """Name resolution: canonical ids, paper names and aliases (case- and punctuation-insensitive),
-plus ad hoc `timm:NAME` / `torchvision:NAME` models."""
+plus ad hoc `PREFIX:NAME` models of any source (`timm:`, `torchvision:`, `pretrainedmodels:`, `dnnbench:`,
+`python:`; see `sources/`)."""
 
 from __future__ import annotations
 
-import difflib
-import re
 from functools import lru_cache
 
 from ..errors import UnknownModelError
+from .names import close_names, normalize  # noqa: F401 - importable from here as before
 from .seed import seed_specs
+from .sources import sources, split_name
 from .spec import ModelSpec
-
-ADHOC_PREFIXES = ("timm:", "torchvision:", "python:")
-
-
-def normalize(name: str) -> str:
-    """`ResNet-50`, `resnet_50` and `RESNET50` are one name; so are `SqueezeNet1.0` and `squeezenet1_0`."""
-    return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
 @lru_cache(maxsize=1)
@@ -39,24 +33,26 @@ def known_names() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def close_names(name: str, candidates: list[str], n: int = 5) -> list[str]:
-    """The closest candidates, compared after normalisation so that case and dashes don't matter."""
-    by_key: dict[str, str] = {}
-    for candidate in candidates:
-        by_key.setdefault(normalize(candidate), candidate)
-    keys = difflib.get_close_matches(normalize(name), list(by_key), n=n, cutoff=0.5)
-    return [by_key[k] for k in keys]
+@lru_cache(maxsize=256)
+def _adhoc(name: str) -> ModelSpec:
+    split = split_name(name)
+    assert split is not None
+    source, rest = split
+    if not rest:
+        raise UnknownModelError(name, [], f"{source.description} (no model name after the colon)")
+    return source.resolve(rest)
+
+
+def exact_library_names(name: str) -> list[str]:
+    """`efficientnet_b0` typed without its source: point at `timm:efficientnet_b0`, `torchvision:efficientnet_b0`."""
+    return [s.full_name(name) for s in sources().values() if s.listable and s.full_name(name) in s.list_names(name)]
 
 
 def get(name: str) -> ModelSpec:
-    """The spec for a seed model name or alias, or an ad hoc `timm:NAME` / `torchvision:NAME` model."""
-    if name.startswith(ADHOC_PREFIXES):
-        from .adhoc import adhoc_spec
-
-        return adhoc_spec(name)
+    """The spec for a seed model name or alias, or an ad hoc `PREFIX:NAME` model of a source."""
+    if split_name(name) is not None:
+        return _adhoc(name)
     spec = _index().get(normalize(name))
     if spec is not None:
         return spec
-    from .adhoc import exact_library_names
-
     raise UnknownModelError(name, exact_library_names(name) + close_names(name, known_names()))

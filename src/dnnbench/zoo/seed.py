@@ -1,6 +1,6 @@
 """The 46 architectures of the 2018 study (Bianco et al., IEEE Access), built from the shipped
-reference table `data/seed-architectures.csv` plus what the table does not say (family, year,
-torchvision weights enum, builder arguments)."""
+reference table `data/seed-architectures.csv` plus what the table does not say (family, year, builder
+arguments). Which weights each loads is asked of its builder's source (`sources/*.py`, `seed_weights`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 
+from .sources import get_source
 from .spec import ModelSpec, Preprocessing, ReportedAccuracy, WeightsSpec
 
 # paper name prefix -> (family, year of first publication, arXiv)
@@ -35,19 +36,6 @@ _FAMILIES: list[tuple[str, str, int]] = [
     ("VGG", "VGG", 2014),
     ("Xception", "Xception", 2016),
 ]
-
-# torchvision weights that reproduce (or, where flagged in the table, replace) the 2018 weights;
-# always the V1 enum: later enums (V2) are newer training recipes.
-_TORCHVISION_WEIGHTS = {
-    "alexnet": "AlexNet_Weights", "densenet121": "DenseNet121_Weights", "densenet161": "DenseNet161_Weights",
-    "densenet169": "DenseNet169_Weights", "densenet201": "DenseNet201_Weights", "googlenet": "GoogLeNet_Weights",
-    "inception_v3": "Inception_V3_Weights", "mobilenet_v2": "MobileNet_V2_Weights",
-    "resnext101_64x4d": "ResNeXt101_64X4D_Weights", "resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights",
-    "resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights", "resnet152": "ResNet152_Weights",
-    "squeezenet1_0": "SqueezeNet1_0_Weights", "squeezenet1_1": "SqueezeNet1_1_Weights", "vgg11": "VGG11_Weights",
-    "vgg13": "VGG13_Weights", "vgg16": "VGG16_Weights", "vgg19": "VGG19_Weights", "vgg11_bn": "VGG11_BN_Weights",
-    "vgg13_bn": "VGG13_BN_Weights", "vgg16_bn": "VGG16_BN_Weights", "vgg19_bn": "VGG19_BN_Weights",
-}
 
 # Inference form: the auxiliary classifiers of GoogLeNet and Inception-v3 only run in training and
 # torchvision drops them when they are not asked for; init_weights is passed to silence its warning.
@@ -106,25 +94,10 @@ def _builder(maintained_source: str, key: str) -> str:
     return maintained_source.split()[0]
 
 
-def _weights(row: dict[str, str], key: str, builder: str) -> WeightsSpec:
+def _weights(row: dict[str, str], builder: str) -> WeightsSpec:
+    """The weights of the builder's source for this row (e.g. torchvision's V1 enum, timm's tag)."""
     library, name = builder.split(":", 1)
-    provenance = f"2018: {row['weights_2018']}"
-    if library == "torchvision":
-        # torchvision's V1 weights are the ones the 2018 study loaded from torchvision
-        same = row["weights_2018"].startswith("torchvision")
-        ref = f"torchvision:{_TORCHVISION_WEIGHTS[name]}.IMAGENET1K_V1"
-        return WeightsSpec(ref=ref, same_as_2018=same, provenance=provenance)
-    if library == "timm":
-        same = not row["timm_weights_same_as_2018"].lower().startswith("no")
-        provenance += f"; timm: {row['timm_weights_same_as_2018']}"
-        tag = row["timm_weights_tag"]
-        reported = None
-        if row["timm_top1"]:
-            reported = ReportedAccuracy(float(row["timm_top1"]), float(row["timm_top5"]), f"timm results for {tag}")
-        return WeightsSpec(ref=f"timm:{tag}", same_as_2018=same, provenance=provenance, reported=reported)
-    if library == "pretrainedmodels":
-        return WeightsSpec(ref=f"pretrainedmodels:{key}/imagenet", same_as_2018=True, provenance=provenance)
-    return WeightsSpec(ref=None, same_as_2018=None, provenance=provenance)
+    return get_source(library).seed_weights(name, row)
 
 
 def _paper_preprocessing(row: dict[str, str]) -> Preprocessing:
@@ -156,7 +129,7 @@ def _spec(row: dict[str, str]) -> ModelSpec:
         aliases=_EXTRA_ALIASES.get(key, ()),
         builder_kwargs=_BUILDER_KWARGS.get(builder, ()),
         preprocessing=_paper_preprocessing(row),
-        weights=_weights(row, key, builder),
+        weights=_weights(row, builder),
         reported=reported,
         notes=_NOTES.get(key, ""),
         in_paper=True,

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 class Preprocessing:
     """Evaluation preprocessing: resize the shorter side, centre-crop, scale, normalise.
 
+    `resize_size` may be smaller than `input_size` (timm's crop_pct above 1, e.g. volo_d5_512's 1.15): the
+    image is resized, then the centre crop pads it with zeros, as timm's and torchvision's CenterCrop do.
+
     The tensor fed to the network is ((pixel / 255 * value_range) - mean) / std in `color_order`,
     where `value_range` is 1.0 for inputs in [0, 1] and 255.0 for Caffe-style inputs in [0, 255].
     """
@@ -26,8 +29,8 @@ class Preprocessing:
             raise ValueError(f"color_order must be RGB or BGR, not {self.color_order!r}")
         if self.value_range not in (1.0, 255.0):
             raise ValueError(f"value_range must be 1.0 or 255.0, not {self.value_range!r}")
-        if self.resize_size < self.input_size:
-            raise ValueError(f"resize_size {self.resize_size} is smaller than the crop {self.input_size}")
+        if self.input_size <= 0 or self.resize_size <= 0:
+            raise ValueError(f"resize_size {self.resize_size} and crop {self.input_size} must be positive")
 
     @property
     def crop_pct(self) -> float:
@@ -38,7 +41,8 @@ class Preprocessing:
         mean = ", ".join(f"{m:g}" for m in self.mean)
         std = ", ".join(f"{s:g}" for s in self.std)
         return (
-            f"resize {self.resize_size} ({self.interpolation}) -> centre crop {self.input_size}, "
+            f"resize {self.resize_size} ({self.interpolation}) -> centre crop {self.input_size}"
+            f"{' (zero-padded)' if self.resize_size < self.input_size else ''}, "
             f"{self.color_order} {scale}, mean ({mean}), std ({std})"
         )
 
@@ -73,8 +77,8 @@ class WeightsSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One zoo entry. `id` is canonical; `builder` is `LIBRARY:NAME` (library in torchvision, timm,
-    pretrainedmodels, dnnbench)."""
+    """One zoo entry. `id` is canonical; `builder` is `SOURCE:NAME`, SOURCE the prefix of a model source
+    (torchvision, timm, pretrainedmodels, dnnbench, python; see `zoo/sources/`)."""
 
     id: str
     builder: str

@@ -4,12 +4,14 @@ A suite file holds a table of suites:
 
     [suites.edge]                      # TOML
     description = "what we may deploy on the board"
-    models = ["mobilenetv2", "shufflenet", "timm:efficientnet_b0"]
+    models = ["mobilenetv2", "shufflenet", "timm:efficientnet_b0", "timm:convnext_*"]
 
     suites:                            # YAML
       edge:
         description: what we may deploy on the board
         models: [mobilenetv2, shufflenet, timm:efficientnet_b0]
+
+A model name may be an fnmatch pattern (`timm:convnext_*`, `resnet*`); it must match at least one model.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ def _parse(path: Path, text: str) -> object:
 
 
 def load_suite_file(path: str | Path) -> dict[str, Suite]:
-    """Suites defined in `path`; every model name is checked against the zoo."""
+    """Suites defined in `path`; every model name (or pattern) is checked against the zoo."""
     from .registry import get
+    from .selection import expand
 
     path = Path(path)
     try:
@@ -100,7 +103,8 @@ def load_suite_file(path: str | Path) -> dict[str, Suite]:
                                  "accepted: models, description")
         for model in models:
             try:
-                get(model)
+                for matched in expand(model):
+                    get(matched)
             except DnnbenchError as exc:
                 raise SuiteFileError(str(path), _line_of(text, model), f"suite {name!r}: {exc}") from None
         suites[str(name)] = Suite(str(name), tuple(models), str(body.get("description", "")), str(path))
