@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from dnnbench.cli import app as app_module
+from dnnbench.cli import options as app_module
 from dnnbench.cli.app import app
 from dnnbench.store import ResultRecord, Store
 

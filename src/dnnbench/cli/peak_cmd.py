@@ -15,7 +15,7 @@ PRECISION_HELP = ("fp32 | bf16 | fp16 | tf32 (CUDA) | int8 (spec only), or sever
 
 
 def _default_db() -> Path:
-    from .app import DEFAULT_DB
+    from .options import DEFAULT_DB
 
     return DEFAULT_DB
 
@@ -63,7 +63,7 @@ def peak(
     from ..env import collect_machine
     from ..env.peak import estimate_peak, keep_better, normalise_device, normalise_precision
     from ..store import Store
-    from .app import console
+    from .options import console
 
     device = normalise_device(device)
     if not seconds > 0:
@@ -120,6 +120,6 @@ def peak(
 
 def register(app: typer.Typer) -> None:
     """Add `dnnbench peak` to the app."""
-    from .app import user_errors
+    from .options import user_errors
 
     app.command("peak")(user_errors(peak))

@@ -10,15 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-
-DB_HELP = "The results store (SQLite); default results/dnnbench.sqlite."
-MACHINE_HELP = "Machine: an id prefix or a fragment of its label (host name, CPU or GPU); optional with one machine."
-
-
-def _default_db() -> Path:
-    from .app import DEFAULT_DB
-
-    return DEFAULT_DB
+from .options import DB_HELP, DEFAULT_DB, MACHINE_HELP, FormatOpt, check_format, console, user_errors
 
 
 def _floats(text: Optional[str], what: str) -> tuple[float, ...] | None:
@@ -63,7 +55,6 @@ def report(
     """Write one self-contained interactive HTML report (report/index.html) and PNG/SVG figures beside it."""
     from ..report import ReportOptions, build_report
     from ..report.figures import FORMATS
-    from .app import console
 
     formats = () if image_formats.strip().lower() == "none" else tuple(
         f.strip().lower() for f in image_formats.split(",") if f.strip())
@@ -76,7 +67,7 @@ def report(
         memory_levels_mb=_floats(memory_mb, "--memory-mb") or defaults.memory_levels_mb,
         machines=tuple(machine or ()), title=title)
     with console.status("building the report"):
-        result = build_report(db or _default_db(), output, options)
+        result = build_report(db or DEFAULT_DB, output, options)
     console.print(f"wrote {result.index} ({result.figures} interactive figures, {len(result.images)} images) in "
                   f"{result.seconds:.1f} s", highlight=False)
     for reason in result.skipped:
@@ -95,20 +86,18 @@ def select(
     max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Memory limit, MB (2^20 bytes)."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Top-1 accuracy floor, %."),
     top: int = typer.Option(5, "--top", help="How many models to list (and how many excluded ones to explain)."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    fmt: str = FormatOpt,
     output: Optional[Path] = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """The best models that meet latency, throughput, memory and accuracy limits on one machine (ranked by
     top-1, then speed), and why the best excluded ones failed. Exit code 1 when no model fits."""
     from ..analysis import Constraints, load_frames, performance, select_models
     from . import render
-    from .app import console
 
-    if fmt not in render.FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; formats: {', '.join(render.FORMATS)}")
+    check_format(fmt)
     limits = Constraints(batch_size=batch_size, max_latency_ms=max_latency_ms, min_images_per_s=min_fps,
                          max_memory_mb=max_memory_mb, min_top1=min_top1)
-    frames = load_frames(db or _default_db())
+    frames = load_frames(db or DEFAULT_DB)
     frames.require_data()
     chosen = frames.machine(machine)
     selection = select_models(performance(frames), limits, top=top, machine_id=chosen.machine_id)
@@ -172,7 +161,7 @@ def compare(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Only this batch size."),
     ignore: Optional[str] = typer.Option(None, "--ignore", help="Config columns that may differ, e.g. "
                                          "device,threads to set a CPU against a GPU."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    fmt: str = FormatOpt,
     output: Optional[Path] = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """Per-model speed ratio (images/s on A / on B) and memory ratio for the configs both machines ran."""
@@ -180,11 +169,9 @@ def compare(
 
     from ..analysis import config_differences, load_frames, machine_ratios, performance
     from . import render
-    from .app import console
 
-    if fmt not in render.FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; formats: {', '.join(render.FORMATS)}")
-    frames = load_frames(db or _default_db())
+    check_format(fmt)
+    frames = load_frames(db or DEFAULT_DB)
     frames.require_data()
     machines = _two_machines(frames, machine or [])
     a, b = machines
@@ -261,7 +248,6 @@ def merge(
     """Merge results stores (e.g. from several machines) into TARGET, without duplicates: a cell present in
     both keeps the more recently finished measurement."""
     from ..store import Store
-    from .app import console
 
     for source in sources:
         if not source.exists():
@@ -281,7 +267,5 @@ def merge(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `dnnbench` app."""
-    from .app import user_errors
-
     for command in (report, select, compare, merge):
         app.command(command.__name__)(user_errors(command))
