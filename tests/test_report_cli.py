@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from dnnbench.cli import options as app_module
 from dnnbench.cli.app import app
 from dnnbench.store import ResultRecord, Store
-
 from test_analysis import CPU_A, GPU_B, MACHINES, accuracy_record, all_records, fill_store, timed_records
 
 runner = CliRunner()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 import rich.console
 import typer
@@ -73,8 +74,10 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-SuiteOpt = typer.Option(None, "--suite", "-s", help="A named suite: paper, mobile, quick, or one from --suite-file.")
-SuiteFileOpt = typer.Option(None, "--suite-file", help="TOML or YAML file defining more suites (repeatable).")
+SUITE_HELP = "A named suite: paper, mobile, quick, or one from --suite-file."
+SUITE_FILE_HELP = "TOML or YAML file defining more suites (repeatable)."
+SuiteOpt = typer.Option(None, "--suite", "-s", help=SUITE_HELP)
+SuiteFileOpt = typer.Option(None, "--suite-file", help=SUITE_FILE_HELP)
 FormatOpt = typer.Option("table", "--format", help="table, json or csv.")
 
 
@@ -83,10 +86,10 @@ def check_format(fmt: str) -> None:
         raise UsageError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
-def model_names(model: Optional[list[str]], models: Optional[str]) -> list[str]:
+def model_names(model: list[str] | None, models: str | None) -> list[str]:
     """Models named as arguments, then those of a comma-separated --models."""
     return list(model or ()) + [m.strip() for m in (models or "").split(",") if m.strip()]
 
 
-def suite_files(paths: Optional[list[Path]]) -> tuple[str, ...]:
+def suite_files(paths: list[Path] | None) -> tuple[str, ...]:
     return tuple(str(p) for p in paths or ())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -13,7 +13,7 @@ from ..errors import UsageError
 from .options import DB_HELP, DEFAULT_DB, MACHINE_HELP, FormatOpt, check_format, console, user_errors
 
 
-def _floats(text: Optional[str], what: str) -> tuple[float, ...] | None:
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
@@ -39,16 +39,16 @@ def _ratio(value: Any) -> str:
 
 
 def report(
-    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for index.html and the images."),
-    machine: Optional[List[str]] = typer.Option(None, "--machine", "-m", help="Only these machines (repeatable)."),
+    machine: list[str] | None = typer.Option(None, "--machine", "-m", help="Only these machines (repeatable)."),
     image_formats: str = typer.Option("png,svg", "--images", help="Static image formats: any of png, svg, pdf; "
                                       "'none' for none."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Batch size of the accuracy-vs-speed figures "
                                    "and the constraint tables."),
-    fps: Optional[str] = typer.Option(None, "--fps", help="Throughput floors of the constraint tables, images/s "
+    fps: str | None = typer.Option(None, "--fps", help="Throughput floors of the constraint tables, images/s "
                                       "(default 15,30,60)."),
-    memory_mb: Optional[str] = typer.Option(None, "--memory-mb", help="Memory limits of the constraint tables, MB "
+    memory_mb: str | None = typer.Option(None, "--memory-mb", help="Memory limits of the constraint tables, MB "
                                             "(default 512,1024,2048)."),
     title: str = typer.Option("dnnbench report", "--title", help="Title of the page."),
 ) -> None:
@@ -78,16 +78,16 @@ def report(
 
 
 def select(
-    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-    machine: Optional[str] = typer.Option(None, "--machine", "-m", help=MACHINE_HELP),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    machine: str | None = typer.Option(None, "--machine", "-m", help=MACHINE_HELP),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Batch size the limits apply to."),
-    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="Median time of one batch, ms."),
-    min_fps: Optional[float] = typer.Option(None, "--min-fps", help="Throughput floor, images/s."),
-    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Memory limit, MB (2^20 bytes)."),
-    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Top-1 accuracy floor, %."),
+    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms", help="Median time of one batch, ms."),
+    min_fps: float | None = typer.Option(None, "--min-fps", help="Throughput floor, images/s."),
+    max_memory_mb: float | None = typer.Option(None, "--max-memory-mb", help="Memory limit, MB (2^20 bytes)."),
+    min_top1: float | None = typer.Option(None, "--min-top1", help="Top-1 accuracy floor, %."),
     top: int = typer.Option(5, "--top", help="How many models to list (and how many excluded ones to explain)."),
     fmt: str = FormatOpt,
-    output: Optional[Path] = typer.Option(None, "--output", help="Write to this file."),
+    output: Path | None = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """The best models that meet latency, throughput, memory and accuracy limits on one machine (ranked by
     top-1, then speed), and why the best excluded ones failed. Exit code 1 when no model fits."""
@@ -155,14 +155,14 @@ def _rejection_table(selection, top: int) -> Table:
 
 
 def compare(
-    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-    machine: Optional[List[str]] = typer.Option(None, "--machine", "-m", help="Machine A, then machine B "
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    machine: list[str] | None = typer.Option(None, "--machine", "-m", help="Machine A, then machine B "
                                                 "(optional when the store holds exactly two)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Only this batch size."),
-    ignore: Optional[str] = typer.Option(None, "--ignore", help="Config columns that may differ, e.g. "
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Only this batch size."),
+    ignore: str | None = typer.Option(None, "--ignore", help="Config columns that may differ, e.g. "
                                          "device,threads to set a CPU against a GPU."),
     fmt: str = FormatOpt,
-    output: Optional[Path] = typer.Option(None, "--output", help="Write to this file."),
+    output: Path | None = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """Per-model speed ratio (images/s on A / on B) and memory ratio for the configs both machines ran."""
     import pandas as pd
@@ -243,7 +243,7 @@ def _two_machines(frames, selectors: list[str]):
 
 def merge(
     target: Path = typer.Argument(..., help="The store to merge into (created if missing)."),
-    sources: List[Path] = typer.Argument(..., help="Stores to merge from (left unchanged)."),
+    sources: list[Path] = typer.Argument(..., help="Stores to merge from (left unchanged)."),
 ) -> None:
     """Merge results stores (e.g. from several machines) into TARGET, without duplicates: a cell present in
     both keeps the more recently finished measurement."""

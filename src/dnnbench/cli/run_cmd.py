@@ -3,45 +3,73 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated
 
 import typer
 
 from ..errors import DnnbenchError, UsageError
-from .options import DEFAULT_DB, SuiteFileOpt, SuiteOpt, console, err_console, model_names, suite_files, user_errors
+from .options import DEFAULT_DB, SUITE_FILE_HELP, SUITE_HELP, console, err_console, model_names, suite_files, user_errors
+
+# The options of `run`, declared once here so that the command itself reads as what it does.
+Models = Annotated[list[str] | None, typer.Argument(help="Models to measure (or use --suite).")]
+Suite = Annotated[str | None, typer.Option("--suite", "-s", help=SUITE_HELP)]
+SuiteFiles = Annotated[list[Path] | None, typer.Option("--suite-file", help=SUITE_FILE_HELP)]
+ModelList = Annotated[str | None, typer.Option("--models", help="Comma-separated models, added to the suite's.")]
+Device = Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | mps | auto.")]
+Dtype = Annotated[str | None, typer.Option(
+    "--dtype", "--precision", help="fp32 | fp16 | bf16, or several: fp32,bf16 (fp32 means fp32: TF32 off unless "
+    "--tf32). Default fp32; with --backend best, fp32 and the reduced precisions this device runs natively.")]
+Backend = Annotated[str, typer.Option(
+    "--backend", "--backends", help="eager | eager-channels-last | torchscript | compile | onnxruntime | openvino | "
+    "tensorrt, several (comma-separated), or best / all: every backend available here (see `dnnbench backends`).")]
+BackendOptions = Annotated[list[str] | None, typer.Option(
+    "--backend-option", help="BACKEND.OPTION=VALUE, e.g. compile.mode=max-autotune (repeatable).")]
+BatchSizes = Annotated[str, typer.Option("--batch-sizes", help="Comma-separated; the paper's by default.")]
+Threads = Annotated[str | None, typer.Option(
+    "--threads", help="Intra-op threads, e.g. 1 or 1,2 (a sweep). Default: PyTorch's.")]
+InteropThreads = Annotated[int | None, typer.Option("--interop-threads", help="Inter-op threads.")]
+Metrics = Annotated[str, typer.Option("--metrics", help="Any of time, memory, complexity.")]
+InputSize = Annotated[int | None, typer.Option("--input-size", help="Square input side (default: native).")]
+TimeBudget = Annotated[float, typer.Option(
+    "--time-budget", help="Seconds of timed iterations per cell, after warm-up.")]
+CiTarget = Annotated[float, typer.Option(
+    "--ci-target", help="Stop when the median's 95% CI half-width is below this fraction.")]
+MinSamples = Annotated[int, typer.Option("--min-samples", help="Timed iterations per cell at least.")]
+WarmupIters = Annotated[int, typer.Option(
+    "--warmup-iters", help="Warm-up iterations at least (and --warmup-s seconds).")]
+WarmupS = Annotated[float, typer.Option("--warmup-s", help="Warm-up seconds at least.")]
+CellTimeout = Annotated[float | None, typer.Option("--cell-timeout", help="Kill a cell after this many seconds.")]
+MemoryLimit = Annotated[int | None, typer.Option(
+    "--memory-limit-mb", help="Cap each CPU worker's memory; past it: oom.")]
+Tf32 = Annotated[bool, typer.Option("--tf32", help="Allow TF32 matmuls and convolutions on CUDA.")]
+Db = Annotated[Path, typer.Option("--db", help="The results store (SQLite).")]
+Force = Annotated[bool, typer.Option("--force", help="Measure again cells the store already has.")]
+RetryFailed = Annotated[bool, typer.Option(
+    "--retry-failed", help="Measure again cells that failed (error, crash, timeout).")]
+RemeasureContended = Annotated[bool, typer.Option(
+    "--remeasure-contended", help="Measure again cells timed while other processes used the CPU.")]
+Peak = Annotated[bool, typer.Option(
+    "--peak/--no-peak", help="Measure the device's peak FLOP/s once per store (a few seconds; `dnnbench peak`) for "
+    "%-of-peak figures.")]
+ExecutorName = Annotated[str, typer.Option(
+    "--executor", help="local (this machine, one worker at a time) | ray (the nodes of a Ray cluster; "
+    "docs/SCALE-OUT.md).")]
+Address = Annotated[str | None, typer.Option(
+    "--address", help="With --executor ray: auto (default), HOST:PORT or ray://HOST:PORT.")]
+On = Annotated[list[str] | None, typer.Option(
+    "--on", help="With --executor ray: the kind of node to measure on, KEY=VALUE[,KEY=VALUE] (e.g. "
+    "machine=jetson-orin); repeat to measure on several kinds.")]
 
 
-def run(
-    model: Optional[List[str]] = typer.Argument(None, help="Models to measure (or use --suite)."),
-    suite: Optional[str] = SuiteOpt,
-    suite_file: Optional[List[Path]] = SuiteFileOpt,
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models, added to the suite's."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", "--precision", help="fp32 | fp16 | bf16, or several: fp32,bf16 (fp32 means fp32: TF32 off unless --tf32). Default fp32; with --backend best, fp32 and the reduced precisions this device runs natively."),
-    backend: str = typer.Option("eager", "--backend", "--backends", help="eager | eager-channels-last | torchscript | compile | onnxruntime | openvino | tensorrt, several (comma-separated), or best / all: every backend available here (see `dnnbench backends`)."),
-    backend_option: Optional[List[str]] = typer.Option(None, "--backend-option", help="BACKEND.OPTION=VALUE, e.g. compile.mode=max-autotune (repeatable)."),
-    batch_sizes: str = typer.Option("1,2,4,8,16,32,64", "--batch-sizes", help="Comma-separated; the paper's by default."),
-    threads: Optional[str] = typer.Option(None, "--threads", help="Intra-op threads, e.g. 1 or 1,2 (a sweep). Default: PyTorch's."),
-    interop_threads: Optional[int] = typer.Option(None, "--interop-threads", help="Inter-op threads."),
-    metrics: str = typer.Option("time,memory,complexity", "--metrics", help="Any of time, memory, complexity."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="Square input side (default: native)."),
-    time_budget: float = typer.Option(10.0, "--time-budget", help="Seconds of timed iterations per cell, after warm-up."),
-    ci_target: float = typer.Option(0.02, "--ci-target", help="Stop when the median's 95% CI half-width is below this fraction."),
-    min_samples: int = typer.Option(10, "--min-samples", help="Timed iterations per cell at least."),
-    warmup_iters: int = typer.Option(3, "--warmup-iters", help="Warm-up iterations at least (and --warmup-s seconds)."),
-    warmup_s: float = typer.Option(1.0, "--warmup-s", help="Warm-up seconds at least."),
-    cell_timeout: Optional[float] = typer.Option(None, "--cell-timeout", help="Kill a cell after this many seconds."),
-    memory_limit_mb: Optional[int] = typer.Option(None, "--memory-limit-mb", help="Cap each CPU worker's memory; past it: oom."),
-    tf32: bool = typer.Option(False, "--tf32", help="Allow TF32 matmuls and convolutions on CUDA."),
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
-    force: bool = typer.Option(False, "--force", help="Measure again cells the store already has."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure again cells that failed (error, crash, timeout)."),
-    remeasure_contended: bool = typer.Option(False, "--remeasure-contended", help="Measure again cells timed while other processes used the CPU."),
-    peak: bool = typer.Option(True, "--peak/--no-peak", help="Measure the device's peak FLOP/s once per store (a few seconds; `dnnbench peak`) for %-of-peak figures."),
-    executor_name: str = typer.Option("local", "--executor", help="local (this machine, one worker at a time) | ray (the nodes of a Ray cluster; docs/SCALE-OUT.md)."),
-    address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: auto (default), HOST:PORT or ray://HOST:PORT."),
-    on: Optional[List[str]] = typer.Option(None, "--on", help="With --executor ray: the kind of node to measure on, KEY=VALUE[,KEY=VALUE] (e.g. machine=jetson-orin); repeat to measure on several kinds."),
-) -> None:
+def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None, models: ModelList = None,
+        device: Device = "cpu", dtype: Dtype = None, backend: Backend = "eager", backend_option: BackendOptions = None,
+        batch_sizes: BatchSizes = "1,2,4,8,16,32,64", threads: Threads = None, interop_threads: InteropThreads = None,
+        metrics: Metrics = "time,memory,complexity", input_size: InputSize = None, time_budget: TimeBudget = 10.0,
+        ci_target: CiTarget = 0.02, min_samples: MinSamples = 10, warmup_iters: WarmupIters = 3,
+        warmup_s: WarmupS = 1.0, cell_timeout: CellTimeout = None, memory_limit_mb: MemoryLimit = None,
+        tf32: Tf32 = False, db: Db = DEFAULT_DB, force: Force = False, retry_failed: RetryFailed = False,
+        remeasure_contended: RemeasureContended = False, peak: Peak = True, executor_name: ExecutorName = "local",
+        address: Address = None, on: On = None) -> None:
     """Measure inference time, memory and complexity over batch sizes; every cell kept in the store.
     Exit code 1 when no cell of the sweep holds a measurement."""
     from .. import zoo
@@ -64,7 +92,8 @@ def run(
         precisions = search_precisions(device) if best_search else ("fp32",)
     config = SweepConfig(
         device=device, dtype=precisions[0], precisions=precisions, backends=backends, best_search=best_search,
-        backend_options=tuple(parse_backend_option(o) for o in backend_option or ()), batch_sizes=parse_int_list(batch_sizes, "batch sizes"),
+        backend_options=tuple(parse_backend_option(o) for o in backend_option or ()),
+        batch_sizes=parse_int_list(batch_sizes, "batch sizes"),
         threads=parse_int_list(threads, "thread counts") if threads else (), interop_threads=interop_threads,
         metrics=parse_metrics(metrics), input_size=input_size, time_budget_s=time_budget, ci_target=ci_target,
         min_samples=min_samples, warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout,

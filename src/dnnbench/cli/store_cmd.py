@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,7 +12,7 @@ from .options import DEFAULT_DB, console, user_errors
 def export(
     output: Path = typer.Argument(..., help="File to write: .csv, .parquet or .json."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv | parquet | json (default: from the suffix)."),
+    fmt: str | None = typer.Option(None, "--format", help="csv | parquet | json (default: from the suffix)."),
 ) -> None:
     """Export the results store to CSV, Parquet or JSON."""
     from ..store import Store

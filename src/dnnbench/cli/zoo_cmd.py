@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -12,11 +11,11 @@ from .options import FormatOpt, SuiteFileOpt, SuiteOpt, check_format, console, s
 
 
 def models(
-    suite: Optional[str] = SuiteOpt,
-    family: Optional[str] = typer.Option(None, "--family", "-f", help="Only this family (e.g. ResNet, Inception)."),
-    suite_file: Optional[List[Path]] = SuiteFileOpt,
+    suite: str | None = SuiteOpt,
+    family: str | None = typer.Option(None, "--family", "-f", help="Only this family (e.g. ResNet, Inception)."),
+    suite_file: list[Path] | None = SuiteFileOpt,
     fmt: str = FormatOpt,
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
 ) -> None:
     """List the zoo's models (the paper suite unless --suite says otherwise)."""
     from .. import zoo
@@ -33,18 +32,18 @@ def models(
 
 
 def profile(
-    model: Optional[List[str]] = typer.Argument(None, help="Zoo names or aliases, or timm:NAME / torchvision:NAME."),
-    suite: Optional[str] = SuiteOpt,
-    suite_file: Optional[List[Path]] = SuiteFileOpt,
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="Square input side (default: each model's native size)."),
+    model: list[str] | None = typer.Argument(None, help="Zoo names or aliases, or timm:NAME / torchvision:NAME."),
+    suite: str | None = SuiteOpt,
+    suite_file: list[Path] | None = SuiteFileOpt,
+    input_size: int | None = typer.Option(None, "--input-size", help="Square input side (default: each model's native size)."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Batch size; totals are for the whole batch."),
     mode: str = typer.Option("standard", "--mode", help="standard | extended | paper (see docs/METHODOLOGY.md)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16: the dtype weight bytes are given at."),
     per_layer: bool = typer.Option(False, "--per-layer", help="One row per module with its own params and MACs."),
     sort_by: str = typer.Option("order", "--sort-by", help="Per-layer order: order | macs | params | path | type."),
-    top: Optional[int] = typer.Option(None, "--top", help="Only the first N layers after sorting."),
+    top: int | None = typer.Option(None, "--top", help="Only the first N layers after sorting."),
     fmt: str = FormatOpt,
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file (CSV unless --format json)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (CSV unless --format json)."),
 ) -> None:
     """Parameters and operations (MACs; FLOPs = 2 x MACs), counted on the meta device."""
     from .. import zoo
