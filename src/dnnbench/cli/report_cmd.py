@@ -92,6 +92,7 @@ def select(
     """The best models that meet latency, throughput, memory and accuracy limits on one machine (ranked by
     top-1, then speed), and why the best excluded ones failed. Exit code 1 when no model fits."""
     from ..analysis import Constraints, load_frames, performance, select_models
+    from ..analysis.select import selection_rows
     from . import render
 
     check_format(fmt)
@@ -101,15 +102,7 @@ def select(
     frames.require_data()
     chosen = frames.machine(machine)
     selection = select_models(performance(frames), limits, top=top, machine_id=chosen.machine_id)
-    rows = [{"rank": i, "model": c.model, "name": c.name, "family": c.family, "top1": c.top1, "top5": c.top5,
-             "accuracy_source": c.accuracy_source, "latency_ms": c.latency_ms, "images_per_s": c.images_per_s,
-             "memory_mb": c.memory_mb, "config": c.setup, "batch_size": c.batch_size, "fits": True, "why_not": ""}
-            for i, c in enumerate(selection.chosen, 1)]
-    rows += [{"rank": None, "model": r.candidate.model, "name": r.candidate.name, "family": r.candidate.family,
-              "top1": r.candidate.top1, "top5": r.candidate.top5, "accuracy_source": r.candidate.accuracy_source,
-              "latency_ms": r.candidate.latency_ms, "images_per_s": r.candidate.images_per_s,
-              "memory_mb": r.candidate.memory_mb, "config": r.candidate.setup, "batch_size": r.candidate.batch_size,
-              "fits": False, "why_not": r.describe()} for r in selection.rejected[:top]]
+    rows = selection_rows(selection, top)
     if fmt != "table" or output is not None:
         render.emit(console, rows, None, fmt, output)
     else:
@@ -165,37 +158,33 @@ def compare(
     output: Path | None = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """Per-model speed ratio (images/s on A / on B) and memory ratio for the configs both machines ran."""
-    import pandas as pd
-
-    from ..analysis import config_differences, load_frames, machine_ratios, performance
+    from ..analysis import load_frames, performance
+    from ..analysis.derived import matching_ratios, speed_ratio_summary
+    from ..analysis.machines import two_machines
     from . import render
 
     check_format(fmt)
     frames = load_frames(db or DEFAULT_DB)
     frames.require_data()
-    machines = _two_machines(frames, machine or [])
-    a, b = machines
-    perf = performance(frames)
+    a, b = two_machines(list(machine or ()), frames.machines)
     ignored = tuple(c.strip() for c in (ignore or "").split(",") if c.strip())
-    ratios = machine_ratios(perf, a.machine_id, b.machine_id, ignore=ignored)
-    if batch_size is not None:
-        ratios = ratios[ratios["batch_size"] == batch_size]
-    if ratios.empty:
-        differing = config_differences(perf, a.machine_id, b.machine_id)
-        hint = "; ".join(f"{col}: {', '.join(va)} on A vs {', '.join(vb)} on B" for col, (va, vb) in
-                         differing.items() if col not in ignored)
-        suggestion = ",".join(c for c in differing if c not in ignored)
-        raise UsageError("no model was measured with the same config on both machines"
-                         + (f" at batch size {batch_size}" if batch_size is not None else "")
-                         + (f" ({hint}); add --ignore {suggestion}" if hint else ""))
-    rows = ratios.drop(columns=["family"]).to_dict(orient="records")
+    ratios = matching_ratios(performance(frames), a.machine_id, b.machine_id, ignored, batch_size)
     if fmt != "table" or output is not None:
-        render.emit(console, rows, None, fmt, output)
+        render.emit(console, ratios.drop(columns=["family"]).to_dict(orient="records"), None, fmt, output)
         return
+    console.print(_ratios_table(ratios, a.label, b.label))
+    summary = speed_ratio_summary(ratios)
+    if summary:
+        cells, mean, low, high = summary
+        console.print(f"{cells} matching cells; speed ratio A/B: geometric mean {_ratio(mean)}, min {_ratio(low)}, "
+                      f"max {_ratio(high)}", highlight=False)
+
+
+def _ratios_table(ratios, label_a: str, label_b: str) -> Table:
     one_setup = ratios["setup_a"].nunique() == 1 and ratios["setup_b"].nunique() == 1
     setup_a = f", {ratios['setup_a'].iloc[0]}" if one_setup else ""
     setup_b = f", {ratios['setup_b'].iloc[0]}" if one_setup else ""
-    table = Table(title=f"A: {a.label}{setup_a}\nB: {b.label}{setup_b}\nspeed = images/s on A / images/s on B "
+    table = Table(title=f"A: {label_a}{setup_a}\nB: {label_b}{setup_b}\nspeed = images/s on A / images/s on B "
                         "(> 1: A is faster); memory = MB on A / MB on B", title_justify="left")
     headers = ["model", "batch", "images/s A", "images/s B", "speed A/B", "MB A", "MB B", "memory A/B"]
     for header in headers + ([] if one_setup else ["config A", "config B"]):
@@ -204,38 +193,7 @@ def compare(
         row = [r.name, str(r.batch_size), _fmt(r.images_per_s_a), _fmt(r.images_per_s_b), _ratio(r.speed_ratio),
                _fmt(r.memory_mb_a, 0), _fmt(r.memory_mb_b, 0), _ratio(r.memory_ratio)]
         table.add_row(*row + ([] if one_setup else [r.setup_a, r.setup_b]))
-    console.print(table)
-    speed = pd.to_numeric(ratios["speed_ratio"], errors="coerce").dropna()
-    speed = speed[speed > 0]
-    if len(speed):
-        console.print(f"{len(speed)} matching cells; speed ratio A/B: geometric mean "
-                      f"{_ratio(math.exp(float(speed.map(math.log).mean())))}, min {_ratio(speed.min())}, "
-                      f"max {_ratio(speed.max())}", highlight=False)
-
-
-def _two_machines(frames, selectors: list[str]):
-    """(A, B): both named, or one named and the store's only other machine, or the store's only two."""
-    listing = "; ".join(f"{m.short_id} {m.label}" for m in frames.machines)
-    if len(selectors) > 2:
-        raise UsageError("compare takes two machines: --machine A --machine B")
-    if len(frames.machines) < 2:
-        raise UsageError("compare needs two machines and the store holds "
-                         f"{len(frames.machines)}; merge the results of another machine with `dnnbench merge`")
-    if len(selectors) == 2:
-        a, b = (frames.machine(s) for s in selectors)
-        if a.machine_id == b.machine_id:
-            raise UsageError(f"--machine {selectors[0]!r} and --machine {selectors[1]!r} are the same machine "
-                             f"({a.label})")
-        return a, b
-    if len(selectors) == 1:
-        a = frames.machine(selectors[0])
-        others = [m for m in frames.machines if m.machine_id != a.machine_id]
-        if len(others) == 1:
-            return a, others[0]
-        raise UsageError(f"name machine B too: --machine A --machine B. Machines in the store: {listing}")
-    if len(frames.machines) == 2:
-        return frames.machines[0], frames.machines[1]
-    raise UsageError(f"name both machines: --machine A --machine B. Machines in the store: {listing}")
+    return table
 
 
 # --- merge ----------------------------------------------------------------------------------------------
