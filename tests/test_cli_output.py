@@ -7,6 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from dnnbench.cli.app import app
+
+from test_analysis import fill_store
+
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 FAST_ARGS = ["--device", "cpu", "--threads", "1", "--input-size", "32", "--time-budget", "0.3", "--min-samples", "3",
@@ -55,3 +62,49 @@ def test_run_exits_1_when_no_cell_succeeded(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no cell of the 2 planned was measured" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+# --- outputs that cannot be written: one line, exit 2 ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    return fill_store(tmp_path_factory.mktemp("outputs") / "results.sqlite")
+
+
+def one_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["x.csv", "x.json", "x.parquet"])
+def test_export_into_a_missing_folder(db, tmp_path, name):
+    line = one_error(CliRunner().invoke(app, ["export", str(tmp_path / "missing" / name), "--db", db]))
+    assert "missing" in line and "folder exists" in line
+    assert not (tmp_path / "missing").exists()
+
+
+def test_export_and_report_under_a_file_or_onto_a_folder(db, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    assert "file" in one_error(CliRunner().invoke(app, ["export", str(tmp_path / "file" / "x.json"), "--db", db]))
+    assert "Is a directory" in one_error(CliRunner().invoke(app, ["export", str(tmp_path), "--db", db, "--format",
+                                                                   "json"]))
+    line = one_error(CliRunner().invoke(app, ["report", "--db", db, "-o", str(tmp_path / "file" / "report"),
+                                              "--images", "none"]))
+    assert "file" in line
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_export_and_report_into_a_read_only_folder(db, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        assert "Permission denied" in one_error(CliRunner().invoke(app, ["export", str(folder / "x.csv"), "--db", db]))
+        assert "Permission denied" in one_error(CliRunner().invoke(app, ["report", "--db", db, "-o",
+                                                                        str(folder / "r"), "--images", "none"]))
+    finally:
+        folder.chmod(0o700)

@@ -67,8 +67,9 @@ def user_errors(command: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # e.g. an output into a missing or read-only folder
             where = f"{exc.filename}: " if exc.filename else ""
-            err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}; choose a "
-                              "writable path (or create the folder) and run the command again", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}; check that the "
+                              "folder exists and is writable (or choose another path), then run the command again",
+                              highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
