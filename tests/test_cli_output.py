@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from dnnbench.cli.app import app
-
 from test_analysis import fill_store
 
 TESTS = Path(__file__).resolve().parent
