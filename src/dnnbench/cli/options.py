@@ -41,12 +41,19 @@ class Console(rich.console.Console):
             self.width = PIPED_WIDTH
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
+        objects = tuple(printable(o) if isinstance(o, str) else o for o in objects)
         if not self.is_terminal:
             for table in (o for o in objects if isinstance(o, Table)):
                 for column in table.columns:
                     if column.overflow == "ellipsis":
                         column.overflow = "fold"
         super().print(*objects, **kwargs)
+
+
+def printable(text: str) -> str:
+    """Text that any output encodes: a path or value given in bytes that are not UTF-8 reaches Python as lone
+    surrogates, which would make printing it raise; they are shown as U+FFFD instead."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 console = Console()
