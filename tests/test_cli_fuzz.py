@@ -4,7 +4,9 @@ or 2, never a traceback. Run in-process (Typer's CliRunner); the two calls that 
 
 from __future__ import annotations
 
+import inspect
 import time
+import types
 import typing
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,22 +39,31 @@ FLOATS = ["-1", "0", "nan", "inf", "1e999", ""]
 TEXTS = ["", ",", "caf\udce9", "x" * 3000, "a=b=c", "cpu,cuda,,"]
 PATHS = ["missing.sqlite", "folder", "binary.bin", "empty.txt", "", "caf\udce9.sqlite", "/dev/null"]
 
+# Failures the fuzzing found in layers below the CLI, being fixed there: each is an expected failure of its own
+# test below (so that it shows in every run), and left out of the sweep.
+KNOWN_BUGS = {
+    ("models", "--suite-file", "binary.bin"):
+        "zoo/suites.py reads a suite file as UTF-8 without catching UnicodeDecodeError (issue 18: a binary suite file)",
+}
 
-def hostile_values(param) -> list[str]:
-    kind = param.bare_type()
-    element = typing.get_args(kind)[0] if typing.get_origin(kind) is list else kind
-    return {int: INTS, float: FLOATS, Path: PATHS}.get(element, TEXTS)
+
+def hostile_values(annotation) -> list[str]:
+    """The table for an option's type: Optional[X] and list[X] are read as X."""
+    while typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return {int: INTS, float: FLOATS, Path: PATHS, str: TEXTS}[annotation]
 
 
 def cases() -> list[tuple[str, str, list[str]]]:
     """(command, option, values) for every option and argument that takes a value."""
     out = []
     for name, command in typer.main.get_command(app).commands.items():
+        hints = typing.get_type_hints(inspect.unwrap(command.callback))
         for param in command.params:
             if getattr(param, "is_flag", False):
                 continue
             out.append((name, param.opts[0] if param.param_type_name == "option" else param.name,
-                        hostile_values(param)))
+                        hostile_values(hints[param.name])))
     return out
 
 
@@ -95,23 +106,34 @@ def workdir(tmp_path, monkeypatch):
     return db
 
 
+def invoke(command: str, option: str, value: str, db: str):
+    """The command's base call with the hostile value added as `option`, or in place of its positional argument."""
+    positional, options = BASE[command]
+    options = [o.format(db=db) for o in options]
+    positional = [p.format(db=db) for p in positional]
+    if option.startswith("-"):
+        args = [command, *positional, *options, option, value]
+    else:  # an argument: the hostile value in its place (the others kept)
+        args = [command, value, *positional[1:], *options]
+    result = CliRunner().invoke(app, args)
+    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    if crashed or result.exit_code not in (0, 1, 2) or "Traceback" in result.output:
+        error = f"{type(result.exception).__name__}: {str(result.exception)[:300]}" if crashed else ""
+        return f"{' '.join(args)[:200]!r}: exit {result.exit_code} {error}"
+    return None
+
+
 def test_no_input_gives_a_traceback(workdir):
-    runner = CliRunner()
-    failures, calls, started = [], 0, time.perf_counter()
-    for command, option, values in cases():
-        positional, options = BASE[command]
-        options = [o.format(db=workdir) for o in options]
-        positional = [p.format(db=workdir) for p in positional]
-        for value in values:
-            if option.startswith("-"):
-                args = [command, *positional, *options, option, value]
-            else:  # an argument: the hostile value in its place (the others kept)
-                args = [command, value, *positional[1:], *options]
-            result = runner.invoke(app, args)
-            calls += 1
-            crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
-            if crashed or result.exit_code not in (0, 1, 2) or "Traceback" in result.output:
-                error = f"{type(result.exception).__name__}: {str(result.exception)[:300]}" if crashed else ""
-                failures.append(f"{' '.join(args)[:200]!r}: exit {result.exit_code} {error}")
-    assert not failures, f"{len(failures)} of {calls} calls failed:\n" + "\n".join(failures)
-    print(f"{calls} hostile calls in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    calls = [(command, option, value) for command, option, values in cases() for value in values
+             if (command, option, value) not in KNOWN_BUGS]
+    failures = [f for f in (invoke(*call, workdir) for call in calls) if f]
+    assert not failures, f"{len(failures)} of {len(calls)} calls failed:\n" + "\n".join(failures)
+    print(f"{len(calls)} hostile calls in {time.perf_counter() - started:.0f} s")
+
+
+@pytest.mark.parametrize("call", [pytest.param(call, id=" ".join(call),
+                                               marks=pytest.mark.xfail(strict=False, reason=reason))
+                                  for call, reason in KNOWN_BUGS.items()])
+def test_known_bugs_below_the_cli(call, workdir):
+    assert invoke(*call, workdir) is None

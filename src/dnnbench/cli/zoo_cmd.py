@@ -9,6 +9,10 @@ import typer
 from ..errors import UsageError
 from .options import FormatOpt, SuiteFileOpt, SuiteOpt, check_format, console, suite_files
 
+# Far beyond any real input, and small enough that the tensor sizes the counter builds fit in 64 bits.
+MAX_SIDE = 2**15
+MAX_BATCH = 2**20
+
 
 def models(
     suite: str | None = SuiteOpt,
@@ -35,13 +39,15 @@ def profile(
     model: list[str] | None = typer.Argument(None, help="Zoo names or aliases, or timm:NAME / torchvision:NAME."),
     suite: str | None = SuiteOpt,
     suite_file: list[Path] | None = SuiteFileOpt,
-    input_size: int | None = typer.Option(None, "--input-size", help="Square input side (default: each model's native size)."),
-    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Batch size; totals are for the whole batch."),
+    input_size: int | None = typer.Option(None, "--input-size", min=1, max=MAX_SIDE,
+                                          help="Square input side (default: each model's native size)."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", min=1, max=MAX_BATCH,
+                                   help="Batch size; totals are for the whole batch."),
     mode: str = typer.Option("standard", "--mode", help="standard | extended | paper (see docs/METHODOLOGY.md)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16: the dtype weight bytes are given at."),
     per_layer: bool = typer.Option(False, "--per-layer", help="One row per module with its own params and MACs."),
     sort_by: str = typer.Option("order", "--sort-by", help="Per-layer order: order | macs | params | path | type."),
-    top: int | None = typer.Option(None, "--top", help="Only the first N layers after sorting."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Only the first N layers after sorting."),
     fmt: str = FormatOpt,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (CSV unless --format json)."),
 ) -> None:
