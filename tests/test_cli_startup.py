@@ -69,3 +69,28 @@ def test_command_starts_without_torch(command, db, tmp_path):
     result = start(*args)
     assert result["exit_code"] in (0, 1), result["output"]  # select exits 1 when no model fits
     assert not result["torch"], "torch imported by: " + " -> ".join(result["chain"])
+
+
+def test_cli_modules_import_one_way():
+    """options <- command modules <- app: no cli module imports app, options imports no cli module, and the
+    cli modules' imports (those inside functions too) form no cycle."""
+    import ast
+
+    cli = SRC / "dnnbench" / "cli"
+    edges = {}
+    for path in cli.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names.update([node.module] if node.module else [a.name for a in node.names])
+        edges[path.stem] = {n.split(".")[0] for n in names if (cli / f"{n.split('.')[0]}.py").exists()}
+    assert not edges["options"]
+    assert not [m for m, targets in edges.items() if "app" in targets]
+
+    def visit(module, stack):
+        assert module not in stack, "import cycle: " + " -> ".join([*stack, module])
+        for target in edges[module]:
+            visit(target, [*stack, module])
+
+    for module in edges:
+        visit(module, [])
