@@ -43,6 +43,27 @@ def _g(value: Optional[float]) -> str:
     return "-" if value is None else f"{value / 1e9:,.1f}"
 
 
+def show_estimates(console, estimates: list, device: str) -> None:
+    """The estimates as a table, then how each was reached: its basis and every kernel measured."""
+    table = Table(title=f"Peak of {estimates[0].device_name or device}, GFLOP/s (int8: GOP/s); * measured while "
+                        "other processes used the CPU", title_justify="left")
+    for header in ("precision", "threads", "spec", "matmul", "conv3x3", "copy GB/s", "peak", "basis"):
+        table.add_column(header, justify="left" if header in ("precision", "basis") else "right")
+    for e in estimates:
+        kernels = {k.kernel: k for k in e.kernels}
+        table.add_row(e.precision, str(e.threads) if e.device == "cpu" else "-",
+                      _g(e.theoretical_flops), _g(kernels["matmul"].rate) if "matmul" in kernels else "-",
+                      _g(kernels["conv3x3"].rate) if "conv3x3" in kernels else "-", _g(e.bandwidth_bytes_per_s),
+                      _g(e.peak_flops), e.basis.replace("measured ", "") + ("*" if e.contended else ""))
+    console.print(table)
+    for e in estimates:
+        console.print(f"{e.precision}, {e.threads if e.device == 'cpu' else '-'} thread(s): {e.basis_detail}",
+                      highlight=False)
+        for k in e.kernels:
+            console.print(f"  {k.kernel}: {k.op}, {k.shape}, best of {k.calls} calls {k.rate / 1e9:,.1f} G/s "
+                          f"(median {k.median_rate / 1e9:,.1f})", highlight=False)
+
+
 def peak(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", "--dtype", help=PRECISION_HELP),
@@ -81,23 +102,7 @@ def peak(
             for p in precisions:
                 status.update(f"measuring {device} {p}" + (f", {count} thread(s)" if count else ""))
                 estimates.append(estimate_peak(device, p, count, seconds, measure=not spec_only))
-    table = Table(title=f"Peak of {estimates[0].device_name or device}, GFLOP/s (int8: GOP/s); * measured while "
-                        "other processes used the CPU", title_justify="left")
-    for header in ("precision", "threads", "spec", "matmul", "conv3x3", "copy GB/s", "peak", "basis"):
-        table.add_column(header, justify="left" if header in ("precision", "basis") else "right")
-    for e in estimates:
-        kernels = {k.kernel: k for k in e.kernels}
-        table.add_row(e.precision, str(e.threads) if e.device == "cpu" else "-",
-                      _g(e.theoretical_flops), _g(kernels["matmul"].rate) if "matmul" in kernels else "-",
-                      _g(kernels["conv3x3"].rate) if "conv3x3" in kernels else "-", _g(e.bandwidth_bytes_per_s),
-                      _g(e.peak_flops), e.basis.replace("measured ", "") + ("*" if e.contended else ""))
-    console.print(table)
-    for e in estimates:
-        console.print(f"{e.precision}, {e.threads if e.device == 'cpu' else '-'} thread(s): {e.basis_detail}",
-                      highlight=False)
-        for k in e.kernels:
-            console.print(f"  {k.kernel}: {k.op}, {k.shape}, best of {k.calls} calls {k.rate / 1e9:,.1f} G/s "
-                          f"(median {k.median_rate / 1e9:,.1f})", highlight=False)
+    show_estimates(console, estimates, device)
     if any(e.contended for e in estimates):
         console.print("[yellow]other processes used the CPU while measuring: the measured rates may be low[/]",
                       highlight=False)
