@@ -23,6 +23,7 @@ install: $(VENV)/.installed
 # loopback (Ray would otherwise probe for a public address), which needs root and iproute2.
 RAY_NETNS ?= dnb
 test: install
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -m "not ray"
 	@if [ "$$(id -u)" = 0 ] && command -v ip >/dev/null 2>&1 && \
 		{ ip netns add $(RAY_NETNS) 2>/dev/null; ip netns exec $(RAY_NETNS) ip link set lo up; }; then \

@@ -2,16 +2,19 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 DNNBENCH = [sys.executable, "-m", "dnnbench"]
+# a bare environment, but the sources under test first on the path when the caller put them there
+ENV = {"COLUMNS": "200", "PATH": "", **{k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HF_HUB_OFFLINE")}}
 
 
 def run(*args, check=True):
-    result = subprocess.run([*DNNBENCH, *args], capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+    result = subprocess.run([*DNNBENCH, *args], capture_output=True, text=True, env=ENV)
     if check:
         assert result.returncode == 0, result.stderr
     return result

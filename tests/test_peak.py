@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from dnnbench.analysis import frames_from_records, load_frames, performance
 from dnnbench.analysis.efficiency import batch_bytes, cell_precision
-from dnnbench.cli import app as app_module
+from dnnbench.cli import options as app_module
 from dnnbench.cli.app import app
 from dnnbench.env.peak import (CpuInfo, KernelMeasurement, PeakEstimate, combine, cpu_clock, estimate_peak,
                                measure_bandwidth, measure_dense_kernels, theoretical_cpu_peak, theoretical_cuda_peak)

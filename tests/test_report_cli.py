@@ -8,10 +8,9 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from dnnbench.cli import app as app_module
+from dnnbench.cli import options as cli_options
 from dnnbench.cli.app import app
 from dnnbench.store import ResultRecord, Store
-
 from test_analysis import CPU_A, GPU_B, MACHINES, accuracy_record, all_records, fill_store, timed_records
 
 runner = CliRunner()
@@ -25,8 +24,8 @@ def db(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch):
     """Rich wraps at 80 columns when not on a terminal; messages are checked whole."""
-    monkeypatch.setattr(app_module.console, "width", 200)
-    monkeypatch.setattr(app_module.err_console, "width", 200)
+    monkeypatch.setattr(cli_options.console, "width", 200)
+    monkeypatch.setattr(cli_options.err_console, "width", 200)
 
 
 def invoke(*args: str):

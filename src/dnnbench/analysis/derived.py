@@ -187,3 +187,29 @@ def config_differences(perf: pd.DataFrame, machine_a: str, machine_b: str) -> di
         if va and vb and not va & vb:
             out[column] = (sorted(va), sorted(vb))
     return out
+
+
+def matching_ratios(perf: pd.DataFrame, machine_a: str, machine_b: str, ignore: Iterable[str] = (),
+                    batch_size: int | None = None) -> pd.DataFrame:
+    """machine_ratios, at one batch size when given; when no config matches, an error naming the config columns
+    whose values differ between the machines and the --ignore that would match them."""
+    ignore = tuple(ignore)
+    ratios = machine_ratios(perf, machine_a, machine_b, ignore=ignore)
+    if batch_size is not None:
+        ratios = ratios[ratios["batch_size"] == batch_size]
+    if ratios.empty:
+        differing = {c: v for c, v in config_differences(perf, machine_a, machine_b).items() if c not in ignore}
+        hint = "; ".join(f"{col}: {', '.join(va)} on A vs {', '.join(vb)} on B" for col, (va, vb) in differing.items())
+        raise UsageError("no model was measured with the same config on both machines"
+                         + (f" at batch size {batch_size}" if batch_size is not None else "")
+                         + (f" ({hint}); add --ignore {','.join(differing)}" if hint else ""))
+    return ratios
+
+
+def speed_ratio_summary(ratios: pd.DataFrame) -> tuple[int, float, float, float] | None:
+    """(cells, geometric mean, min, max) of the positive speed ratios A/B; None when there is none."""
+    speed = pd.to_numeric(ratios["speed_ratio"], errors="coerce").dropna()
+    speed = speed[speed > 0]
+    if not len(speed):
+        return None
+    return len(speed), float(np.exp(np.log(speed).mean())), float(speed.min()), float(speed.max())

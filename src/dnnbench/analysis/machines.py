@@ -99,3 +99,29 @@ def default_machine(selector: str | None, machines: Iterable[Machine]) -> Machin
 
 def _listing(machines: list[Machine]) -> str:
     return "machines in the store: " + "; ".join(f"{m.short_id} {m.label}" for m in machines)
+
+
+def two_machines(selectors: list[str], machines: list[Machine]) -> tuple[Machine, Machine]:
+    """(A, B) for a comparison: both named, or one named and the store's only other machine, or the store's
+    only two."""
+    listing = "; ".join(f"{m.short_id} {m.label}" for m in machines)
+    if len(selectors) > 2:
+        raise UsageError("compare takes two machines: --machine A --machine B")
+    if len(machines) < 2:
+        raise UsageError(f"compare needs two machines and the store holds {len(machines)}; merge the results of "
+                         "another machine with `dnnbench merge`")
+    if len(selectors) == 2:
+        a, b = (default_machine(s, machines) for s in selectors)
+        if a.machine_id == b.machine_id:
+            raise UsageError(f"--machine {selectors[0]!r} and --machine {selectors[1]!r} are the same machine "
+                             f"({a.label})")
+        return a, b
+    if len(selectors) == 1:
+        a = default_machine(selectors[0], machines)
+        others = [m for m in machines if m.machine_id != a.machine_id]
+        if len(others) == 1:
+            return a, others[0]
+        raise UsageError(f"name machine B too: --machine A --machine B. Machines in the store: {listing}")
+    if len(machines) == 2:
+        return machines[0], machines[1]
+    raise UsageError(f"name both machines: --machine A --machine B. Machines in the store: {listing}")

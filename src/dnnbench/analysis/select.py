@@ -222,3 +222,17 @@ def constraint_grid(perf: pd.DataFrame, machine_id: str, fps_levels: Sequence[fl
                              "accuracy_source": c.accuracy_source, "images_per_s": c.images_per_s,
                              "memory_mb": c.memory_mb, "setup": c.setup})
     return pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+
+
+def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
+    return {"rank": rank, "model": c.model, "name": c.name, "family": c.family, "top1": c.top1, "top5": c.top5,
+            "accuracy_source": c.accuracy_source, "latency_ms": c.latency_ms, "images_per_s": c.images_per_s,
+            "memory_mb": c.memory_mb, "config": c.setup, "batch_size": c.batch_size, "fits": not why_not,
+            "why_not": why_not}
+
+
+def selection_rows(selection: Selection, top: int) -> list[dict]:
+    """The selection as flat rows (CSV, JSON): the chosen models ranked, then the first `top` excluded ones
+    with why they do not fit."""
+    return ([_candidate_row(c, i, "") for i, c in enumerate(selection.chosen, 1)]
+            + [_candidate_row(r.candidate, None, r.describe()) for r in selection.rejected[:top]])

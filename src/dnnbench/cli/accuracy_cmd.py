@@ -134,7 +134,7 @@ def results_table(results: list[AccuracyResult], specs: dict[str, ModelSpec], ti
 
 def register(app: typer.Typer) -> None:
     """Add `accuracy` to the `dnnbench` app."""
-    from .app import DEFAULT_DB, SuiteFileOpt, SuiteOpt, console, err_console, user_errors
+    from .options import DEFAULT_DB, SuiteFileOpt, SuiteOpt, console, err_console, user_errors
 
     @app.command()
     @user_errors

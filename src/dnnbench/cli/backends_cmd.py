@@ -14,7 +14,7 @@ def backends(
 
     from ..backends import BACKENDS, PRECISIONS, BackendUnavailable, search_precisions
     from ..run.config import resolve_device
-    from .app import console
+    from .options import console
 
     device = resolve_device(device)
     table = Table(title=f"Backends on {device} (a best-deployment search tries {', '.join(search_precisions(device))})",
@@ -38,6 +38,6 @@ def backends(
 
 
 def register(app: typer.Typer) -> None:
-    from .app import user_errors
+    from .options import user_errors
 
     app.command("backends")(user_errors(backends))

@@ -15,7 +15,7 @@ PRECISION_HELP = ("fp32 | bf16 | fp16 | tf32 (CUDA) | int8 (spec only), or sever
 
 
 def _default_db() -> Path:
-    from .app import DEFAULT_DB
+    from .options import DEFAULT_DB
 
     return DEFAULT_DB
 
@@ -43,6 +43,27 @@ def _g(value: Optional[float]) -> str:
     return "-" if value is None else f"{value / 1e9:,.1f}"
 
 
+def show_estimates(console, estimates: list, device: str) -> None:
+    """The estimates as a table, then how each was reached: its basis and every kernel measured."""
+    table = Table(title=f"Peak of {estimates[0].device_name or device}, GFLOP/s (int8: GOP/s); * measured while "
+                        "other processes used the CPU", title_justify="left")
+    for header in ("precision", "threads", "spec", "matmul", "conv3x3", "copy GB/s", "peak", "basis"):
+        table.add_column(header, justify="left" if header in ("precision", "basis") else "right")
+    for e in estimates:
+        kernels = {k.kernel: k for k in e.kernels}
+        table.add_row(e.precision, str(e.threads) if e.device == "cpu" else "-",
+                      _g(e.theoretical_flops), _g(kernels["matmul"].rate) if "matmul" in kernels else "-",
+                      _g(kernels["conv3x3"].rate) if "conv3x3" in kernels else "-", _g(e.bandwidth_bytes_per_s),
+                      _g(e.peak_flops), e.basis.replace("measured ", "") + ("*" if e.contended else ""))
+    console.print(table)
+    for e in estimates:
+        console.print(f"{e.precision}, {e.threads if e.device == 'cpu' else '-'} thread(s): {e.basis_detail}",
+                      highlight=False)
+        for k in e.kernels:
+            console.print(f"  {k.kernel}: {k.op}, {k.shape}, best of {k.calls} calls {k.rate / 1e9:,.1f} G/s "
+                          f"(median {k.median_rate / 1e9:,.1f})", highlight=False)
+
+
 def peak(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", "--dtype", help=PRECISION_HELP),
@@ -62,7 +83,7 @@ def peak(
 
     from ..env.peak import estimate_peak, normalise_device, normalise_precision
     from ..run.peak import keep_estimates
-    from .app import console
+    from .options import console
 
     device = normalise_device(device)
     if not seconds > 0:
@@ -80,23 +101,7 @@ def peak(
             for p in precisions:
                 status.update(f"measuring {device} {p}" + (f", {count} thread(s)" if count else ""))
                 estimates.append(estimate_peak(device, p, count, seconds, measure=not spec_only))
-    table = Table(title=f"Peak of {estimates[0].device_name or device}, GFLOP/s (int8: GOP/s); * measured while "
-                        "other processes used the CPU", title_justify="left")
-    for header in ("precision", "threads", "spec", "matmul", "conv3x3", "copy GB/s", "peak", "basis"):
-        table.add_column(header, justify="left" if header in ("precision", "basis") else "right")
-    for e in estimates:
-        kernels = {k.kernel: k for k in e.kernels}
-        table.add_row(e.precision, str(e.threads) if e.device == "cpu" else "-",
-                      _g(e.theoretical_flops), _g(kernels["matmul"].rate) if "matmul" in kernels else "-",
-                      _g(kernels["conv3x3"].rate) if "conv3x3" in kernels else "-", _g(e.bandwidth_bytes_per_s),
-                      _g(e.peak_flops), e.basis.replace("measured ", "") + ("*" if e.contended else ""))
-    console.print(table)
-    for e in estimates:
-        console.print(f"{e.precision}, {e.threads if e.device == 'cpu' else '-'} thread(s): {e.basis_detail}",
-                      highlight=False)
-        for k in e.kernels:
-            console.print(f"  {k.kernel}: {k.op}, {k.shape}, best of {k.calls} calls {k.rate / 1e9:,.1f} G/s "
-                          f"(median {k.median_rate / 1e9:,.1f})", highlight=False)
+    show_estimates(console, estimates, device)
     if any(e.contended for e in estimates):
         console.print("[yellow]other processes used the CPU while measuring: the measured rates may be low[/]",
                       highlight=False)
@@ -116,6 +121,6 @@ def peak(
 
 def register(app: typer.Typer) -> None:
     """Add `dnnbench peak` to the app."""
-    from .app import user_errors
+    from .options import user_errors
 
     app.command("peak")(user_errors(peak))

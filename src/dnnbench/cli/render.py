@@ -5,21 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ..measure.complexity import ComplexityResult, LayerComplexity
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the layers below import torch: the functions that need them import them when called
     import pandas as pd
-from ..store import ResultRecord
-from ..store.values import MemoryValue, OutputCheckInfo, TimeValue
-from ..zoo import ModelSpec
 
-FORMATS = ("table", "json", "csv")
+    from ..measure.complexity import ComplexityResult, LayerComplexity
+    from ..store import ResultRecord
+    from ..zoo import ModelSpec
+
+from ..store.values import MemoryValue, OutputCheckInfo, TimeValue
 
 MAC_HEADERS = {
     "standard": "MACs: convolutions + linear + matrix products",
@@ -116,6 +116,19 @@ def layers_table(result: ComplexityResult, layers: Sequence[LayerComplexity]) ->
     return table
 
 
+def emit_layers(console: Console, results: Sequence[ComplexityResult], sort_by: str, top: int | None, fmt: str,
+                output: Path | None) -> None:
+    """`profile --per-layer`: a table per model, or all the models' layers as one CSV/JSON."""
+    rows = []
+    for result in results:
+        layers = sorted_layers(result.layers, sort_by)[:top]
+        rows += layer_rows(result, layers)
+        if fmt == "table" and output is None:
+            console.print(layers_table(result, layers))
+    if fmt != "table" or output is not None:
+        emit(console, rows, None, fmt, output)
+
+
 def to_text(rows: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(rows, indent=2, default=str) + "\n"
@@ -142,6 +155,9 @@ def emit(console: Console, rows: list[dict[str, Any]], table: Table | None, fmt:
 def run_summary_table(records: Sequence[ResultRecord]) -> Table:
     """One row per (model, deployment, threads, batch size): time and memory side by side, with how they were
     measured and, for every deployment, its output check against eager fp32."""
+    from ..backends.base import setup_seconds
+    from ..measure.memory import headline_memory
+
     table = Table(title="Inference time (median of per-batch wall time; CI = 95% CI of the median) and memory",
                   title_justify="left")
     for header in ["model", "deployment", "threads", "batch", "status", "median ms", "±CI %", "ms/image", "images/s",
@@ -220,3 +236,9 @@ def _missing(value: Any) -> bool:
 
 def _num(value: Any, fmt: str, suffix: str = "") -> str:
     return "-" if _missing(value) else f"{value:{fmt}}{suffix}"
+
+
+def machine_name(machine: dict) -> str:
+    """A stored machine's name: its Ray node's, or its host's."""
+    fingerprint = machine.get("fingerprint", {})
+    return fingerprint.get("ray_node_name") or fingerprint.get("hostname") or ""

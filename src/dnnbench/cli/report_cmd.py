@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from ..errors import UsageError
-
-DB_HELP = "The results store (SQLite); default results/dnnbench.sqlite."
-MACHINE_HELP = "Machine: an id prefix or a fragment of its label (host name, CPU or GPU); optional with one machine."
+from .options import DB_HELP, DEFAULT_DB, MACHINE_HELP, FormatOpt, check_format, console, user_errors
 
 
-def _default_db() -> Path:
-    from .app import DEFAULT_DB
-
-    return DEFAULT_DB
-
-
-def _floats(text: Optional[str], what: str) -> tuple[float, ...] | None:
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
@@ -47,23 +39,22 @@ def _ratio(value: Any) -> str:
 
 
 def report(
-    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Folder for index.html and the images."),
-    machine: Optional[List[str]] = typer.Option(None, "--machine", "-m", help="Only these machines (repeatable)."),
+    machine: list[str] | None = typer.Option(None, "--machine", "-m", help="Only these machines (repeatable)."),
     image_formats: str = typer.Option("png,svg", "--images", help="Static image formats: any of png, svg, pdf; "
                                       "'none' for none."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Batch size of the accuracy-vs-speed figures "
                                    "and the constraint tables."),
-    fps: Optional[str] = typer.Option(None, "--fps", help="Throughput floors of the constraint tables, images/s "
+    fps: str | None = typer.Option(None, "--fps", help="Throughput floors of the constraint tables, images/s "
                                       "(default 15,30,60)."),
-    memory_mb: Optional[str] = typer.Option(None, "--memory-mb", help="Memory limits of the constraint tables, MB "
+    memory_mb: str | None = typer.Option(None, "--memory-mb", help="Memory limits of the constraint tables, MB "
                                             "(default 512,1024,2048)."),
     title: str = typer.Option("dnnbench report", "--title", help="Title of the page."),
 ) -> None:
     """Write one self-contained interactive HTML report (report/index.html) and PNG/SVG figures beside it."""
     from ..report import ReportOptions, build_report
     from ..report.figures import FORMATS
-    from .app import console
 
     formats = () if image_formats.strip().lower() == "none" else tuple(
         f.strip().lower() for f in image_formats.split(",") if f.strip())
@@ -76,7 +67,7 @@ def report(
         memory_levels_mb=_floats(memory_mb, "--memory-mb") or defaults.memory_levels_mb,
         machines=tuple(machine or ()), title=title)
     with console.status("building the report"):
-        result = build_report(db or _default_db(), output, options)
+        result = build_report(db or DEFAULT_DB, output, options)
     console.print(f"wrote {result.index} ({result.figures} interactive figures, {len(result.images)} images) in "
                   f"{result.seconds:.1f} s", highlight=False)
     for reason in result.skipped:
@@ -87,40 +78,31 @@ def report(
 
 
 def select(
-    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-    machine: Optional[str] = typer.Option(None, "--machine", "-m", help=MACHINE_HELP),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    machine: str | None = typer.Option(None, "--machine", "-m", help=MACHINE_HELP),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Batch size the limits apply to."),
-    max_latency_ms: Optional[float] = typer.Option(None, "--max-latency-ms", help="Median time of one batch, ms."),
-    min_fps: Optional[float] = typer.Option(None, "--min-fps", help="Throughput floor, images/s."),
-    max_memory_mb: Optional[float] = typer.Option(None, "--max-memory-mb", help="Memory limit, MB (2^20 bytes)."),
-    min_top1: Optional[float] = typer.Option(None, "--min-top1", help="Top-1 accuracy floor, %."),
+    max_latency_ms: float | None = typer.Option(None, "--max-latency-ms", help="Median time of one batch, ms."),
+    min_fps: float | None = typer.Option(None, "--min-fps", help="Throughput floor, images/s."),
+    max_memory_mb: float | None = typer.Option(None, "--max-memory-mb", help="Memory limit, MB (2^20 bytes)."),
+    min_top1: float | None = typer.Option(None, "--min-top1", help="Top-1 accuracy floor, %."),
     top: int = typer.Option(5, "--top", help="How many models to list (and how many excluded ones to explain)."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write to this file."),
+    fmt: str = FormatOpt,
+    output: Path | None = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """The best models that meet latency, throughput, memory and accuracy limits on one machine (ranked by
     top-1, then speed), and why the best excluded ones failed. Exit code 1 when no model fits."""
     from ..analysis import Constraints, load_frames, performance, select_models
+    from ..analysis.select import selection_rows
     from . import render
-    from .app import console
 
-    if fmt not in render.FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; formats: {', '.join(render.FORMATS)}")
+    check_format(fmt)
     limits = Constraints(batch_size=batch_size, max_latency_ms=max_latency_ms, min_images_per_s=min_fps,
                          max_memory_mb=max_memory_mb, min_top1=min_top1)
-    frames = load_frames(db or _default_db())
+    frames = load_frames(db or DEFAULT_DB)
     frames.require_data()
     chosen = frames.machine(machine)
     selection = select_models(performance(frames), limits, top=top, machine_id=chosen.machine_id)
-    rows = [{"rank": i, "model": c.model, "name": c.name, "family": c.family, "top1": c.top1, "top5": c.top5,
-             "accuracy_source": c.accuracy_source, "latency_ms": c.latency_ms, "images_per_s": c.images_per_s,
-             "memory_mb": c.memory_mb, "config": c.setup, "batch_size": c.batch_size, "fits": True, "why_not": ""}
-            for i, c in enumerate(selection.chosen, 1)]
-    rows += [{"rank": None, "model": r.candidate.model, "name": r.candidate.name, "family": r.candidate.family,
-              "top1": r.candidate.top1, "top5": r.candidate.top5, "accuracy_source": r.candidate.accuracy_source,
-              "latency_ms": r.candidate.latency_ms, "images_per_s": r.candidate.images_per_s,
-              "memory_mb": r.candidate.memory_mb, "config": r.candidate.setup, "batch_size": r.candidate.batch_size,
-              "fits": False, "why_not": r.describe()} for r in selection.rejected[:top]]
+    rows = selection_rows(selection, top)
     if fmt != "table" or output is not None:
         render.emit(console, rows, None, fmt, output)
     else:
@@ -166,49 +148,43 @@ def _rejection_table(selection, top: int) -> Table:
 
 
 def compare(
-    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-    machine: Optional[List[str]] = typer.Option(None, "--machine", "-m", help="Machine A, then machine B "
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    machine: list[str] | None = typer.Option(None, "--machine", "-m", help="Machine A, then machine B "
                                                 "(optional when the store holds exactly two)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Only this batch size."),
-    ignore: Optional[str] = typer.Option(None, "--ignore", help="Config columns that may differ, e.g. "
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b", help="Only this batch size."),
+    ignore: str | None = typer.Option(None, "--ignore", help="Config columns that may differ, e.g. "
                                          "device,threads to set a CPU against a GPU."),
-    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write to this file."),
+    fmt: str = FormatOpt,
+    output: Path | None = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """Per-model speed ratio (images/s on A / on B) and memory ratio for the configs both machines ran."""
-    import pandas as pd
-
-    from ..analysis import config_differences, load_frames, machine_ratios, performance
+    from ..analysis import load_frames, performance
+    from ..analysis.derived import matching_ratios, speed_ratio_summary
+    from ..analysis.machines import two_machines
     from . import render
-    from .app import console
 
-    if fmt not in render.FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; formats: {', '.join(render.FORMATS)}")
-    frames = load_frames(db or _default_db())
+    check_format(fmt)
+    frames = load_frames(db or DEFAULT_DB)
     frames.require_data()
-    machines = _two_machines(frames, machine or [])
-    a, b = machines
-    perf = performance(frames)
+    a, b = two_machines(list(machine or ()), frames.machines)
     ignored = tuple(c.strip() for c in (ignore or "").split(",") if c.strip())
-    ratios = machine_ratios(perf, a.machine_id, b.machine_id, ignore=ignored)
-    if batch_size is not None:
-        ratios = ratios[ratios["batch_size"] == batch_size]
-    if ratios.empty:
-        differing = config_differences(perf, a.machine_id, b.machine_id)
-        hint = "; ".join(f"{col}: {', '.join(va)} on A vs {', '.join(vb)} on B" for col, (va, vb) in
-                         differing.items() if col not in ignored)
-        suggestion = ",".join(c for c in differing if c not in ignored)
-        raise UsageError("no model was measured with the same config on both machines"
-                         + (f" at batch size {batch_size}" if batch_size is not None else "")
-                         + (f" ({hint}); add --ignore {suggestion}" if hint else ""))
-    rows = ratios.drop(columns=["family"]).to_dict(orient="records")
+    ratios = matching_ratios(performance(frames), a.machine_id, b.machine_id, ignored, batch_size)
     if fmt != "table" or output is not None:
-        render.emit(console, rows, None, fmt, output)
+        render.emit(console, ratios.drop(columns=["family"]).to_dict(orient="records"), None, fmt, output)
         return
+    console.print(_ratios_table(ratios, a.label, b.label))
+    summary = speed_ratio_summary(ratios)
+    if summary:
+        cells, mean, low, high = summary
+        console.print(f"{cells} matching cells; speed ratio A/B: geometric mean {_ratio(mean)}, min {_ratio(low)}, "
+                      f"max {_ratio(high)}", highlight=False)
+
+
+def _ratios_table(ratios, label_a: str, label_b: str) -> Table:
     one_setup = ratios["setup_a"].nunique() == 1 and ratios["setup_b"].nunique() == 1
     setup_a = f", {ratios['setup_a'].iloc[0]}" if one_setup else ""
     setup_b = f", {ratios['setup_b'].iloc[0]}" if one_setup else ""
-    table = Table(title=f"A: {a.label}{setup_a}\nB: {b.label}{setup_b}\nspeed = images/s on A / images/s on B "
+    table = Table(title=f"A: {label_a}{setup_a}\nB: {label_b}{setup_b}\nspeed = images/s on A / images/s on B "
                         "(> 1: A is faster); memory = MB on A / MB on B", title_justify="left")
     headers = ["model", "batch", "images/s A", "images/s B", "speed A/B", "MB A", "MB B", "memory A/B"]
     for header in headers + ([] if one_setup else ["config A", "config B"]):
@@ -217,38 +193,7 @@ def compare(
         row = [r.name, str(r.batch_size), _fmt(r.images_per_s_a), _fmt(r.images_per_s_b), _ratio(r.speed_ratio),
                _fmt(r.memory_mb_a, 0), _fmt(r.memory_mb_b, 0), _ratio(r.memory_ratio)]
         table.add_row(*row + ([] if one_setup else [r.setup_a, r.setup_b]))
-    console.print(table)
-    speed = pd.to_numeric(ratios["speed_ratio"], errors="coerce").dropna()
-    speed = speed[speed > 0]
-    if len(speed):
-        console.print(f"{len(speed)} matching cells; speed ratio A/B: geometric mean "
-                      f"{_ratio(math.exp(float(speed.map(math.log).mean())))}, min {_ratio(speed.min())}, "
-                      f"max {_ratio(speed.max())}", highlight=False)
-
-
-def _two_machines(frames, selectors: list[str]):
-    """(A, B): both named, or one named and the store's only other machine, or the store's only two."""
-    listing = "; ".join(f"{m.short_id} {m.label}" for m in frames.machines)
-    if len(selectors) > 2:
-        raise UsageError("compare takes two machines: --machine A --machine B")
-    if len(frames.machines) < 2:
-        raise UsageError("compare needs two machines and the store holds "
-                         f"{len(frames.machines)}; merge the results of another machine with `dnnbench merge`")
-    if len(selectors) == 2:
-        a, b = (frames.machine(s) for s in selectors)
-        if a.machine_id == b.machine_id:
-            raise UsageError(f"--machine {selectors[0]!r} and --machine {selectors[1]!r} are the same machine "
-                             f"({a.label})")
-        return a, b
-    if len(selectors) == 1:
-        a = frames.machine(selectors[0])
-        others = [m for m in frames.machines if m.machine_id != a.machine_id]
-        if len(others) == 1:
-            return a, others[0]
-        raise UsageError(f"name machine B too: --machine A --machine B. Machines in the store: {listing}")
-    if len(frames.machines) == 2:
-        return frames.machines[0], frames.machines[1]
-    raise UsageError(f"name both machines: --machine A --machine B. Machines in the store: {listing}")
+    return table
 
 
 # --- merge ----------------------------------------------------------------------------------------------
@@ -256,12 +201,11 @@ def _two_machines(frames, selectors: list[str]):
 
 def merge(
     target: Path = typer.Argument(..., help="The store to merge into (created if missing)."),
-    sources: List[Path] = typer.Argument(..., help="Stores to merge from (left unchanged)."),
+    sources: list[Path] = typer.Argument(..., help="Stores to merge from (left unchanged)."),
 ) -> None:
     """Merge results stores (e.g. from several machines) into TARGET, without duplicates: a cell present in
     both keeps the more recently finished measurement."""
     from ..store import Store
-    from .app import console
 
     for source in sources:
         if not source.exists():
@@ -281,7 +225,5 @@ def merge(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `dnnbench` app."""
-    from .app import user_errors
-
     for command in (report, select, compare, merge):
         app.command(command.__name__)(user_errors(command))

@@ -216,3 +216,10 @@ def execute(jobs: list[WorkerJob], targets: Sequence[Target], store: Store, exec
             summary.interrupted = True
             raise
     return summary
+
+
+def sweep_records(summary: RunSummary, store: Store) -> dict[str, list[ResultRecord]]:
+    """The stored record of every cell the sweep planned, per machine that measured it, cells that were already
+    in the store included: what a sweep's summary tables show."""
+    return {m: [r for r in store.results(machine_id=m) if r.cell_key.digest in summary.planned_digests]
+            for m in summary.machine_ids}

@@ -1,0 +1,85 @@
+"""`dnnbench models` and `dnnbench profile`: what the zoo holds, and what each model costs to run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+from .options import FormatOpt, SuiteFileOpt, SuiteOpt, check_format, console, suite_files
+
+# Far beyond any real input, and small enough that the tensor sizes the counter builds fit in 64 bits.
+MAX_SIDE = 2**15
+MAX_BATCH = 2**20
+
+
+def models(
+    suite: str | None = SuiteOpt,
+    family: str | None = typer.Option(None, "--family", "-f", help="Only this family (e.g. ResNet, Inception)."),
+    suite_file: list[Path] | None = SuiteFileOpt,
+    fmt: str = FormatOpt,
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+) -> None:
+    """List the zoo's models (the paper suite unless --suite says otherwise)."""
+    from .. import zoo
+    from ..zoo.families import of_family
+    from . import render
+
+    check_format(fmt)
+    chosen = zoo.get_suite(suite or "paper", suite_files(suite_file))
+    specs = zoo.resolve_models(suite=chosen.name, suite_files=suite_files(suite_file))
+    if family:
+        specs = of_family(specs, family, f"suite {chosen.name!r}")
+    title = f"Suite {chosen.name!r}: {len(specs)} models" + (f" - {chosen.description}" if chosen.description else "")
+    render.emit(console, render.model_rows(specs), render.models_table(specs, title), fmt, output)
+
+
+def profile(
+    model: list[str] | None = typer.Argument(None, help="Zoo names or aliases, or timm:NAME / torchvision:NAME."),
+    suite: str | None = SuiteOpt,
+    suite_file: list[Path] | None = SuiteFileOpt,
+    input_size: int | None = typer.Option(None, "--input-size", min=1, max=MAX_SIDE,
+                                          help="Square input side (default: each model's native size)."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", min=1, max=MAX_BATCH,
+                                   help="Batch size; totals are for the whole batch."),
+    mode: str = typer.Option("standard", "--mode", help="standard | extended | paper (see docs/METHODOLOGY.md)."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16: the dtype weight bytes are given at."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="One row per module with its own params and MACs."),
+    sort_by: str = typer.Option("order", "--sort-by", help="Per-layer order: order | macs | params | path | type."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Only the first N layers after sorting."),
+    fmt: str = FormatOpt,
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (CSV unless --format json)."),
+) -> None:
+    """Parameters and operations (MACs; FLOPs = 2 x MACs), counted on the meta device."""
+    from .. import zoo
+    from ..measure.complexity import MODES, complexity
+    from ..run.config import parse_dtype
+    from . import render
+
+    check_format(fmt)
+    if mode not in MODES:
+        raise UsageError(f"unknown counting mode {mode!r}; modes: {', '.join(MODES)}")
+    if sort_by not in render.LAYER_SORTS:
+        raise UsageError(f"unknown sort {sort_by!r}; choose one of {', '.join(render.LAYER_SORTS)}")
+    if not model and not suite:
+        raise UsageError("name at least one model, or a suite with --suite (e.g. --suite paper)")
+    torch_dtype = parse_dtype(dtype)
+    specs = zoo.resolve_models(tuple(model or ()), suite, suite_files(suite_file))
+    results = []
+    with console.status("counting") as status:
+        for spec in specs:
+            status.update(f"counting {spec.id}")
+            results.append(complexity(spec, input_size, batch_size, mode, torch_dtype))
+    if per_layer:
+        render.emit_layers(console, results, sort_by, top, fmt, output)
+    else:
+        render.emit(console, render.complexity_rows(results), render.complexity_table(results), fmt, output)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `models` and `profile` to the `dnnbench` app."""
+    from .options import user_errors
+
+    for command in (models, profile):
+        app.command(command.__name__)(user_errors(command))
