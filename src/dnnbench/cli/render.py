@@ -155,9 +155,6 @@ def emit(console: Console, rows: list[dict[str, Any]], table: Table | None, fmt:
 def run_summary_table(records: Sequence[ResultRecord]) -> Table:
     """One row per (model, deployment, threads, batch size): time and memory side by side, with how they were
     measured and, for every deployment, its output check against eager fp32."""
-    from ..backends.base import setup_seconds
-    from ..measure.memory import headline_memory
-
     table = Table(title="Inference time (median of per-batch wall time; CI = 95% CI of the median) and memory",
                   title_justify="left")
     for header in ["model", "deployment", "threads", "batch", "status", "median ms", "±CI %", "ms/image", "images/s",
