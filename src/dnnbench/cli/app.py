@@ -145,7 +145,7 @@ def run(
     tf32: bool = typer.Option(False, "--tf32", help="Allow TF32 matmuls and convolutions on CUDA."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
     force: bool = typer.Option(False, "--force", help="Measure again cells the store already has."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure again cells that failed (error, crash, timeout)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Measure again every cell that is not ok (error, crash, timeout, oom, skipped, ...)."),
     remeasure_contended: bool = typer.Option(False, "--remeasure-contended", help="Measure again cells timed while other processes used the CPU."),
     peak: bool = typer.Option(True, "--peak/--no-peak", help="Measure the device's peak FLOP/s once per store (a few seconds; `dnnbench peak`) for %-of-peak figures."),
     executor_name: str = typer.Option("local", "--executor", help="local (this machine, one worker at a time) | ray (the nodes of a Ray cluster; docs/SCALE-OUT.md)."),
@@ -154,7 +154,8 @@ def run(
 ) -> None:
     """Measure inference time, memory and complexity over batch sizes; every cell kept in the store."""
     from .. import zoo
-    from ..run.config import SweepConfig, parse_int_list, parse_metrics, resolve_device
+    from ..run.config import build_sweep_config
+    from ..run.executor import make_executor
     from ..run.runner import run_sweep
     from ..store import Store
     from .progress import RichProgress
@@ -162,29 +163,15 @@ def run(
     names = list(model or ()) + [m.strip() for m in (models or "").split(",") if m.strip()]
     if not names and not suite:
         raise UsageError("name models to measure, or a suite with --suite (e.g. --suite paper)")
-    from ..backends import parse_backends, search_precisions
-    from ..run.config import parse_backend_option
-    from ..run.executor import make_executor
-
     executor = make_executor(executor_name, address, on or ())
-    device = resolve_device(device) if executor.name == "local" else executor.resolve_device(device)
-    backends, best_search = parse_backends(backend, device, here=executor.name == "local")
-    if dtype:
-        precisions = tuple(dict.fromkeys(p.strip().lower() for p in dtype.split(",") if p.strip())) or ("fp32",)
-    else:
-        precisions = search_precisions(device) if best_search else ("fp32",)
-    config = SweepConfig(
-        device=device, dtype=precisions[0], precisions=precisions, backends=backends, best_search=best_search,
-        backend_options=tuple(parse_backend_option(o) for o in backend_option or ()), batch_sizes=parse_int_list(batch_sizes, "batch sizes"),
-        threads=parse_int_list(threads, "thread counts") if threads else (), interop_threads=interop_threads,
-        metrics=parse_metrics(metrics), input_size=input_size, time_budget_s=time_budget, ci_target=ci_target,
-        min_samples=min_samples, warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout,
-        memory_limit_mb=memory_limit_mb, tf32=tf32, force=force, retry_failed=retry_failed,
-        remeasure_contended=remeasure_contended, measure_peak=peak,
-    )
+    config = build_sweep_config(
+        executor=executor, device=device, backends=backend, precisions=dtype, backend_options=backend_option or (),
+        batch_sizes=batch_sizes, threads=threads, interop_threads=interop_threads, metrics=metrics,
+        input_size=input_size, time_budget_s=time_budget, ci_target=ci_target, min_samples=min_samples,
+        warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout, memory_limit_mb=memory_limit_mb,
+        tf32=tf32, force=force, retry_failed=retry_failed, remeasure_contended=remeasure_contended, measure_peak=peak)
     specs = zoo.resolve_models(tuple(names), suite, tuple(str(p) for p in suite_file or ()))
-    if hasattr(executor, "targets"):
-        executor.targets(config)  # the cluster's nodes, checked before the store is touched
+    executor.targets(config)  # the cluster's nodes, checked before the store is touched
     with Store(db) as store:
         try:
             summary = run_sweep(specs, config, store, executor, progress=RichProgress(console))
@@ -200,7 +187,7 @@ def run(
                 name = fingerprint.get("ray_node_name") or fingerprint.get("hostname") or ""
                 console.print(f"\n{name} [{machine_id[:8]}]", highlight=False)
             console.print(render.run_summary_table([r for r in sweep if r.machine_id == machine_id]))
-        if len(config.backends) * len(config.precision_list) > 1:
+        if len(config.scope.backends) * len(config.scope.precisions) > 1:
             from ..analysis import frames_from_records
             from ..analysis.best import best_deployments
 
@@ -208,7 +195,7 @@ def run(
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items())) or "nothing new"
     console.print(f"{summary.planned} cells planned, {summary.already_done} already in the store, measured now: "
                   f"{counts}. Results: {db}", highlight=False)
-    advice = allocator_advice(config.device)
+    advice = allocator_advice(config.scope.device)
     if advice:
         console.print(advice, style="dim", highlight=False)
 

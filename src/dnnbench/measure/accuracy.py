@@ -160,7 +160,7 @@ class EvalSettings:
 
     @classmethod
     def checked(cls, **kwargs: Any) -> EvalSettings:
-        from ..run.config import DTYPE_NAMES, parse_dtype, resolve_device
+        from ..devices import parse_precision, resolve_device
 
         settings = cls(**kwargs)
         if settings.batch_size < 1:
@@ -170,7 +170,7 @@ class EvalSettings:
         if settings.limit is not None and settings.limit < 1:
             raise UsageError(f"--limit must be at least 1, not {settings.limit}")
         device = resolve_device(settings.device)
-        dtype = DTYPE_NAMES[parse_dtype(settings.dtype)]
+        dtype = parse_precision(settings.dtype)
         workers = default_workers(device) if settings.workers is None else settings.workers
         return cls(settings.paper_preprocessing, settings.limit, device, dtype, settings.batch_size, workers)
 
@@ -180,9 +180,9 @@ class EvalSettings:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        from ..run.config import parse_dtype
+        from ..devices import torch_dtype
 
-        return parse_dtype(self.dtype)
+        return torch_dtype(self.dtype)
 
 
 # --- predictions file ----------------------------------------------------------------------------

@@ -9,16 +9,15 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Protocol
 
-from ..env import collect_machine, collect_runtime, collect_software
 import pandas as pd
 
+from ..devices import device_type
+from ..env import collect_machine, collect_runtime, collect_software
 from ..store import ResultRecord, Store, records_frame
 from ..zoo import ModelSpec
 from .config import SweepConfig
 from .executor import Executor, LocalExecutor, MachineInfo, Placed, Target
 from .plan import WorkerJob, plan
-
-FINAL_STATUSES = ("ok", "oom", "skipped")  # re-running the same command does not measure these again
 
 
 class Progress(Protocol):
@@ -51,14 +50,21 @@ class RunSummary:
     interrupted: bool = False
     machine_ids: tuple[str, ...] = ()  # every machine that measures this sweep (one: this machine, locally)
     run_ids: dict[str, str] = field(default_factory=dict)  # machine_id -> its run in the store
+    cells: list[ResultRecord] = field(default_factory=list)  # every asked-for cell the store holds, at the end
 
     def __post_init__(self) -> None:
         self.machine_ids = self.machine_ids or (self.machine_id,)
         self.run_ids = self.run_ids or {self.machine_id: self.run_id}
 
     def frame(self) -> pd.DataFrame:
-        """The records of this call as a tidy DataFrame (`config.*` and `value.*` columns)."""
-        return records_frame(self.records)
+        """Every cell this call asked for that the store holds (measured now or before), as a tidy DataFrame
+        (`config.*` and `value.*` columns), with `measured_now` saying which this call measured."""
+        now = {(r.machine_id, r.cell_key.digest) for r in self.records}
+        cells = self.cells or self.records
+        frame = records_frame(cells)
+        frame.insert(frame.columns.get_loc("status") + 1, "measured_now",
+                     [(r.machine_id, r.cell_key.digest) in now for r in cells])
+        return frame
 
     @property
     def counts(self) -> dict[str, int]:
@@ -74,19 +80,28 @@ def _contended(record: ResultRecord) -> bool:
 
 def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[WorkerJob],
                  config: SweepConfig) -> list[WorkerJob]:
-    """The jobs with the cells still to measure (resume): all of them with `force`. With several machines
-    (the nodes of one kind on a cluster), a cell any of them has is done."""
-    if config.force:
+    """The jobs with the cells still to measure (resume), as `config.resume` says: a cell the store has is
+    done, except a `skipped` one whose cause is gone (no smaller batch size of its job is `oom` any more);
+    with `retry_failed` only `ok` cells are done; with `force` none. With several machines (the nodes of
+    one kind on a cluster), a cell any of them has is done."""
+    policy = config.resume
+    if policy.force:
         return jobs
     machine_ids = [machine_id] if isinstance(machine_id, str) else list(machine_id)
-    statuses = None if not config.retry_failed else FINAL_STATUSES
-    done = set().union(*(store.completed_cells(m, statuses) for m in machine_ids))
-    if config.remeasure_contended:
+
+    def stored(statuses: tuple[str, ...] | None) -> set[str]:
+        return set().union(*(store.completed_cells(m, statuses) for m in machine_ids))
+
+    done = stored(("ok",) if policy.retry_failed else None)
+    skipped, oom = (set(), set()) if policy.retry_failed else (stored(("skipped",)), stored(("oom",)))
+    if policy.remeasure_contended:
         done -= {r.cell_key.digest for m in machine_ids for r in store.results(machine_id=m, metric="time")
                  if _contended(r)}
     remaining = []
     for job in jobs:
-        cells = tuple(c for c in job.cells if c.digest not in done)
+        oom_batches = [c.batch_size for c in job.cells if c.digest in oom]
+        cells = tuple(c for c in job.cells if c.digest not in done
+                      or (c.digest in skipped and not any(b < c.batch_size for b in oom_batches)))
         if cells:
             remaining.append(replace(job, cells=cells))
     return remaining
@@ -94,7 +109,7 @@ def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[Worke
 
 def _targets(executor: Executor, config: SweepConfig) -> list[Target]:
     """Where the sweep is measured: what the executor says (a cluster's node kinds), else this machine."""
-    targets = executor.targets(config) if hasattr(executor, "targets") else None
+    targets = executor.targets(config)
     if targets:
         return list(targets)
     machine = collect_machine()
@@ -102,28 +117,18 @@ def _targets(executor: Executor, config: SweepConfig) -> list[Target]:
     return [Target("local", (MachineInfo(machine.machine_id, machine.to_dict(), software),))]
 
 
-def _run_jobs(executor: Executor, jobs: list[Placed], on_record, on_job_started, on_job_done) -> None:
-    if hasattr(executor, "run_jobs"):
-        executor.run_jobs(jobs, on_record, on_job_started, on_job_done)
-        return
-    for placed in jobs:  # an executor written for the one-job-at-a-time protocol: run_job(job, on_record)
-        on_job_started(placed, "")
-        executor.run_job(placed.job, lambda r, placed=placed: on_record(placed, r))  # type: ignore[attr-defined]
-        on_job_done(placed, "")
-
-
 def _ensure_peaks(store: Store, machine_id: str, config: SweepConfig) -> None:
     """The device's peak FLOP/s at each precision and thread count of a timed sweep, measured once per store
     (a few seconds each; a peak measured under contention is measured again): what efficiencies divide by."""
-    if not config.measure_peak or "time" not in config.metrics or config.device.split(":")[0] not in ("cpu", "cuda"):
+    scope = config.scope
+    if not scope.measure_peak or "time" not in scope.metrics or device_type(scope.device) not in ("cpu", "cuda"):
         return
     from ..env.peak import ensure_peak
 
-    precisions = [("tf32" if p == "fp32" and config.tf32 and config.device != "cpu" else p)
-                  for p in config.precision_list]
+    precisions = [("tf32" if p == "fp32" and scope.tf32 and scope.device != "cpu" else p) for p in scope.precisions]
     for precision in dict.fromkeys(precisions):
-        for threads in config.thread_counts if config.device == "cpu" else (None,):
-            ensure_peak(store, machine_id, config.device, precision, threads)
+        for threads in scope.thread_counts if scope.device == "cpu" else (None,):
+            ensure_peak(store, machine_id, scope.device, precision, threads)
 
 
 def run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executor: Executor | None = None,
@@ -139,8 +144,7 @@ def run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executo
     try:
         return _run_sweep(specs, config, store, executor, progress, argv)
     finally:
-        if hasattr(executor, "close"):
-            executor.close()
+        executor.close()
 
 
 def _run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executor: Executor, progress: Progress,
@@ -187,7 +191,7 @@ def _run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, execut
     progress.start(sum(len(p.job.cells) for p in todo), [p.job for p in todo])
     previous_handler = signal.getsignal(signal.SIGINT)
     try:
-        _run_jobs(executor, todo, keep, started, done)
+        executor.run_jobs(todo, keep, started, done)
     except KeyboardInterrupt:
         # from now on a second Ctrl-C leaves at once; finished cells are already committed
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
@@ -205,4 +209,7 @@ def _run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, execut
     for run_id in run_ids.values():
         store.finish_run(run_id, "finished")
     progress.finish()
+    order = {c.digest: i for i, c in enumerate(c for j in jobs for c in j.cells)}
+    summary.cells = sorted((r for m in machines for r in store.results(machine_id=m) if r.cell_key.digest in order),
+                           key=lambda r: (order[r.cell_key.digest], r.machine_id))
     return summary
