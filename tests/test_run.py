@@ -166,6 +166,13 @@ def test_ctrl_c_keeps_finished_cells_and_stops_the_worker(tmp_path):
     (["--batch-sizes", "1,x", "resnet18"], "positive integers separated by commas"),
     (["--time-budget", "0", "resnet18"], "time budget must be positive"),
     (["--metrics", "time,speed", "resnet18"], "metrics: time, memory, complexity"),
+    # the worker's flags too: refused here, not crashed on in every worker (issue 18)
+    (["--interop-threads", "0", "resnet18"], "--interop-threads"),
+    (["--interop-threads", "-1", "resnet18"], "--interop-threads"),
+    (["--memory-limit-mb", "0", "resnet18"], "at least 256 MB"),
+    (["--memory-limit-mb", "-5", "resnet18"], "at least 256 MB"),
+    (["--memory-limit-mb", "1", "resnet18"], "cannot even import PyTorch"),
+    (["--warmup-iters", "0", "resnet18"], "warm-up needs at least one"),
 ])
 def test_bad_run_arguments_fail_before_any_work(tmp_path, args, message):
     if "cuda" in args and __import__("torch").cuda.is_available():
