@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 import dnnbench
+from dnnbench import zoo
 from dnnbench.errors import UsageError
 from dnnbench.run import benchmark, build_sweep_config
 from dnnbench.run.plan import plan
 from dnnbench.run.runner import pending_jobs
 from dnnbench.run.worker import record
 from dnnbench.store import Store
-from dnnbench import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"

@@ -32,10 +32,10 @@ def benchmark(models: str | Sequence[str] = (), *, suite: str | None = None, sui
     "ray" (with `address` and `on`, as --executor ray --address --on) or an Executor. Everything is
     checked before the store is touched. The summary's frame() holds every cell asked for that the store
     has, measured now or before; cells already there are not measured again (see ResumePolicy)."""
+    import inspect
+
     from ..store import Store
     from ..zoo import resolve_models
-
-    import inspect
 
     known = [p for p in inspect.signature(build_sweep_config).parameters if p != "executor"]
     unknown = sorted(set(settings) - set(known))

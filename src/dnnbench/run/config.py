@@ -42,7 +42,8 @@ def parse_int_list(text: str | Iterable[int], what: str) -> tuple[int, ...]:
         try:
             value = int(item.strip() if isinstance(item, str) else item)
         except (TypeError, ValueError):
-            raise UsageError(f"{what} must be positive integers separated by commas, not {item!r} in {text!r}") from None
+            raise UsageError(f"{what} must be positive integers separated by commas, "
+                             f"not {item!r} in {text!r}") from None
         if value < 1:
             raise UsageError(f"{what} must be positive, not {value}")
         values.append(value)

@@ -237,9 +237,10 @@ def start_worker(job: WorkerJob) -> tuple[subprocess.Popen, Connection]:
     ours, theirs = socket.socketpair()
     try:
         label = f"dnnbench-{job.model}"  # visible in `ps`: which model a worker measures
-        process = subprocess.Popen(
-            [sys.executable, "-W", f"ignore:{RUNPY_NOTE}:RuntimeWarning", "-m", "dnnbench.run.worker", "--fd", str(theirs.fileno()), "--parent", str(os.getpid()),
-             "--label", label], pass_fds=(theirs.fileno(),), env=worker_environment(), stdin=subprocess.DEVNULL)
+        command = [sys.executable, "-W", f"ignore:{RUNPY_NOTE}:RuntimeWarning", "-m", "dnnbench.run.worker",
+                   "--fd", str(theirs.fileno()), "--parent", str(os.getpid()), "--label", label]
+        process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=worker_environment(),
+                                   stdin=subprocess.DEVNULL)
     except BaseException:
         ours.close()
         raise
