@@ -17,6 +17,7 @@ from dnnbench.run.runner import run_sweep
 from dnnbench.store import Store
 
 TESTS = Path(__file__).resolve().parent
+SRC = Path(zoo.__file__).resolve().parents[2]  # the dnnbench under test, not another one installed
 FAST = dict(device="cpu", batch_sizes=(1, 2), threads=(1,), input_size=32, time_budget_s=0.3, min_samples=3,
             warmup_iters=1, warmup_s=0.0, measure_peak=False)
 FAST_ARGS = ["--device", "cpu", "--threads", "1", "--input-size", "32", "--time-budget", "0.3", "--min-samples", "3",
@@ -99,7 +100,7 @@ def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
 
 
 def run_cli(*args, db, timeout=300, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(SRC), str(TESTS))), "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "dnnbench", "run", *args, "--db", str(db)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -204,7 +205,7 @@ def test_python_api_and_export_round_trip(tmp_path):
     frame = summary.frame()
     assert set(frame["metric"]) == {"complexity", "time", "memory"}
     assert frame.loc[frame.metric == "time", "value.stats.median"].iloc[0] > 0
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(SRC), str(TESTS)))}
     for suffix in ("csv", "json", "parquet"):
         out = tmp_path / f"export.{suffix}"
         subprocess.run([sys.executable, "-m", "dnnbench", "export", str(out), "--db", str(db)], check=True, env=env)
