@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dnnbench.run.config import SweepConfig
+from dnnbench.run.config import SweepConfig, build_sweep_config
 from dnnbench.run.executor import LocalExecutor
 from dnnbench.run.ray_executor import RayExecutor
 from dnnbench.run.runner import run_sweep
@@ -48,11 +48,11 @@ TIMED_MODELS = ("resnet18", "mobilenetv2", "squeezenet1_1")
 
 def sweeps(budget: float) -> list[tuple[str, list, SweepConfig]]:
     # the local path may also probe the CPU's peak FLOP/s before a timed sweep: not part of this comparison
-    extra = {"measure_peak": False} if "measure_peak" in SweepConfig.__dataclass_fields__ else {}
+    extra = {"measure_peak": False}
     return [
-        ("20 complexity cells", [get(m) for m in COMPLEXITY_MODELS], SweepConfig(metrics=("complexity",), **extra)),
+        ("20 complexity cells", [get(m) for m in COMPLEXITY_MODELS], build_sweep_config(metrics=("complexity",), **extra)),
         ("6 timed cells", [get(m) for m in TIMED_MODELS],
-         SweepConfig(metrics=("time",), batch_sizes=(1, 4), threads=(1,), time_budget_s=budget, min_samples=10,
+         build_sweep_config(metrics=("time",), batch_sizes=(1, 4), threads=(1,), time_budget_s=budget, min_samples=10,
                      **extra)),
     ]
 

@@ -10,7 +10,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from dnnbench.run.config import SweepConfig
+from dnnbench.run.config import build_sweep_config
 from dnnbench.run.runner import run_sweep
 from dnnbench.store import Store
 from dnnbench.zoo import get
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--budget", type=float, default=10.0)
     args = parser.parse_args()
-    config = SweepConfig(batch_sizes=(args.batch_size,), threads=(args.threads,), metrics=("time",),
+    config = build_sweep_config(batch_sizes=(args.batch_size,), threads=(args.threads,), metrics=("time",),
                          time_budget_s=args.budget, force=True)
     medians, contended = [], 0
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "s.sqlite") as store:

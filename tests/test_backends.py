@@ -15,7 +15,7 @@ from dnnbench.analysis.best import best_deployments, with_best_rows
 from dnnbench.backends import (BACKENDS, as_tensor, available_backends, check_input, compare, make_backend,
                                parse_backends, search_precisions)
 from dnnbench.errors import UsageError
-from dnnbench.run.config import SweepConfig, parse_backend_option
+from dnnbench.run.config import build_sweep_config, parse_backend_option
 from dnnbench.run.plan import plan
 from dnnbench.run.runner import run_sweep
 from dnnbench.store import ResultRecord, Store
@@ -110,24 +110,24 @@ def test_unknown_backend_or_option_is_refused_with_what_exists_here():
     with pytest.raises(UsageError, match=r"did you mean onnxruntime.*available on cpu here: eager"):
         parse_backends("onnx", CPU)
     with pytest.raises(UsageError, match="unknown precision"):
-        SweepConfig(precisions=("fp8",))
+        build_sweep_config(precisions=("fp8",))
     with pytest.raises(UsageError, match="its options: mode, freezing, dynamic"):
-        SweepConfig(backends=("compile",), backend_options=(parse_backend_option("compile.speed=fast"),))
+        build_sweep_config(backends=("compile",), backend_options=(parse_backend_option("compile.speed=fast"),))
     with pytest.raises(UsageError, match="BACKEND.OPTION=VALUE"):
         parse_backend_option("max-autotune")
-    config = SweepConfig(backends=("compile",), backend_options=(("compile", "freezing", "false"),))
-    assert config.options_for("compile").freezing is False
+    config = build_sweep_config(backends=("compile",), backend_options=(("compile", "freezing", "false"),))
+    assert config.scope.options_for("compile").freezing is False
 
 
 def test_cells_are_planned_per_backend_and_precision_and_eager_keys_do_not_change():
     spec = zoo.get("resnet18")
-    eager_only = plan([spec], SweepConfig(batch_sizes=(1,), threads=(1,)))
-    both = plan([spec], SweepConfig(batch_sizes=(1,), threads=(1,), backends=("eager", "onnxruntime"),
+    eager_only = plan([spec], build_sweep_config(batch_sizes=(1,), threads=(1,)))
+    both = plan([spec], build_sweep_config(batch_sizes=(1,), threads=(1,), backends=("eager", "onnxruntime"),
                                     precisions=("fp32", "bf16")))
     assert [(j.backend, j.precision) for j in both] == [("eager", "fp32"), ("eager", "bf16"),
                                                         ("onnxruntime", "fp32"), ("onnxruntime", "bf16")]
     assert {c.digest for c in eager_only[0].cells} == {c.digest for c in both[0].cells}  # old stores resume
-    options = plan([spec], SweepConfig(batch_sizes=(1,), threads=(1,), backends=("compile",),
+    options = plan([spec], build_sweep_config(batch_sizes=(1,), threads=(1,), backends=("compile",),
                                        backend_options=(("compile", "mode", "max-autotune"),)))
     assert options[0].cells[1].key.config_dict["backend_options"] == {"mode": "max-autotune"}
 
@@ -137,7 +137,7 @@ def test_sweep_records_setup_apart_unsupported_unavailable_and_export_failures(t
     monkeypatch.setenv("DNNBENCH_CACHE", str(tmp_path / "cache"))
     specs = [zoo.get("python:dnnbench_test_models:tiny"), zoo.get("python:dnnbench_test_models:unexportable")]
     backends = tuple(b for b in ("torchscript", "onnxruntime", "tensorrt") if b in BACKENDS)
-    config = SweepConfig(device="cpu", batch_sizes=(1, 2), threads=(1,), input_size=32, time_budget_s=0.2,
+    config = build_sweep_config(device="cpu", batch_sizes=(1, 2), threads=(1,), input_size=32, time_budget_s=0.2,
                          min_samples=3, warmup_iters=1, warmup_s=0.0, metrics=("time",), backends=backends,
                          precisions=("fp32", "fp16"), measure_peak=False)
     with Store(tmp_path / "r.sqlite") as store:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from dnnbench import zoo
-from dnnbench.run.config import SweepConfig
+from dnnbench.run.config import build_sweep_config
 from dnnbench.run.plan import plan
 from dnnbench.run.runner import run_sweep
 from dnnbench.store import Store
 
 TESTS = Path(__file__).resolve().parent
+SRC = Path(zoo.__file__).resolve().parents[2]  # the dnnbench under test, not another one installed
 FAST = dict(device="cpu", batch_sizes=(1, 2), threads=(1,), input_size=32, time_budget_s=0.3, min_samples=3,
             warmup_iters=1, warmup_s=0.0, measure_peak=False)
 FAST_ARGS = ["--device", "cpu", "--threads", "1", "--input-size", "32", "--time-budget", "0.3", "--min-samples", "3",
@@ -32,7 +33,7 @@ def by_cell(records):
 
 
 def test_plan_orders_batch_sizes_and_keys_cells_by_what_they_measure():
-    config = SweepConfig(batch_sizes=(8, 1, 2), threads=(1, 2))
+    config = build_sweep_config(batch_sizes=(8, 1, 2), threads=(1, 2))
     jobs = plan([zoo.get("resnet18")], config)
     assert [j.threads for j in jobs] == [1, 2]
     assert jobs[0].batch_sizes == (1, 2, 8)
@@ -41,26 +42,31 @@ def test_plan_orders_batch_sizes_and_keys_cells_by_what_they_measure():
     digests = [c.digest for j in jobs for c in j.cells]
     assert len(digests) == len(set(digests)) == 1 + 2 * 3 * 2
     # the budget decides precision, not what is measured: the same cells
-    again = plan([zoo.get("resnet18")], SweepConfig(batch_sizes=(1, 2, 8), threads=(1, 2), time_budget_s=99))
+    again = plan([zoo.get("resnet18")], build_sweep_config(batch_sizes=(1, 2, 8), threads=(1, 2), time_budget_s=99))
     assert [c.digest for j in again for c in j.cells] == digests
 
 
 def test_failures_are_results_and_the_sweep_goes_on(tmp_path):
     specs = [model(n) for n in ("tiny", "raising", "segfaulting", "aborting", "hungry", "sleeping")]
-    config = SweepConfig(**{**FAST, "batch_sizes": (1, 2, 4)}, memory_limit_mb=800, cell_timeout_s=20)
+    config = build_sweep_config(**{**FAST, "batch_sizes": (1, 2, 4)}, memory_limit_mb=800, cell_timeout_s=20)
     with Store(tmp_path / "r.sqlite") as store:
         summary = run_sweep(specs, config, store)
         stored = by_cell(store.results())
     cells = by_cell(summary.records)
     assert stored.keys() == cells.keys()
-    assert len(cells) == 6 * (1 + 3 * 2)
+    # cells a dead worker never reached are not written: the next run measures them
+    assert len(cells) == 6 * (1 + 3 * 2) - 2 * (1 + 2 + 2)
+
+    def statuses(name, metric):
+        return [cells[name, metric, b].status if (name, metric, b) in cells else None for b in (1, 2, 4)]
+
     for metric in ("time", "memory"):
-        assert [cells["tiny", metric, b].status for b in (1, 2, 4)] == ["ok"] * 3
-        assert [cells["raising", metric, b].status for b in (1, 2, 4)] == ["error"] * 3
-        assert [cells["segfaulting", metric, b].status for b in (1, 2, 4)] == ["ok", "crash", "skipped"]
-        assert [cells["aborting", metric, b].status for b in (1, 2, 4)] == ["crash", "skipped", "skipped"]
-        assert [cells["hungry", metric, b].status for b in (1, 2, 4)] == ["ok", "ok", "oom"]
-        assert [cells["sleeping", metric, b].status for b in (1, 2, 4)] == ["timeout", "skipped", "skipped"]
+        assert statuses("tiny", metric) == ["ok"] * 3
+        assert statuses("raising", metric) == ["error"] * 3
+        assert statuses("segfaulting", metric) == ["ok", "crash", None]
+        assert statuses("aborting", metric) == ["crash", None, None]
+        assert statuses("hungry", metric) == ["ok", "ok", "oom"]
+        assert statuses("sleeping", metric) == ["timeout", None, None]
     assert "this model always fails" in cells["raising", "time", 1].error
     assert "SIGSEGV" in cells["segfaulting", "time", 2].error
     assert "SIGABRT" in cells["aborting", "time", 1].error
@@ -71,7 +77,7 @@ def test_failures_are_results_and_the_sweep_goes_on(tmp_path):
 
 def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
-        summary = run_sweep([model("tiny")], SweepConfig(**{**FAST, "measure_peak": True}), store)
+        summary = run_sweep([model("tiny")], build_sweep_config(**{**FAST, "measure_peak": True}), store)
         cells = by_cell(store.results())
         frame = store.frame(metric="time")
         peaks = store.peaks(summary.machine_id)
@@ -95,7 +101,7 @@ def test_time_and_memory_values_say_how_they_were_measured(tmp_path):
 
 
 # this checkout's sources first: the venv's editable install may point at another one
-CHECKOUT_PATH = os.pathsep.join((str(TESTS.parent / "src"), str(TESTS)))
+CHECKOUT_PATH = os.pathsep.join((str(SRC), str(TESTS)))
 
 
 def run_cli(*args, db, timeout=300, **kwargs):
@@ -167,6 +173,13 @@ def test_ctrl_c_or_sigterm_keeps_finished_cells_and_stops_the_worker(tmp_path, s
     (["--batch-sizes", "1,x", "resnet18"], "positive integers separated by commas"),
     (["--time-budget", "0", "resnet18"], "time budget must be positive"),
     (["--metrics", "time,speed", "resnet18"], "metrics: time, memory, complexity"),
+    # the worker's flags too: refused here, not crashed on in every worker (issue 18)
+    (["--interop-threads", "0", "resnet18"], "--interop-threads"),
+    (["--interop-threads", "-1", "resnet18"], "--interop-threads"),
+    (["--memory-limit-mb", "0", "resnet18"], "at least 256 MB"),
+    (["--memory-limit-mb", "-5", "resnet18"], "at least 256 MB"),
+    (["--memory-limit-mb", "1", "resnet18"], "cannot even import PyTorch"),
+    (["--warmup-iters", "0", "resnet18"], "warm-up needs at least one"),
 ])
 def test_bad_run_arguments_fail_before_any_work(tmp_path, args, message):
     if "cuda" in args and __import__("torch").cuda.is_available():
@@ -217,7 +230,7 @@ def test_cuda_sweep_times_with_events_and_reports_allocator_memory(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     with Store(tmp_path / "gpu.sqlite") as store:
-        run_sweep([zoo.get("resnet18")], SweepConfig(device="cuda:0", batch_sizes=(1, 8), time_budget_s=1.0), store)
+        run_sweep([zoo.get("resnet18")], build_sweep_config(device="cuda:0", batch_sizes=(1, 8), time_budget_s=1.0), store)
         cells = {(r.metric, r.config["batch_size"]): r for r in store.results() if r.metric != "complexity"}
     assert all(r.status == "ok" for r in cells.values())
     assert cells["time", 8].values.timer == "cuda_events"

@@ -19,10 +19,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from ..devices import PRECISION_BYTES, canonical_precision, normalise_device
 from ..store.values import PeakValue
 
-PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
-_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 PEAK_COLUMNS = ("machine_id", "device", "precision", "threads", "peak_flops", "theoretical_flops", "measured_flops",
                 "bandwidth_bytes_per_s", "basis", "basis_detail", "contended", "measured_at")
 EFFICIENCY_COLUMNS = ("precision", "arithmetic_intensity", "peak_gflops_per_s", "fraction_of_peak", "peak_basis",
@@ -35,8 +34,8 @@ def peaks_frame(peaks: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     for p in peaks:
         estimate = p.get("estimate") or {}
         estimate = estimate if isinstance(estimate, PeakValue) else PeakValue.from_dict(estimate)
-        rows.append({"machine_id": p["machine_id"], "device": _device(p["device"]),
-                     "precision": _precision(p["precision"]), "threads": int(p.get("threads") or 0),
+        rows.append({"machine_id": p["machine_id"], "device": normalise_device(p["device"]),
+                     "precision": canonical_precision(p["precision"]), "threads": int(p.get("threads") or 0),
                      "peak_flops": _float(p.get("peak_flops")),
                      "theoretical_flops": _float(estimate.theoretical_flops),
                      "measured_flops": _float(estimate.measured_flops),
@@ -54,16 +53,6 @@ def _float(value: Any) -> float:
         return np.nan
 
 
-def _device(device: Any) -> str:
-    text = str(device).strip().lower()
-    return "cuda:0" if text == "cuda" else text
-
-
-def _precision(name: Any) -> str:
-    text = str(name).strip().lower()
-    return _ALIASES.get(text, text)
-
-
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
@@ -71,8 +60,8 @@ def _missing(value: Any) -> bool:
 def cell_precision(dtype: Any, device: Any = "cpu", tf32: Any = None, executed: Any = None) -> str:
     """The precision a cell computed in: its executed precision when known, else its dtype (TF32 on CUDA: tf32)."""
     if isinstance(executed, str) and executed.strip():
-        return _precision(executed)
-    precision = _precision(dtype if not _missing(dtype) else "fp32")
+        return canonical_precision(executed)
+    precision = canonical_precision(dtype if not _missing(dtype) else "fp32")
     if precision == "fp32" and tf32 is True and str(device).startswith("cuda"):
         return "tf32"
     return precision
@@ -98,10 +87,10 @@ def match_peak(table: Mapping[tuple[str, str, str], Mapping[int, Mapping[str, An
                precision: str, threads: Any) -> Mapping[str, Any] | None:
     """The peak a cell is measured against: same machine, device and precision; on a CPU the same threads (or
     the most threads stored, for a cell run with PyTorch's default); on other devices any thread count."""
-    candidates = table.get((machine_id, _device(device), precision))
+    candidates = table.get((machine_id, normalise_device(device), precision))
     if not candidates:
         return None
-    if _device(device) != "cpu":
+    if normalise_device(device) != "cpu":
         return candidates.get(0) or next(iter(candidates.values()))
     if _missing(threads):
         return candidates[max(candidates)]

@@ -18,8 +18,9 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from ..devices import PRECISIONS, torch_dtype
+
+TORCH_DTYPES = {p: torch_dtype(p) for p in PRECISIONS}
 
 
 class BackendUnavailable(Exception):

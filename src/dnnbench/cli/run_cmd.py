@@ -45,7 +45,7 @@ Tf32 = Annotated[bool, typer.Option("--tf32", help="Allow TF32 matmuls and convo
 Db = Annotated[Path, typer.Option("--db", help="The results store (SQLite).")]
 Force = Annotated[bool, typer.Option("--force", help="Measure again cells the store already has.")]
 RetryFailed = Annotated[bool, typer.Option(
-    "--retry-failed", help="Measure again cells that failed (error, crash, timeout).")]
+    "--retry-failed", help="Measure again every cell that is not ok (error, crash, timeout, oom, skipped, ...).")]
 RemeasureContended = Annotated[bool, typer.Option(
     "--remeasure-contended", help="Measure again cells timed while other processes used the CPU.")]
 Peak = Annotated[bool, typer.Option(
@@ -73,8 +73,7 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
     """Measure inference time, memory and complexity over batch sizes; every cell kept in the store.
     Exit code 1 when no cell of the sweep holds a measurement."""
     from .. import zoo
-    from ..backends import parse_backends, search_precisions
-    from ..run.config import SweepConfig, parse_backend_option, parse_int_list, parse_metrics, resolve_device
+    from ..run.config import build_sweep_config
     from ..run.executor import make_executor
     from ..run.runner import run_sweep, sweep_records
     from ..store import Store
@@ -84,25 +83,14 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
     if not names and not suite:
         raise UsageError("name models to measure, or a suite with --suite (e.g. --suite paper)")
     executor = make_executor(executor_name, address, on or ())
-    device = resolve_device(device) if executor.name == "local" else executor.resolve_device(device)
-    backends, best_search = parse_backends(backend, device, here=executor.name == "local")
-    if dtype:
-        precisions = tuple(dict.fromkeys(p.strip().lower() for p in dtype.split(",") if p.strip())) or ("fp32",)
-    else:
-        precisions = search_precisions(device) if best_search else ("fp32",)
-    config = SweepConfig(
-        device=device, dtype=precisions[0], precisions=precisions, backends=backends, best_search=best_search,
-        backend_options=tuple(parse_backend_option(o) for o in backend_option or ()),
-        batch_sizes=parse_int_list(batch_sizes, "batch sizes"),
-        threads=parse_int_list(threads, "thread counts") if threads else (), interop_threads=interop_threads,
-        metrics=parse_metrics(metrics), input_size=input_size, time_budget_s=time_budget, ci_target=ci_target,
-        min_samples=min_samples, warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout,
-        memory_limit_mb=memory_limit_mb, tf32=tf32, force=force, retry_failed=retry_failed,
-        remeasure_contended=remeasure_contended, measure_peak=peak,
-    )
+    config = build_sweep_config(
+        executor=executor, device=device, backends=backend, precisions=dtype, backend_options=backend_option or (),
+        batch_sizes=batch_sizes, threads=threads, interop_threads=interop_threads, metrics=metrics,
+        input_size=input_size, time_budget_s=time_budget, ci_target=ci_target, min_samples=min_samples,
+        warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout, memory_limit_mb=memory_limit_mb,
+        tf32=tf32, force=force, retry_failed=retry_failed, remeasure_contended=remeasure_contended, measure_peak=peak)
     specs = zoo.resolve_models(tuple(names), suite, suite_files(suite_file))
-    if hasattr(executor, "targets"):
-        executor.targets(config)  # the cluster's nodes, checked before the store is touched
+    executor.targets(config)  # the cluster's nodes, checked before the store is touched
     with Store(db) as store:
         try:
             summary = run_sweep(specs, config, store, executor, progress=RichProgress(console))
@@ -112,8 +100,8 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
             err_console.print(f"interrupted: finished cells are kept in {db}; run the same command to resume")
             raise typer.Exit(exit_code(interrupt)) from None
         records = sweep_records(summary, store)
-        show_sweep(records, store.machines(), several_deployments=len(config.backends) * len(config.precision_list) > 1)
-    finish(summary, records, config.device, db)
+        show_sweep(records, store.machines(), several_deployments=len(config.scope.backends) * len(config.scope.precisions) > 1)
+    finish(summary, records, config.scope.device, db)
 
 
 def show_sweep(records: dict[str, list], machines: dict[str, dict], several_deployments: bool) -> None:

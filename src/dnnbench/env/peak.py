@@ -33,14 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ..devices import PEAK_PRECISIONS as PRECISIONS
+from ..devices import PRECISION_BYTES, normalise_device, parse_precision, torch_dtype
 from ..errors import UsageError
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8")
 CPU_MEASURED = ("fp32", "bf16", "fp16")  # precisions with a PyTorch dense kernel to time on a CPU
 CUDA_MEASURED = ("fp32", "tf32", "bf16", "fp16")
-PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
-_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
-            "qint8": "int8"}
 
 DEFAULT_SECONDS = 2.0  # per precision: half for the matrix product, half for the convolution
 DEFAULT_MATMUL_N = 2048  # CPU; CUDA uses 8192
@@ -52,17 +50,7 @@ MHZ = 1e6
 
 
 def normalise_precision(name: str) -> str:
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in PRECISIONS:
-        raise UsageError(f"unknown precision {name!r}; precisions: {', '.join(PRECISIONS)}")
-    return key
-
-
-def normalise_device(name: str) -> str:
-    """`cuda` -> `cuda:0`, as run.config.resolve_device names cells' devices."""
-    device = str(name).strip().lower()
-    return "cuda:0" if device == "cuda" else device
+    return parse_precision(name, PRECISIONS)
 
 
 def unit(precision: str) -> str:
@@ -452,9 +440,6 @@ class KernelMeasurement:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
 
-_TORCH_DTYPES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
 class _Threads:
     """Sets PyTorch's intra-op threads for a block and restores them after (CPU only)."""
 
@@ -559,7 +544,7 @@ def _generator(device: str):
 def _matmul(device: str, precision: str, threads: int, budget_s: float, n_max: int) -> KernelMeasurement:
     import torch
 
-    dtype = getattr(torch, _TORCH_DTYPES[precision])
+    dtype = torch_dtype(precision)
     g = _generator(device)
     sizes = sorted({n for n in (128, 256, 512, 1024, 2048, 4096, 8192) if n_max / 8 <= n < n_max} | {n_max})
 
@@ -583,7 +568,7 @@ def _conv(device: str, precision: str, threads: int, budget_s: float,
     import torch
     import torch.nn.functional as F
 
-    dtype = getattr(torch, _TORCH_DTYPES[precision])
+    dtype = torch_dtype(precision)
     g = _generator(device)
     batch, cin, h, w, cout = shape
     ladder_shapes = list(dict.fromkeys([(1, min(cin, 64), h, w, min(cout, 64)), (1, cin, h, w, cout), shape]))

@@ -31,6 +31,7 @@ from ..data.dataset import EvaluationDataset
 from ..data.imagenet import ImageNetSplit, open_imagenet
 from ..data.preprocessing import InputPlan, input_plan
 from ..data.transforms import build_transform
+from ..devices import PRECISIONS, torch_dtype
 from ..errors import DnnbenchError, UsageError
 from ..zoo import ModelSpec
 from ..zoo.weights import WeightsIdentity, WeightsUnavailableError, load_model, weights_key
@@ -144,10 +145,6 @@ def default_workers(device: str) -> int:
     return min(8, cores) if device.startswith("cuda") else max(1, cores // 2)
 
 
-# the dtypes an evaluation runs in (a sweep's names are checked by the run layer before they get here)
-EVAL_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 @dataclass(frozen=True)
 class EvalSettings:
     """How the images are fed: checked when made; `workers` None becomes default_workers(device). `device`
@@ -167,8 +164,8 @@ class EvalSettings:
             raise UsageError(f"--workers must be 0 or more, not {self.workers}")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit must be at least 1, not {self.limit}")
-        if self.dtype not in EVAL_DTYPES:
-            raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(EVAL_DTYPES)}")
+        if self.dtype not in PRECISIONS:
+            raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(PRECISIONS)}")
         if self.workers is None:
             object.__setattr__(self, "workers", default_workers(self.device))
 
@@ -178,7 +175,7 @@ class EvalSettings:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return EVAL_DTYPES[self.dtype]
+        return torch_dtype(self.dtype)
 
 
 # --- predictions file ----------------------------------------------------------------------------

@@ -60,7 +60,7 @@ class WarmupPolicy:
     """
 
     min_iters: int = 3
-    min_seconds: float = 0.5
+    min_seconds: float = 1.0
     max_seconds: float = 60.0
 
     def __post_init__(self) -> None:

@@ -31,7 +31,8 @@ from .accuracy_worker import DEFAULT_TIMEOUT_S, AccuracyJob, AccuracyLimits
 from .config import DTYPE_NAMES, parse_dtype, resolve_device
 from .executor import LocalExecutor, Placed
 from .plan import Cell
-from .runner import ResumePolicy, execute, this_machine
+from .config import ResumePolicy
+from .runner import execute, this_machine
 from .worker import Progressed
 
 

@@ -48,6 +48,10 @@ class AccuracyJob:
     def images(self) -> int:
         return len(self.split.subset(self.settings.limit))
 
+    def run_in_worker(self, conn: Connection) -> None:
+        """What the worker program (run.worker) does with this job."""
+        accuracy_main(conn, self)
+
 
 class _PipeProgress:
     """measure.accuracy's progress, sent to the runner."""

@@ -1,36 +1,49 @@
-"""What a user asks to measure, parsed and checked before any work starts."""
+"""What a user asks to measure, parsed and checked once, before any work starts.
+
+A `SweepConfig` is composed of the measuring layer's own dataclasses: what is measured (`Scope`), how
+precisely (`measure.stats.StoppingRule`, `measure.latency.WarmupPolicy`), the worker's limits
+(`WorkerLimits`) and which stored cells are measured again (`ResumePolicy`). Each default lives in one of
+those dataclasses. `build_sweep_config` turns the user's vocabulary (`backends="best"`, `"fp32,bf16"`,
+`"1,2,8"`) into one; the CLI's `run` and `dnnbench.run.benchmark()` both call it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-import torch
-
+from ..devices import PRECISIONS, parse_precisions, resolve_device, torch_dtype
 from ..errors import UsageError
+from ..measure.latency import WarmupPolicy
+from ..measure.stats import StoppingRule
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+if TYPE_CHECKING:
+    from .executor import Executor
+
 METRICS = ("time", "memory", "complexity")
 PAPER_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+MIN_MEMORY_LIMIT_MB = 256  # below this a worker cannot even import PyTorch: every cell would be a start-up crash
+
+# kept for callers that still import them from here; the vocabulary lives in dnnbench.devices
+parse_dtype = torch_dtype
+__all__ = ["METRICS", "PAPER_BATCH_SIZES", "ResumePolicy", "Scope", "SweepConfig", "WorkerLimits",
+           "build_sweep_config", "parse_backend_option", "parse_dtype", "parse_int_list", "parse_metrics",
+           "resolve_device"]
 
 
-def parse_dtype(name: str) -> torch.dtype:
-    try:
-        return DTYPES[name.lower()]
-    except KeyError:
-        raise UsageError(f"unknown dtype {name!r}; dtypes: fp32, fp16, bf16") from None
-
-
-def parse_int_list(text: str, what: str) -> tuple[int, ...]:
-    """`1,2,8` -> (1, 2, 8); every value a positive integer, in the order given, without repeats."""
+def parse_int_list(text: str | Iterable[int], what: str) -> tuple[int, ...]:
+    """`1,2,8` (or a sequence) -> (1, 2, 8); every value a positive integer, in the order given, no repeats."""
+    items = text.split(",") if isinstance(text, str) else list(text)
     values = []
-    for item in text.split(","):
-        item = item.strip()
+    for item in items:
+        if isinstance(item, bool) or isinstance(item, float) and not item.is_integer():
+            raise UsageError(f"{what} must be positive integers, not {item!r}")
         try:
-            value = int(item)
-        except ValueError:
-            raise UsageError(f"{what} must be positive integers separated by commas, not {item!r} in {text!r}") from None
+            value = int(item.strip() if isinstance(item, str) else item)
+        except (TypeError, ValueError):
+            raise UsageError(f"{what} must be positive integers separated by commas, "
+                             f"not {item!r} in {text!r}") from None
         if value < 1:
             raise UsageError(f"{what} must be positive, not {value}")
         values.append(value)
@@ -39,41 +52,21 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def parse_metrics(text: str) -> tuple[str, ...]:
-    metrics = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+def parse_metrics(text: str | Iterable[str]) -> tuple[str, ...]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    metrics = tuple(dict.fromkeys(str(m).strip() for m in items if str(m).strip()))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise UsageError(f"unknown metrics {unknown or text!r}; metrics: {', '.join(METRICS)}")
     return metrics
 
 
-def resolve_device(name: str) -> str:
-    """`auto` -> the best device here; `cuda` -> `cuda:0`. Refuses devices this machine does not have."""
-    name = name.strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda:0"
-        return "mps" if torch.backends.mps.is_available() else "cpu"
-    if name == "cpu":
-        return "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"device {name!r} asked for, but PyTorch sees no CUDA device on this machine "
-                             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
-        index = int(name.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-        return f"cuda:{index}"
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise UsageError("device 'mps' asked for, but this machine has no Apple GPU available to PyTorch")
-        return "mps"
-    raise UsageError(f"unknown device {name!r}; devices: cpu, cuda, cuda:N, mps, auto")
-
-
-def parse_backend_option(text: str) -> tuple[str, str, str]:
-    """`compile.mode=max-autotune` -> ("compile", "mode", "max-autotune")."""
+def parse_backend_option(text: str | Sequence[str]) -> tuple[str, str, str]:
+    """`compile.mode=max-autotune` -> ("compile", "mode", "max-autotune"); a 3-tuple is taken as it is."""
+    if not isinstance(text, str):
+        if len(text) != 3:
+            raise UsageError(f"a backend option is (backend, option, value), not {text!r}")
+        return str(text[0]).strip().lower(), str(text[1]).strip(), str(text[2]).strip()
     target, equals, value = text.partition("=")
     backend, dot, key = target.partition(".")
     if not (equals and dot and backend.strip() and key.strip()):
@@ -94,70 +87,54 @@ def _coerce(value: str, kind: type, what: str):
         raise UsageError(f"{what} must be {kind.__name__}, not {value!r}") from None
 
 
-@dataclass(frozen=True)
-class SweepConfig:
-    """One sweep: every model x batch size x thread count, measured the same way."""
+def _positive_ints(values: Any) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
 
-    device: str = "cpu"
-    dtype: str = "fp32"
+
+@dataclass(frozen=True)
+class Scope:
+    """What a sweep measures: every model x batch size x thread count x backend x precision."""
+
+    device: str = "cpu"  # as resolved: cpu, cuda:N, mps
+    precisions: tuple[str, ...] = ("fp32",)  # each backend at each precision; the first is the complexity cell's
     batch_sizes: tuple[int, ...] = PAPER_BATCH_SIZES
     threads: tuple[int, ...] = ()  # intra-op threads per cell; () = PyTorch's default here, recorded
-    interop_threads: int | None = None
     metrics: tuple[str, ...] = METRICS
     input_size: int | None = None  # None: each model's native size
-    time_budget_s: float = 10.0  # per timed cell, after warm-up
-    ci_target: float = 0.02  # relative half-width of the median's 95% CI
-    min_samples: int = 10
-    warmup_iters: int = 3
-    warmup_s: float = 1.0
-    cell_timeout_s: float | None = None  # None: derived from the budget (see timeout_s)
-    memory_limit_mb: int | None = None  # address-space cap of each CPU worker; past it a cell is `oom`
-    tf32: bool = False
     backends: tuple[str, ...] = ("eager",)  # deployment backends, each timed (see dnnbench.backends)
-    precisions: tuple[str, ...] = ()  # () = (dtype,); several: each backend at each precision
-    best_search: bool = False  # `--backend best`: every available backend, the fastest valid one marked
     backend_options: tuple[tuple[str, str, str], ...] = ()  # (backend, option, value), e.g. compile mode
-    measure_peak: bool = True  # measure the device's peak FLOP/s once per store (efficiency = achieved / peak)
-    force: bool = False  # re-measure cells already in the store
-    retry_failed: bool = False  # re-measure cells whose status is not ok/oom/skipped
-    remeasure_contended: bool = False  # re-measure timed cells flagged as measured under contention
+    best_search: bool = False  # `backends="best"`: every available backend, the fastest valid one marked
+    tf32: bool = False  # CUDA: allow TF32 matmuls and convolutions (fp32 means fp32 otherwise)
+    measure_peak: bool = True  # the device's peak FLOP/s, once per store (efficiency = achieved / peak)
 
     def __post_init__(self) -> None:
-        if not self.batch_sizes or any(not isinstance(b, int) or b < 1 for b in self.batch_sizes):
+        if not self.batch_sizes or not _positive_ints(self.batch_sizes):
             raise UsageError(f"batch sizes must be positive integers, not {self.batch_sizes}")
-        if any(not isinstance(t, int) or t < 1 for t in self.threads):
+        if not _positive_ints(self.threads):
             raise UsageError(f"thread counts must be positive integers, not {self.threads}")
-        if not self.time_budget_s > 0:
-            raise UsageError(f"the time budget must be positive, not {self.time_budget_s}")
-        if not 0 < self.ci_target < 1:
-            raise UsageError(f"the CI target is a relative half-width in (0, 1), e.g. 0.02, not {self.ci_target}")
-        if self.min_samples < 1 or self.warmup_iters < 0 or self.warmup_s < 0:
-            raise UsageError("min samples must be >= 1, warm-up iterations and seconds >= 0")
-        if self.input_size is not None and self.input_size < 1:
-            raise UsageError(f"the input size must be positive, not {self.input_size}")
-        if self.cell_timeout_s is not None and self.cell_timeout_s <= 0:
-            raise UsageError(f"the cell timeout must be positive, not {self.cell_timeout_s}")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise UsageError(f"unknown dtype {self.dtype!r}; dtypes: fp32, fp16, bf16")
-        parse_metrics(",".join(self.metrics))
-        for precision in self.precisions:
-            if precision not in ("fp32", "fp16", "bf16"):
-                raise UsageError(f"unknown precision {precision!r}; precisions: fp32, fp16, bf16")
+        if self.input_size is not None and not _positive_ints((self.input_size,)):
+            raise UsageError(f"the input size must be a positive integer, not {self.input_size}")
+        parse_metrics(self.metrics)
+        if not self.precisions or any(p not in PRECISIONS for p in self.precisions):
+            raise UsageError(f"unknown precisions {self.precisions}; precisions: {', '.join(PRECISIONS)}")
         from ..backends import BACKENDS
 
         unknown = [b for b in self.backends if b not in BACKENDS]
         if unknown or not self.backends:
             raise UsageError(f"unknown backends {unknown or '(none)'}; backends: {', '.join(BACKENDS)}")
-        self.options_for("eager")  # checks every --backend-option now, not in a worker
+        self.options_for("eager")  # checks every backend option now, not in a worker
 
     @property
-    def precision_list(self) -> tuple[str, ...]:
-        return self.precisions or (self.dtype,)
+    def dtype(self) -> str:
+        """The precision complexity is counted at (weight bytes): the first one asked for."""
+        return self.precisions[0]
+
+    @property
+    def thread_counts(self) -> tuple[int | None, ...]:
+        return self.threads or (None,)
 
     def options_for(self, backend: str):
-        """The options dataclass of `backend` with this sweep's --backend-option values applied."""
-        from dataclasses import fields, replace
-
+        """The options dataclass of `backend` with this sweep's backend options applied."""
         from ..backends import BACKENDS
 
         options = {}
@@ -171,18 +148,164 @@ class SweepConfig:
                 options[key] = _coerce(value, type(getattr(BACKENDS[name].options_type(), key)), f"{name}.{key}")
         return replace(BACKENDS[backend].options_type(), **options)
 
-    @property
-    def thread_counts(self) -> tuple[int | None, ...]:
-        return self.threads or (None,)
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """What each isolated worker process may use."""
+
+    cell_timeout_s: float | None = None  # None: derived from the budget (SweepConfig.timeout_s)
+    memory_limit_mb: int | None = None  # address-space cap of each CPU worker; past it a cell is `oom`
+    interop_threads: int | None = None  # None: PyTorch's default
+
+    def __post_init__(self) -> None:
+        timeout = self.cell_timeout_s
+        if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
+            raise UsageError(f"the cell timeout (--cell-timeout) must be a positive number of seconds, not {timeout}")
+        if self.interop_threads is not None and not _positive_ints((self.interop_threads,)):
+            raise UsageError(f"inter-op threads (--interop-threads) must be a positive integer, not "
+                             f"{self.interop_threads}; leave it out for PyTorch's default")
+        limit = self.memory_limit_mb
+        if limit is not None and not (_positive_ints((limit,)) and limit >= MIN_MEMORY_LIMIT_MB):
+            raise UsageError(f"the memory limit (--memory-limit-mb) must be at least {MIN_MEMORY_LIMIT_MB} MB, not "
+                             f"{limit}: below that a worker cannot even import PyTorch; leave it out for no limit")
+
+
+@dataclass(frozen=True)
+class ResumePolicy:
+    """Which cells the store already has are measured again. By default none, except a `skipped` cell whose
+    cause is gone (the smaller batch size that ran out of memory is no longer `oom`)."""
+
+    force: bool = False  # every cell again
+    retry_failed: bool = False  # every cell whose status is not ok (crash, timeout, oom, error, skipped, lost, ...)
+    remeasure_contended: bool = False  # timed cells flagged as measured under contention
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One sweep: what is measured, how precisely, within which limits, and what is measured again."""
+
+    scope: Scope = field(default_factory=Scope)
+    stopping: StoppingRule = field(default_factory=StoppingRule)
+    warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
+    limits: WorkerLimits = field(default_factory=WorkerLimits)
+    resume: ResumePolicy = field(default_factory=ResumePolicy)
+
+    def __post_init__(self) -> None:
+        for name, kind in (("scope", Scope), ("stopping", StoppingRule), ("warmup", WarmupPolicy),
+                           ("limits", WorkerLimits), ("resume", ResumePolicy)):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"SweepConfig.{name} must be a {kind.__name__}, not {getattr(self, name)!r}; "
+                                "build one with build_sweep_config(...)")
+        if not self.stopping.ci_target < 1:
+            raise UsageError(f"the CI target (--ci-target) is a relative half-width in (0, 1), e.g. 0.02, "
+                             f"not {self.stopping.ci_target}")
+        if self.limits.memory_limit_mb is not None and self.scope.device != "cpu":
+            raise UsageError(f"--memory-limit-mb caps a CPU worker's address space; on {self.scope.device} it would "
+                             "cap the device driver's mappings instead: leave it out")
 
     @property
     def timeout_s(self) -> float:
         """A cell that runs past this is killed and recorded as `timeout`; generous, since a slow model
         still has to finish its minimum samples after the budget is spent."""
-        if self.cell_timeout_s is not None:
-            return self.cell_timeout_s
-        return max(300.0, 30 * (self.time_budget_s + self.warmup_s))
+        if self.limits.cell_timeout_s is not None:
+            return self.limits.cell_timeout_s
+        return max(300.0, 30 * (self.stopping.time_budget_s + self.warmup.min_seconds))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """What the store keeps with each run."""
+        stopping = {f.name: getattr(self.stopping, f.name) for f in fields(StoppingRule) if f.init}
+        return {"scope": asdict(self.scope), "stopping": stopping, "warmup": asdict(self.warmup),
+                "limits": asdict(self.limits), "resume": asdict(self.resume)}
 
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The arguments a caller gave (None: the dataclass's own default)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _flag_error(flag: str, what: str, value: Any, requirement: str) -> UsageError:
+    return UsageError(f"{flag}: {what} must be {requirement}, not {value!r}")
+
+
+def build_sweep_config(
+    *,
+    executor: Executor | None = None,
+    device: str | None = None,
+    backends: str | Sequence[str] | None = None,
+    precisions: str | Sequence[str] | None = None,
+    dtype: str | None = None,
+    batch_sizes: str | Sequence[int] | None = None,
+    threads: str | Sequence[int] | None = None,
+    metrics: str | Sequence[str] | None = None,
+    input_size: int | None = None,
+    backend_options: Sequence[str | Sequence[str]] = (),
+    best_search: bool | None = None,
+    tf32: bool | None = None,
+    measure_peak: bool | None = None,
+    time_budget_s: float | None = None,
+    ci_target: float | None = None,
+    min_samples: int | None = None,
+    max_samples: int | None = None,
+    warmup_iters: int | None = None,
+    warmup_s: float | None = None,
+    cell_timeout_s: float | None = None,
+    memory_limit_mb: int | None = None,
+    interop_threads: int | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    remeasure_contended: bool = False,
+) -> SweepConfig:
+    """The sweep a user asks for, in the user's words; every value checked now, before any work.
+
+    `device`: cpu | cuda | cuda:N | mps | auto (resolved by `executor`: this machine's devices, or for a
+    cluster the nodes' spelling). `backends`: a name, several (`"eager,onnxruntime"` or a list), or
+    `"best"`/`"all"`: every backend available there, the fastest valid one marked. `precisions` (alias
+    `dtype`): `"fp32,bf16"` or a list; none given: fp32, or with `best` fp32 and the reduced precisions
+    the device runs natively. `batch_sizes`, `threads`, `metrics`: `"1,2,8"` or a sequence. None
+    anywhere: the default of the dataclass that holds it."""
+    from ..backends import parse_backends, search_precisions
+
+    # the user-level numbers first, each named as the user typed it
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise _flag_error("--time-budget", "the time budget", time_budget_s, "positive (seconds)")
+    if ci_target is not None and not 0 < ci_target < 1:
+        raise _flag_error("--ci-target", "the CI target", ci_target, "a relative half-width in (0, 1), e.g. 0.02")
+    if min_samples is not None and not _positive_ints((min_samples,)):
+        raise _flag_error("--min-samples", "the minimum sample count", min_samples, "an integer >= 1")
+    if warmup_iters is not None and not _positive_ints((warmup_iters,)):
+        raise _flag_error("--warmup-iters", "the warm-up iteration count", warmup_iters,
+                          "an integer >= 1 (the first, cold call is a warm-up call: warm-up needs at least one)")
+    if warmup_s is not None and not 0 <= warmup_s < math.inf:
+        raise _flag_error("--warmup-s", "the warm-up time", warmup_s, "0 or more seconds")
+    if dtype is not None and precisions is not None and parse_precisions(dtype)[:1] != parse_precisions(precisions)[:1]:
+        raise UsageError(f"dtype {dtype!r} and precisions {precisions!r} disagree: give one of them")
+    # limits and resume first: cheap checks before any device is looked at
+    limits = WorkerLimits(**_given(cell_timeout_s=cell_timeout_s, memory_limit_mb=memory_limit_mb,
+                                   interop_threads=interop_threads))
+    resume = ResumePolicy(force=bool(force), retry_failed=bool(retry_failed),
+                          remeasure_contended=bool(remeasure_contended))
+    stopping = StoppingRule(**_given(time_budget_s=time_budget_s, ci_target=ci_target, min_samples=min_samples,
+                                     max_samples=max_samples))
+    warmup = WarmupPolicy(**_given(min_iters=warmup_iters, min_seconds=warmup_s))
+
+    wanted = device if device is not None else Scope.device
+    device = executor.resolve_device(wanted) if executor is not None else resolve_device(wanted)
+    here = executor is None or executor.measures_here
+    chosen, searched = None, False
+    if backends is not None:
+        text = backends if isinstance(backends, str) else ",".join(backends)
+        chosen, searched = parse_backends(text, device, here=here)
+    asked = precisions if precisions is not None else dtype
+    if asked is not None:
+        chosen_precisions = parse_precisions(asked)
+    else:
+        chosen_precisions = search_precisions(device) if searched else None
+    scope = Scope(**_given(
+        device=device, backends=chosen, precisions=chosen_precisions,
+        best_search=searched if best_search is None else bool(best_search),
+        batch_sizes=parse_int_list(batch_sizes, "batch sizes") if batch_sizes is not None else None,
+        threads=parse_int_list(threads, "thread counts") if threads not in (None, "", ()) else None,
+        metrics=parse_metrics(metrics) if metrics is not None else None,
+        input_size=input_size, tf32=tf32, measure_peak=measure_peak,
+        backend_options=tuple(parse_backend_option(o) for o in backend_options) or None))
+    return SweepConfig(scope, stopping, warmup, limits, resume)

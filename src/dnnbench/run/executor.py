@@ -1,31 +1,42 @@
 """Executors run worker jobs somewhere and report what happened, cell by cell.
 
-`LocalExecutor` runs each job in a fresh spawned process on this machine, one job at a time. Whatever
-happens to that process (an exception, a segfault, a kill, a hang) ends up as results for the job's
-cells; the parent never dies with it. `RayExecutor` (`run.ray_executor`) runs jobs on the nodes of a Ray
-cluster, several at once, each inside a `LocalExecutor` on its node. Both sit behind `Executor`.
+`LocalExecutor` runs each job in a fresh worker program on this machine (`python -m dnnbench.run.worker`,
+talking back over an inherited socket), one job at a time. Whatever happens to that process (an
+exception, a segfault, a kill, a hang) ends up as results for the cells it was measuring; the parent
+never dies with it, and cells it never reached are left unwritten (measured by the next run). The worker
+is its own program, not a fork or a `multiprocessing` spawn of the caller: a plain script that calls
+`dnnbench.run.benchmark()` is never re-imported. `RayExecutor` (`run.ray_executor`) runs jobs on the nodes
+of a Ray cluster, several at once, each inside a `LocalExecutor` on its node. Both are `Executor`s.
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing as mp
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
+from ..devices import resolve_device
 from ..errors import UsageError
 from ..store import ResultRecord
 from .plan import Cell, WorkerJob
-from .accuracy_worker import AccuracyJob, accuracy_main
-from .worker import Begin, Done, Finished, Progressed, record, worker_main
+from .worker import Begin, Done, Finished, Progressed, record
+
+if TYPE_CHECKING:
+    from .accuracy_worker import AccuracyJob
+    from .config import SweepConfig
 
 OnRecord = Callable[[ResultRecord], None]
 STARTUP_TIMEOUT_S = 300.0
 EXECUTORS = ("local", "ray")
+# `python -m dnnbench.run.worker` runs a module its package has already imported; runpy says so, harmlessly
+RUNPY_NOTE = "'dnnbench.run.worker' found in sys.modules"
 
 
 @dataclass(frozen=True)
@@ -59,24 +70,37 @@ PlacedRecord = Callable[[Placed, ResultRecord], None]
 PlacedEvent = Callable[[Placed, str], None]
 
 
-class Executor(Protocol):
-    """Runs jobs and reports every cell of every job exactly once.
+class Executor(ABC):
+    """Runs jobs and reports every cell each job's worker measured or was measuring, exactly once.
 
     `run_jobs` may run several jobs at once (a cluster) or one after the other (`LocalExecutor`). It calls
     `on_job_started(placed, where)` when a job starts on a machine (`where` names it for progress; "" is
     this machine), `on_record(placed, record)` as soon as each cell is known, with `record.machine_id` set
     to the machine that measured it ("" for this machine), and `on_job_done(placed, where)` when a job
-    has ended there. Optional: `targets(config)` says which machines will measure (for resume and the
-    store; None or absent: this machine), and `close()` releases what `targets` opened.
+    has ended there. Cells a failed worker never reached get no record: they stay to be measured.
     """
 
-    name: str
+    name: str = ""
+    measures_here: bool = True  # False: the cells are measured on other machines (a cluster's nodes)
 
+    @abstractmethod
     def run_jobs(self, jobs: Sequence[Placed], on_record: PlacedRecord, on_job_started: PlacedEvent,
                  on_job_done: PlacedEvent) -> None: ...
 
+    @abstractmethod
     def cancel(self) -> None:
         """Stop what is running now (Ctrl-C); cells in flight get no result."""
+
+    def targets(self, config: SweepConfig) -> list[Target] | None:
+        """Which machines will measure (for resume and the store); None: this machine."""
+        return None
+
+    def close(self) -> None:
+        """Release what `targets` opened."""
+
+    def resolve_device(self, name: str) -> str:
+        """A device as the user names it -> as cells spell it, checked where the cells are measured."""
+        return resolve_device(name)
 
 
 def make_executor(name: str, address: str | None = None, on: Sequence[str] = ()) -> Executor:
@@ -95,28 +119,6 @@ def make_executor(name: str, address: str | None = None, on: Sequence[str] = ())
     raise UsageError(f"unknown executor {name!r}; executors: {', '.join(EXECUTORS)}")
 
 
-def _set_parent_death_signal() -> None:
-    """Linux: die with the parent. A worker must not outlive whatever started it (a Ray worker killed
-    with its node, a runner killed with SIGKILL) and go on using a device beside the next timed cell."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _worker_entry(conn, job: WorkerJob | AccuracyJob, parent_pid: int) -> None:
-    _set_parent_death_signal()
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-    if isinstance(job, AccuracyJob):  # one model's accuracy: the same isolation, another measurement
-        accuracy_main(conn, job)
-    else:
-        worker_main(conn, job)
-
-
 def describe_exit(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
@@ -128,7 +130,7 @@ def describe_exit(exitcode: int | None) -> str:
     return f"the worker process exited with code {exitcode} before finishing"
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, poll_s: float = 0.2, kill_grace_s: float = 5.0,
@@ -136,8 +138,7 @@ class LocalExecutor:
         self.poll_s = poll_s
         self.kill_grace_s = kill_grace_s
         self.on_progress = on_progress  # what a long cell says while it runs (accuracy: images so far)
-        self._context = mp.get_context("spawn")
-        self._process: mp.process.BaseProcess | None = None
+        self._process: subprocess.Popen | None = None
 
     def run_jobs(self, jobs: Sequence[Placed], on_record: PlacedRecord, on_job_started: PlacedEvent,
                  on_job_done: PlacedEvent) -> None:
@@ -147,51 +148,49 @@ class LocalExecutor:
             self.run_job(placed.job, lambda r, placed=placed: on_record(placed, r))
             on_job_done(placed, "")
 
-    def run_job(self, job: WorkerJob, on_record: OnRecord) -> None:
-        """Measure `job` in a fresh process, calling `on_record` once for every cell of it."""
-        parent, child = self._context.Pipe(duplex=False)
-        # not a daemon: a worker may start processes of its own (image decoding); _stop and the parent-death
-        # signal make sure it never outlives the runner
-        process = self._context.Process(target=_worker_entry, args=(child, job, os.getpid()),
-                                        name=f"dnnbench-{job.model}", daemon=False)
+    def run_job(self, job: WorkerJob | AccuracyJob, on_record: OnRecord) -> None:
+        """Measure `job` in a fresh worker process, calling `on_record` once for every cell it measured
+        or was measuring when it failed."""
+        process, parent = start_worker(job)
         self._process = process
-        process.start()
-        child.close()
         pending = {c.digest: c for c in job.cells}
         in_flight: tuple[str, ...] = tuple(pending)  # until the worker says otherwise: everything
         phase = "start-up"
+        config = job.config
+        user_timeout_s = config.limits.cell_timeout_s if isinstance(job, WorkerJob) else config.cell_timeout_s
         # importing PyTorch in a fresh process can take long on a busy machine: not the cell's fault
-        deadline = time.monotonic() + max(job.config.timeout_s, STARTUP_TIMEOUT_S)
+        deadline = time.monotonic() + max(config.timeout_s, STARTUP_TIMEOUT_S)
         try:
+            parent.send(job)
             while pending:
                 message = None
                 if parent.poll(self.poll_s):
                     try:
                         message = parent.recv()
-                    except EOFError:  # the worker is gone; its exit code says how
-                        process.join(self.kill_grace_s)
-                        self._fail(pending, in_flight, "crash", f"{describe_exit(process.exitcode)} during {phase}",
+                    except (EOFError, OSError):  # the worker is gone; its exit code says how
+                        self._wait(process)
+                        self._fail(pending, in_flight, "crash", f"{describe_exit(process.returncode)} during {phase}",
                                    on_record)
                         return
-                elif not process.is_alive():
-                    self._fail(pending, in_flight, "crash", f"{describe_exit(process.exitcode)} during {phase}",
+                elif process.poll() is not None:
+                    self._fail(pending, in_flight, "crash", f"{describe_exit(process.returncode)} during {phase}",
                                on_record)
                     return
                 elif time.monotonic() > deadline:
                     self._stop(process)
                     self._fail(pending, in_flight, "timeout",
-                               f"{phase} ran past the cell timeout of {job.config.timeout_s:.0f} s; worker killed",
+                               f"{phase} ran past the cell timeout of {config.timeout_s:.0f} s; worker killed",
                                on_record)
                     return
                 if isinstance(message, Begin):
                     in_flight, phase = message.digests, message.phase
                     # export/compile may take minutes on a big model: the start-up allowance, unless the
                     # user set --cell-timeout, which then holds for every phase
-                    generous = message.setup and job.config.cell_timeout_s is None
-                    allowed = max(job.config.timeout_s, STARTUP_TIMEOUT_S) if generous else job.config.timeout_s
+                    generous = message.setup and user_timeout_s is None
+                    allowed = max(config.timeout_s, STARTUP_TIMEOUT_S) if generous else config.timeout_s
                     deadline = time.monotonic() + allowed
                 elif isinstance(message, Progressed):  # alive and getting on: a new deadline for the rest
-                    deadline = time.monotonic() + job.config.timeout_s
+                    deadline = time.monotonic() + config.timeout_s
                     if self.on_progress is not None:
                         self.on_progress(message)
                 elif isinstance(message, Finished):
@@ -208,22 +207,48 @@ class LocalExecutor:
 
     def _fail(self, pending: dict[str, Cell], in_flight: Iterable[str], status: str, message: str,
               on_record: OnRecord) -> None:
-        """The cells in flight get `status`; the rest of the job (larger batch sizes) is skipped."""
-        in_flight = [d for d in in_flight if d in pending]
-        for digest in in_flight:
+        """The cells in flight get `status`. The rest of the job (larger batch sizes) was never attempted:
+        no result is written for them, so that a later run measures them (a result would claim a
+        measurement that did not happen, and could stand in for a good one)."""
+        for digest in [d for d in in_flight if d in pending]:
             on_record(record(pending.pop(digest), status, error=message))
-        for cell in list(pending.values()):
-            on_record(record(cell, "skipped", error=f"not measured: {message}"))
         pending.clear()
 
-    def _stop(self, process: mp.process.BaseProcess) -> None:
-        if process.is_alive():
-            process.kill()  # workers ignore SIGTERM (the runner's own signal); SIGKILL is what stopped them before
-            process.join(self.kill_grace_s)
-        if process.is_alive():
-            process.kill()
-            process.join()
+    def _wait(self, process: subprocess.Popen) -> None:
+        try:
+            process.wait(self.kill_grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _stop(self, process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            process.kill()  # workers ignore SIGTERM (the runner's own signal, also sent to the process group)
+            process.wait()
 
     def cancel(self) -> None:
         if self._process is not None:
             self._stop(self._process)
+
+
+def worker_environment() -> dict[str, str]:
+    """The worker's environment: this one, with this process's import path (a script's folder, a test's
+    helper modules) on PYTHONPATH, so that the worker imports the same dnnbench and the same models."""
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in paths if os.path.isdir(p)))}
+
+
+def start_worker(job: WorkerJob | AccuracyJob) -> tuple[subprocess.Popen, Connection]:
+    """`python -m dnnbench.run.worker` with one end of a socket pair; the job is sent over the other."""
+    ours, theirs = socket.socketpair()
+    try:
+        label = f"dnnbench-{job.model}"  # visible in `ps`: which model a worker measures
+        command = [sys.executable, "-W", f"ignore:{RUNPY_NOTE}:RuntimeWarning", "-m", "dnnbench.run.worker",
+                   "--fd", str(theirs.fileno()), "--parent", str(os.getpid()), "--label", label]
+        process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=worker_environment(),
+                                   stdin=subprocess.DEVNULL)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, Connection(ours.detach())

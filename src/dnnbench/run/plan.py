@@ -50,36 +50,37 @@ def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: i
     """What defines a measured quantity (and so the resume key). Budgets and CI targets are not part of it:
     they decide how precisely a quantity is measured, and are stored with the run. Backend options count
     only when they differ from the backend's defaults (so eager cells keep one key)."""
-    input_size = config.input_size or spec.input_size
+    scope = config.scope
+    input_size = scope.input_size or spec.input_size
     if metric == "complexity":
-        return {"input_size": input_size, "batch_size": 1, "mode": "standard", "dtype": config.dtype}
-    cfg = {"device": config.device, "dtype": precision or config.dtype, "batch_size": batch_size,
+        return {"input_size": input_size, "batch_size": 1, "mode": "standard", "dtype": scope.dtype}
+    cfg = {"device": scope.device, "dtype": precision or scope.dtype, "batch_size": batch_size,
            "input_size": input_size, "threads": threads, "backend": backend}
-    options = config.options_for(backend).non_default()
+    options = scope.options_for(backend).non_default()
     if options:
         cfg["backend_options"] = options
-    if config.device.startswith("cuda"):
-        cfg["tf32"] = config.tf32
+    if scope.device.startswith("cuda"):
+        cfg["tf32"] = scope.tf32
     return cfg
 
 
 def plan(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob]:
     """One job per model x thread count x backend x precision: a crash in one backend (a segfaulting
     runtime) costs only that backend's cells. The model's complexity cell rides with its first job."""
-    jobs = []
+    jobs, scope = [], config.scope
     for spec in specs:
         first = True
-        for threads in config.thread_counts:
-            for backend in config.backends:
-                for precision in config.precision_list:
+        for threads in scope.thread_counts:
+            for backend in scope.backends:
+                for precision in scope.precisions:
                     cells = []
-                    if "complexity" in config.metrics and first:
+                    if "complexity" in scope.metrics and first:
                         key = CellKey(spec.id, "complexity", cell_config(spec, config, "complexity", 1, None))
                         cells.append(Cell(key, 1, None))
                     first = False
-                    for batch_size in sorted(config.batch_sizes):
+                    for batch_size in sorted(scope.batch_sizes):
                         for metric in ("time", "memory"):
-                            if metric in config.metrics:
+                            if metric in scope.metrics:
                                 cfg = cell_config(spec, config, metric, batch_size, threads, backend, precision)
                                 cells.append(Cell(CellKey(spec.id, metric, cfg), batch_size, threads))
                     if cells:

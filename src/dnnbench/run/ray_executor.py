@@ -42,10 +42,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..devices import spell_device
 from ..errors import UsageError
 from ..store import ResultRecord
 from .config import SweepConfig
-from .executor import LocalExecutor, MachineInfo, Placed, PlacedEvent, PlacedRecord, Target
+from .executor import Executor, LocalExecutor, MachineInfo, Placed, PlacedEvent, PlacedRecord, Target
 from .plan import Cell, WorkerJob
 from .worker import record
 
@@ -187,10 +188,11 @@ class _Attempt:
     pending: dict[str, Cell] = field(default_factory=dict)
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs a sweep's jobs on the nodes of a Ray cluster, several at once (see the module's doc)."""
 
     name = "ray"
+    measures_here = False
 
     def __init__(self, address: str | None = "auto", on: Sequence[str] = (), *, retries: int = 1,
                  poll_s: float = 0.1, refresh_s: float = 2.0, connect_timeout_s: float = CONNECT_TIMEOUT_S):
@@ -211,15 +213,7 @@ class RayExecutor:
     @staticmethod
     def resolve_device(name: str) -> str:
         """The device on the nodes, spelt as their slots are: this machine's devices do not matter."""
-        name = name.strip().lower()
-        if name == "cuda":
-            return "cuda:0"
-        if name in ("cpu", "mps") or (name.startswith("cuda:") and name[5:].isdigit()):
-            return name
-        if name == "auto":
-            raise UsageError("--device auto means this machine's best device; with --executor ray name the nodes' "
-                             "device: cpu, cuda:N or mps")
-        raise UsageError(f"unknown device {name!r}; devices: cpu, cuda, cuda:N, mps")
+        return spell_device(name)
 
     # --- the cluster -------------------------------------------------------------------------------
 
@@ -272,19 +266,20 @@ class RayExecutor:
         """One target per kind asked for: its nodes (those lending config.device to timing when the sweep
         times anything), each fingerprinted on the node. Resume counts a cell as done for a kind when any of
         its nodes' machines has it."""
-        needs_slot = any(m != "complexity" for m in config.metrics)
-        key = (config.device, needs_slot)
+        device = config.scope.device
+        needs_slot = any(m != "complexity" for m in config.scope.metrics)
+        key = (device, needs_slot)
         if self._targets is not None and self._targets_key == key:
             return self._targets
         self.connect()
-        self._slot = slot_resource(config.device)
+        self._slot = slot_resource(device)
         nodes = self._alive_nodes()
         kind_nodes: dict[str, list[_Node]] = {}
         for kind in self.kinds:
             matching = [n for n in nodes if kind.matches(n)]
             eligible = [n for n in matching if not needs_slot or n.resources.get(self._slot, 0) >= 1]
             if not eligible:
-                raise UsageError(self._no_node_message(kind, matching, nodes, config.device, needs_slot))
+                raise UsageError(self._no_node_message(kind, matching, nodes, device, needs_slot))
             kind_nodes[kind.name] = eligible
         chosen = {n.node_id: n for ns in kind_nodes.values() for n in ns}
         self._identify(list(chosen.values()))
@@ -423,8 +418,8 @@ class RayExecutor:
         attempt = self._running[stream]
         try:
             result = ray.get(next(stream))
-        except StopIteration:
-            self._finish(stream, "error", "the node's task ended without measuring this cell", on_record, on_job_done)
+        except StopIteration:  # the node's LocalExecutor reported every cell its worker reached; the rest
+            self._finish(stream, None, "", on_record, on_job_done)  # were never attempted: left unwritten
             return
         except ray.exceptions.TaskCancelledError:
             self._finish(stream, None, "", on_record, on_job_done)

@@ -9,18 +9,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Protocol
 
-from ..env import collect_machine, collect_runtime, collect_software
 import pandas as pd
 
+from ..devices import device_type
+from ..env import collect_machine, collect_runtime, collect_software
 from ..store import ResultRecord, Store, records_frame
 from ..store.values import TimeValue
 from ..zoo import ModelSpec
-from .config import SweepConfig
+from .config import ResumePolicy, SweepConfig
 from .executor import Executor, LocalExecutor, MachineInfo, Placed, Target
 from .lifecycle import RunLifecycle
 from .plan import WorkerJob, plan
-
-FINAL_STATUSES = ("ok", "oom", "skipped")  # re-running the same command does not measure these again
 
 
 class Progress(Protocol):
@@ -53,14 +52,21 @@ class RunSummary:
     interrupted: bool = False
     machine_ids: tuple[str, ...] = ()  # every machine that measures this sweep (one: this machine, locally)
     run_ids: dict[str, str] = field(default_factory=dict)  # machine_id -> its run in the store
+    cells: list[ResultRecord] = field(default_factory=list)  # every asked-for cell the store holds, at the end
 
     def __post_init__(self) -> None:
         self.machine_ids = self.machine_ids or (self.machine_id,)
         self.run_ids = self.run_ids or {self.machine_id: self.run_id}
 
     def frame(self) -> pd.DataFrame:
-        """The records of this call as a tidy DataFrame (`config.*` and `value.*` columns)."""
-        return records_frame(self.records)
+        """Every cell this call asked for that the store holds (measured now or before), as a tidy DataFrame
+        (`config.*` and `value.*` columns), with `measured_now` saying which this call measured."""
+        now = {(r.machine_id, r.cell_key.digest) for r in self.records}
+        cells = self.cells or self.records
+        frame = records_frame(cells)
+        frame.insert(frame.columns.get_loc("status") + 1, "measured_now",
+                     [(r.machine_id, r.cell_key.digest) in now for r in cells])
+        return frame
 
     @property
     def counts(self) -> dict[str, int]:
@@ -70,34 +76,33 @@ class RunSummary:
         return counts
 
 
-@dataclass(frozen=True)
-class ResumePolicy:
-    """Which stored cells are measured again: none (resume), the failed ones, the contended timings, or all."""
-
-    force: bool = False
-    retry_failed: bool = False
-    remeasure_contended: bool = False
-
-
 def _contended(record: ResultRecord) -> bool:
     return isinstance(record.values, TimeValue) and record.values.contended
 
 
 def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[WorkerJob],
-                 config: ResumePolicy | SweepConfig) -> list[WorkerJob]:
-    """The jobs with the cells still to measure (resume): all of them with `force`. With several machines
-    (the nodes of one kind on a cluster), a cell any of them has is done."""
-    if config.force:
+                 policy: ResumePolicy) -> list[WorkerJob]:
+    """The jobs with the cells still to measure (resume), as `policy` says: a cell the store has is
+    done, except a `skipped` one whose cause is gone (no smaller batch size of its job is `oom` any more);
+    with `retry_failed` only `ok` cells are done; with `force` none. With several machines (the nodes of
+    one kind on a cluster), a cell any of them has is done."""
+    if policy.force:
         return jobs
     machine_ids = [machine_id] if isinstance(machine_id, str) else list(machine_id)
-    statuses = None if not config.retry_failed else FINAL_STATUSES
-    done = set().union(*(store.completed_cells(m, statuses) for m in machine_ids))
-    if config.remeasure_contended:
+
+    def stored(statuses: tuple[str, ...] | None) -> set[str]:
+        return set().union(*(store.completed_cells(m, statuses) for m in machine_ids))
+
+    done = stored(("ok",) if policy.retry_failed else None)
+    skipped, oom = (set(), set()) if policy.retry_failed else (stored(("skipped",)), stored(("oom",)))
+    if policy.remeasure_contended:
         done -= {r.cell_key.digest for m in machine_ids for r in store.results(machine_id=m, metric="time")
                  if _contended(r)}
     remaining = []
     for job in jobs:
-        cells = tuple(c for c in job.cells if c.digest not in done)
+        oom_batches = [c.batch_size for c in job.cells if c.digest in oom]
+        cells = tuple(c for c in job.cells if c.digest not in done
+                      or (c.digest in skipped and not any(b < c.batch_size for b in oom_batches)))
         if cells:
             remaining.append(replace(job, cells=cells))
     return remaining
@@ -112,34 +117,24 @@ def this_machine() -> Target:
 
 def _targets(executor: Executor, config: SweepConfig) -> list[Target]:
     """Where the sweep is measured: what the executor says (a cluster's node kinds), else this machine."""
-    targets = executor.targets(config) if hasattr(executor, "targets") else None
+    targets = executor.targets(config)
     if targets:
         return list(targets)
     return [this_machine()]
 
 
-def _run_jobs(executor: Executor, jobs: list[Placed], on_record, on_job_started, on_job_done) -> None:
-    if hasattr(executor, "run_jobs"):
-        executor.run_jobs(jobs, on_record, on_job_started, on_job_done)
-        return
-    for placed in jobs:  # an executor written for the one-job-at-a-time protocol: run_job(job, on_record)
-        on_job_started(placed, "")
-        executor.run_job(placed.job, lambda r, placed=placed: on_record(placed, r))  # type: ignore[attr-defined]
-        on_job_done(placed, "")
-
-
 def _ensure_peaks(store: Store, machine_id: str, config: SweepConfig) -> None:
     """The device's peak FLOP/s at each precision and thread count of a timed sweep, measured once per store
     (a few seconds each; a peak measured under contention is measured again): what efficiencies divide by."""
-    if not config.measure_peak or "time" not in config.metrics or config.device.split(":")[0] not in ("cpu", "cuda"):
+    scope = config.scope
+    if not scope.measure_peak or "time" not in scope.metrics or device_type(scope.device) not in ("cpu", "cuda"):
         return
     from .peak import ensure_peak
 
-    precisions = [("tf32" if p == "fp32" and config.tf32 and config.device != "cpu" else p)
-                  for p in config.precision_list]
+    precisions = [("tf32" if p == "fp32" and scope.tf32 and scope.device != "cpu" else p) for p in scope.precisions]
     for precision in dict.fromkeys(precisions):
-        for threads in config.thread_counts if config.device == "cpu" else (None,):
-            ensure_peak(store, machine_id, config.device, precision, threads)
+        for threads in scope.thread_counts if scope.device == "cpu" else (None,):
+            ensure_peak(store, machine_id, scope.device, precision, threads)
 
 
 def run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executor: Executor | None = None,
@@ -159,12 +154,10 @@ def run_sweep(specs: list[ModelSpec], config: SweepConfig, store: Store, executo
             if executor.name == "local":
                 _ensure_peaks(store, targets[0].machines[0].machine_id, config)
 
-        resume = ResumePolicy(config.force, config.retry_failed, config.remeasure_contended)
-        return execute(plan(specs, config), targets, store, executor, config.to_dict(), resume, progress, argv,
+        return execute(plan(specs, config), targets, store, executor, config.to_dict(), config.resume, progress, argv,
                        prepare=peaks)
     finally:
-        if hasattr(executor, "close"):
-            executor.close()
+        executor.close()
 
 
 def execute(jobs: list[WorkerJob], targets: Sequence[Target], store: Store, executor: Executor,
@@ -211,10 +204,14 @@ def execute(jobs: list[WorkerJob], targets: Sequence[Target], store: Store, exec
 
         progress.start(sum(len(p.job.cells) for p in todo), [p.job for p in todo])
         try:
-            _run_jobs(executor, todo, keep, started, done)
+            executor.run_jobs(todo, keep, started, done)
         except KeyboardInterrupt:
             summary.interrupted = True
             raise
+        order = {c.digest: i for i, c in enumerate(c for j in jobs for c in j.cells)}
+        summary.cells = sorted((r for m in machines for r in store.results(machine_id=m.machine_id)
+                                if r.cell_key.digest in order),
+                               key=lambda r: (order[r.cell_key.digest], r.machine_id))
     return summary
 
 

@@ -1,4 +1,4 @@
-"""The isolated worker: one process per (model, thread count), started with `spawn`.
+"""The isolated worker: one process per job, its own program (`python -m dnnbench.run.worker`).
 
 It builds the model, measures its cells in ascending batch size and sends each result back as soon
 as it exists, announcing before each cell which cells are in flight, so that the parent can record
@@ -7,9 +7,12 @@ a crash, a kill or a timeout against the right cells. The worker never writes to
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import os
 import resource
 import signal
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -158,11 +161,12 @@ class _Measurer:
 
         self.job, self.conn, self.config = job, conn, job.config
         self.spec = get(job.model)
-        self.device = torch.device(self.config.device)
-        from .config import parse_dtype
+        from ..devices import torch_dtype
 
-        self.dtype = parse_dtype(job.precision)
-        self.input_size = self.config.input_size or self.spec.input_size
+        self.scope = self.config.scope
+        self.device = torch.device(self.scope.device)
+        self.dtype = torch_dtype(job.precision)
+        self.input_size = self.scope.input_size or self.spec.input_size
 
     def send(self, message: object) -> None:
         self.conn.send(message)
@@ -194,7 +198,7 @@ class _Measurer:
         reason = backend_type.unavailable_reason(self.device)
         if reason:
             return self._fail_all(cells, "unavailable", f"backend {job.backend} is not available here: {reason}")
-        backend = backend_type(self.device, job.precision, job.threads, self.config.options_for(job.backend))
+        backend = backend_type(self.device, job.precision, job.threads, self.scope.options_for(job.backend))
         reason = backend.unsupported_reason()
         if reason:
             return self._fail_all(cells, "unsupported", f"{job.backend} at {job.precision}: {reason}")
@@ -302,14 +306,11 @@ class _Measurer:
 
         from ..env import collect_runtime
         from ..measure.contention import ContentionMonitor
-        from ..measure.latency import WarmupPolicy, measure_latency
+        from ..measure.latency import measure_latency
         from ..measure.memory import CudaPeak, PeakRSS
-        from ..measure.stats import StoppingRule
 
-        config = self.config
-        rule = StoppingRule(ci_target=config.ci_target, min_samples=config.min_samples,
-                            time_budget_s=config.time_budget_s)
-        warmup = WarmupPolicy(min_iters=config.warmup_iters, min_seconds=config.warmup_s)
+        rule = replace(self.config.stopping)  # a fresh one per cell: the rule caches its last CI
+        warmup = self.config.warmup
         peak = CudaPeak(self.device) if self.device.type == "cuda" else PeakRSS()
         with torch.inference_mode(), peak, ContentionMonitor() as monitor:
             clock_device = torch.device("cpu") if blocking else self.device
@@ -326,19 +327,19 @@ def configure_process(job: WorkerJob) -> None:
     """Threads, precision flags and limits, set before any model is built."""
     import torch
 
-    config = job.config
+    scope, limits = job.config.scope, job.config.limits
     if job.threads:
         torch.set_num_threads(job.threads)
-    if config.interop_threads:
-        torch.set_num_interop_threads(config.interop_threads)
+    if limits.interop_threads:
+        torch.set_num_interop_threads(limits.interop_threads)
     # fp32 means fp32: TF32 only when asked for; cudnn autotuning on, re-warmed at every batch size
-    torch.backends.cuda.matmul.allow_tf32 = config.tf32
-    torch.backends.cudnn.allow_tf32 = config.tf32
+    torch.backends.cuda.matmul.allow_tf32 = scope.tf32
+    torch.backends.cudnn.allow_tf32 = scope.tf32
     torch.backends.cudnn.benchmark = True
     # ...and on CPUs with bf16/AMX units, fp32 matmuls stay fp32 unless --tf32 says otherwise
-    torch.set_float32_matmul_precision("high" if config.tf32 else "highest")
-    if config.memory_limit_mb and config.device == "cpu":
-        _limit_address_space(config.memory_limit_mb)
+    torch.set_float32_matmul_precision("high" if scope.tf32 else "highest")
+    if limits.memory_limit_mb and scope.device == "cpu":
+        _limit_address_space(limits.memory_limit_mb)
 
 
 def leave_signals_to_the_runner() -> None:
@@ -364,3 +365,41 @@ def worker_main(conn: Connection, job: WorkerJob) -> None:
         measurer.sweep(timed_cells)
     conn.send(Done())
     conn.close()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: die with the parent. A worker must not outlive whatever started it (a Ray worker killed
+    with its node, a runner killed with SIGKILL) and go on using a device beside the next timed cell."""
+    if sys.platform.startswith("linux"):
+        try:
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Started by LocalExecutor: receives one job over the inherited socket, answers on it."""
+    parser = argparse.ArgumentParser(prog="python -m dnnbench.run.worker", description=__doc__)
+    parser.add_argument("--fd", type=int, required=True, help="the socket inherited from the parent")
+    parser.add_argument("--parent", type=int, required=True, help="the parent's process id")
+    parser.add_argument("--label", default="", help="what this worker measures, for `ps`")
+    args = parser.parse_args(argv)
+    leave_signals_to_the_runner()  # the parent owns Ctrl-C and SIGTERM, from the first instant
+    _die_with_parent(args.parent)
+    conn = Connection(args.fd)
+    job = conn.recv()
+    if isinstance(job, WorkerJob):
+        worker_main(conn, job)
+    else:  # another kind of cell (accuracy: run.accuracy_worker.AccuracyJob), unpickled with its module
+        job.run_in_worker(conn)
+
+
+if __name__ == "__main__":
+    # run through the package's own module, so that what is sent back pickles as dnnbench.run.worker.*
+    # (not __main__.*, which the parent could not load)
+    from dnnbench.run.worker import main as package_main
+
+    package_main()

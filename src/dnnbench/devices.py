@@ -1,0 +1,114 @@
+"""The vocabulary of precisions and devices, in one place for every layer (measure, backends, env, run,
+analysis, cli). PyTorch is imported only inside the functions that need it: the CLI's light commands
+import this module and still start without torch.
+
+Precisions are spelt fp32, bf16, fp16 (what a model runs at); the peak FLOP/s probe also knows tf32 (fp32
+matmuls on tensor cores) and int8. Aliases (float32, half, bfloat16, ...) are accepted on input and
+never stored. Devices are spelt cpu, cuda:N, mps: `cuda` alone means cuda:0.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")  # what a model is run and stored at
+PEAK_PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8")  # what a device's peak is measured or specified at
+PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+PRECISION_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
+                     "qint8": "int8"}
+_TORCH_DTYPE_NAMES = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DEVICES_HELP = "cpu, cuda, cuda:N, mps, auto"
+
+
+def canonical_precision(name: object) -> str:
+    """`float16` -> `fp16`; an unknown name is returned as it is (lower-cased) for the caller to judge."""
+    text = str(name).strip().lower()
+    return PRECISION_ALIASES.get(text, text)
+
+
+def parse_precision(name: object, allowed: Iterable[str] = PRECISIONS) -> str:
+    """A precision name or alias -> its canonical name; refuses one outside `allowed`."""
+    allowed = tuple(allowed)
+    key = canonical_precision(name)
+    if key not in allowed:
+        raise UsageError(f"unknown precision {name!r}; precisions: {', '.join(allowed)}")
+    return key
+
+
+def parse_precisions(text: str | Iterable[str], allowed: Iterable[str] = PRECISIONS) -> tuple[str, ...]:
+    """`fp32,bf16` or ["fp32", "bfloat16"] -> ("fp32", "bf16"), in the order given, without repeats."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = tuple(dict.fromkeys(parse_precision(p, allowed) for p in items if str(p).strip()))
+    if not names:
+        raise UsageError(f"no precision given; precisions: {', '.join(tuple(allowed))}")
+    return names
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    """fp32 -> torch.float32 (tf32 too: the storage type), bf16 -> torch.bfloat16, fp16 -> torch.float16."""
+    import torch
+
+    key = parse_precision(precision, _TORCH_DTYPE_NAMES)
+    return getattr(torch, _TORCH_DTYPE_NAMES[key])
+
+
+def precision_of(dtype: torch.dtype) -> str:
+    """torch.float16 -> fp16."""
+    for name in PRECISIONS:
+        if torch_dtype(name) == dtype:
+            return name
+    raise UsageError(f"dtype {dtype} has no precision name; precisions: {', '.join(PRECISIONS)}")
+
+
+def normalise_device(name: object) -> str:
+    """How cells and peaks spell a device, without checking it exists: `cuda` -> `cuda:0`."""
+    text = str(name).strip().lower()
+    return "cuda:0" if text == "cuda" else text
+
+
+def spell_device(name: object) -> str:
+    """A device named for other machines (a cluster's nodes): checked for its spelling only."""
+    text = normalise_device(name)
+    if text in ("cpu", "mps") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    if text == "auto":
+        raise UsageError("device 'auto' means this machine's best device; for other machines name theirs: "
+                         "cpu, cuda:N or mps")
+    raise UsageError(f"unknown device {name!r}; devices: cpu, cuda, cuda:N, mps")
+
+
+def resolve_device(name: object) -> str:
+    """`auto` -> the best device here; `cuda` -> `cuda:0`. Refuses devices this machine does not have."""
+    import torch
+
+    text = str(name).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return "cuda:0"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    if text == "cpu":
+        return "cpu"
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {text!r} asked for, but PyTorch sees no CUDA device on this machine "
+                             f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu")
+        index = int(text.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        return f"cuda:{index}"
+    if text == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError("device 'mps' asked for, but this machine has no Apple GPU available to PyTorch")
+        return "mps"
+    raise UsageError(f"unknown device {name!r}; devices: {DEVICES_HELP}")
+
+
+def device_type(device: str) -> str:
+    """`cuda:1` -> `cuda`."""
+    return normalise_device(device).split(":")[0]
