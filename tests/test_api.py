@@ -124,9 +124,9 @@ def test_retry_failed_measures_every_non_ok_cell_again(tmp_path, status):
         store.register_machine("m", {})
         _put(store, cells["time", 1], "ok")
         _put(store, cells["time", 2], status)
-        plain = pending_jobs(store, "m", [job], config)
+        plain = pending_jobs(store, "m", [job], config.resume)
         retry = pending_jobs(store, "m", [job], build_sweep_config(batch_sizes=(1, 2), metrics="time",
-                                                                   retry_failed=True, **FAST))
+                                                                   retry_failed=True, **FAST).resume)
     assert [c.batch_size for j in retry for c in j.cells] == [2]
     # a plain re-run: a skipped cell whose cause (an oom at a smaller batch size) is gone is measured again too
     assert [c.batch_size for j in plain for c in j.cells] == ([2] if status == "skipped" else [])
@@ -140,9 +140,9 @@ def test_a_skipped_cell_stays_done_while_a_smaller_batch_size_is_oom(tmp_path):
         _put(store, cells["time", 1], "ok")
         _put(store, cells["time", 2], "oom")
         _put(store, cells["time", 4], "skipped")
-        assert pending_jobs(store, "m", [job], config) == []
+        assert pending_jobs(store, "m", [job], config.resume) == []
         _put(store, cells["time", 2], "ok")  # measured again (e.g. --retry-failed with more memory): cause gone
-        assert [c.batch_size for j in pending_jobs(store, "m", [job], config) for c in j.cells] == [4]
+        assert [c.batch_size for j in pending_jobs(store, "m", [job], config.resume) for c in j.cells] == [4]
 
 
 def test_a_crash_leaves_larger_batch_sizes_unwritten_and_retry_failed_measures_the_crash_again(tmp_path):

@@ -93,7 +93,7 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch, tmp_pa
     from typer.testing import CliRunner
 
     from dnnbench.cli.app import app
-    from dnnbench.run.executor import make_executor
+    from dnnbench.run.executors import make_executor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
     with pytest.raises(UsageError, match=r'pip install "dnnbench\[ray\]"'):
@@ -106,7 +106,7 @@ def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch, tmp_pa
 
 
 def test_kinds_and_executor_options_are_checked():
-    from dnnbench.run.executor import make_executor
+    from dnnbench.run.executors import make_executor
     from dnnbench.run.ray_executor import parse_kind
 
     assert parse_kind("machine=jetson-orin").name == "machine=jetson-orin"

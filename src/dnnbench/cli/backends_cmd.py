@@ -13,7 +13,7 @@ def backends(
     import torch
 
     from ..backends import BACKENDS, PRECISIONS, BackendUnavailable, search_precisions
-    from ..run.config import resolve_device
+    from ..devices import resolve_device
     from .options import console
 
     device = resolve_device(device)

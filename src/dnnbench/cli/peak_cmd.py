@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -39,7 +38,7 @@ def default_precisions(device: str) -> tuple[str, ...]:
     return ("fp32", "bf16") if flags & {"avx512_bf16", "amx_bf16", "bf16"} else ("fp32",)
 
 
-def _g(value: Optional[float]) -> str:
+def _g(value: float | None) -> str:
     return "-" if value is None else f"{value / 1e9:,.1f}"
 
 
@@ -66,13 +65,13 @@ def show_estimates(console, estimates: list, device: str) -> None:
 
 def peak(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N."),
-    precision: Optional[str] = typer.Option(None, "--precision", "--dtype", help=PRECISION_HELP),
-    threads: Optional[str] = typer.Option(None, "--threads", help="Intra-op threads (CPU), e.g. 1 or 1,2. "
+    precision: str | None = typer.Option(None, "--precision", "--dtype", help=PRECISION_HELP),
+    threads: str | None = typer.Option(None, "--threads", help="Intra-op threads (CPU), e.g. 1 or 1,2. "
                                           "Default: PyTorch's."),
     seconds: float = typer.Option(2.0, "--seconds", help="Timed seconds per precision (half matrix product, half "
                                   "convolution), after shapes are chosen."),
     spec_only: bool = typer.Option(False, "--spec-only", help="Only the spec estimate; measure nothing."),
-    db: Optional[Path] = typer.Option(None, "--db", help="The results store (SQLite); default "
+    db: Path | None = typer.Option(None, "--db", help="The results store (SQLite); default "
                                       "results/dnnbench.sqlite."),
     no_store: bool = typer.Option(False, "--no-store", help="Print only; store nothing."),
 ) -> None:
@@ -92,7 +91,7 @@ def peak(
                   if precision else default_precisions(device))
     if not precisions:
         raise UsageError("no precision given")
-    counts: tuple[Optional[int], ...] = _ints(threads) if threads and device == "cpu" else (None,)
+    counts: tuple[int | None, ...] = _ints(threads) if threads and device == "cpu" else (None,)
     if threads and device != "cpu":
         console.print("[yellow]--threads applies to the CPU; ignored on a GPU[/]", highlight=False)
     estimates = []

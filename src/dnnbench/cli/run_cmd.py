@@ -74,7 +74,7 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
     Exit code 1 when no cell of the sweep holds a measurement."""
     from .. import zoo
     from ..run.config import build_sweep_config
-    from ..run.executor import make_executor
+    from ..run.executors import make_executor
     from ..run.runner import run_sweep, sweep_records
     from ..store import Store
     from .progress import RichProgress

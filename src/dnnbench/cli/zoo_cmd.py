@@ -53,8 +53,8 @@ def profile(
 ) -> None:
     """Parameters and operations (MACs; FLOPs = 2 x MACs), counted on the meta device."""
     from .. import zoo
+    from ..devices import parse_precision, torch_dtype
     from ..measure.complexity import MODES, complexity
-    from ..run.config import parse_dtype
     from . import render
 
     check_format(fmt)
@@ -64,13 +64,13 @@ def profile(
         raise UsageError(f"unknown sort {sort_by!r}; choose one of {', '.join(render.LAYER_SORTS)}")
     if not model and not suite:
         raise UsageError("name at least one model, or a suite with --suite (e.g. --suite paper)")
-    torch_dtype = parse_dtype(dtype)
+    weight_dtype = torch_dtype(parse_precision(dtype))
     specs = zoo.resolve_models(tuple(model or ()), suite, suite_files(suite_file))
     results = []
     with console.status("counting") as status:
         for spec in specs:
             status.update(f"counting {spec.id}")
-            results.append(complexity(spec, input_size, batch_size, mode, torch_dtype))
+            results.append(complexity(spec, input_size, batch_size, mode, weight_dtype))
     if per_layer:
         render.emit_layers(console, results, sort_by, top, fmt, output)
     else:

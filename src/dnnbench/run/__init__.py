@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 from ..errors import UsageError
 from .config import ResumePolicy, Scope, SweepConfig, WorkerLimits, build_sweep_config
-from .executor import Executor, LocalExecutor, make_executor
+from .executor import Executor, LocalExecutor
+from .executors import make_executor
 from .ray_executor import RayExecutor  # imports Ray only when one is made
 from .runner import Progress, RunSummary, run_sweep
 

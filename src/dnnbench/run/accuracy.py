@@ -19,19 +19,26 @@ from typing import Any
 from ..data.classes import synset_to_index
 from ..data.imagenet import ImageNetSplit, open_imagenet
 from ..data.preprocessing import InputPlan
+from ..devices import parse_precision, resolve_device
 from ..errors import UsageError
-from ..measure.accuracy import (METRIC, AccuracyProgress, AccuracyResult, ClassAccuracy, EvalSettings,
-                                PredictionsWriter, cell_config)
+from ..measure.accuracy import (
+    METRIC,
+    AccuracyProgress,
+    AccuracyResult,
+    ClassAccuracy,
+    EvalSettings,
+    PredictionsWriter,
+    cell_config,
+)
 from ..store import CellKey, ResultRecord, Store
 from ..store.values import AccuracyValue
 from ..zoo import ModelSpec
 from ..zoo.spec import Preprocessing
 from ..zoo.weights import WeightsIdentity
 from .accuracy_worker import DEFAULT_TIMEOUT_S, AccuracyJob, AccuracyLimits
-from .config import DTYPE_NAMES, parse_dtype, resolve_device
+from .config import ResumePolicy
 from .executor import LocalExecutor, Placed
 from .plan import Cell
-from .config import ResumePolicy
 from .runner import execute, this_machine
 from .worker import Progressed
 
@@ -39,7 +46,7 @@ from .worker import Progressed
 def eval_settings(paper_preprocessing: bool = False, limit: int | None = None, device: str = "cpu",
                   dtype: str = "fp32", batch_size: int = 64, workers: int | None = None) -> EvalSettings:
     """The evaluation settings with the device ("auto", "cuda") and dtype ("float16") names resolved."""
-    return EvalSettings(paper_preprocessing, limit, resolve_device(device), DTYPE_NAMES[parse_dtype(dtype)],
+    return EvalSettings(paper_preprocessing, limit, resolve_device(device), parse_precision(dtype),
                         batch_size, workers)
 
 

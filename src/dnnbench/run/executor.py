@@ -23,7 +23,6 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from ..devices import resolve_device
-from ..errors import UsageError
 from ..store import ResultRecord
 from .plan import Cell, WorkerJob
 from .worker import Begin, Done, Finished, Progressed, record
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 
 OnRecord = Callable[[ResultRecord], None]
 STARTUP_TIMEOUT_S = 300.0
-EXECUTORS = ("local", "ray")
 # `python -m dnnbench.run.worker` runs a module its package has already imported; runpy says so, harmlessly
 RUNPY_NOTE = "'dnnbench.run.worker' found in sys.modules"
 
@@ -101,22 +99,6 @@ class Executor(ABC):
     def resolve_device(self, name: str) -> str:
         """A device as the user names it -> as cells spell it, checked where the cells are measured."""
         return resolve_device(name)
-
-
-def make_executor(name: str, address: str | None = None, on: Sequence[str] = ()) -> Executor:
-    """`local` or `ray` (with the cluster's address and the node kinds to measure on), checked now."""
-    name = (name or "local").strip().lower()
-    if name == "local":
-        if on:
-            raise UsageError("--on picks kinds of Ray cluster nodes: use it with --executor ray")
-        if address:
-            raise UsageError("--address is a Ray cluster's address: use it with --executor ray")
-        return LocalExecutor()
-    if name == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(address=address or "auto", on=tuple(on))
-    raise UsageError(f"unknown executor {name!r}; executors: {', '.join(EXECUTORS)}")
 
 
 def describe_exit(exitcode: int | None) -> str:

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..env.peak import (DEFAULT_SECONDS, PeakEstimate, estimate_peak, normalise_device, normalise_precision,
-                        resolve_threads)
+from ..env.peak import DEFAULT_SECONDS, PeakEstimate, estimate_peak, normalise_device, normalise_precision, resolve_threads
 from ..store import Store
 from ..store.values import PeakValue
 
