@@ -231,13 +231,16 @@ def export(
     output: Path = typer.Argument(..., help="File to write: .csv, .parquet or .json."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="csv | parquet | json (default: from the suffix)."),
+    salvage: bool = typer.Option(False, "--salvage", help="Leave out cells whose stored text is damaged, and list them."),
 ) -> None:
     """Export the results store to CSV, Parquet or JSON."""
     from ..store import Store
 
     with Store(db, create=False) as store:
-        store.export(output, fmt)
+        damaged = store.export(output, fmt, salvage=salvage)
     console.print(f"wrote {output}", style="dim")
+    for cell in damaged:
+        err_console.print(f"left out, damaged: {escape(cell)}", highlight=False)
 
 
 def _register_commands() -> None:

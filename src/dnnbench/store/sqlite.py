@@ -624,7 +624,7 @@ class Store:
         if current is None:
             con.execute(_UPSERT_RESULT, params)
             return
-        status, started_at, finished_at = current
+        status, _, finished_at = current
         new_ok, old_ok = params["status"] == "ok", status == "ok"
         if params["replace"]:
             wins = new_ok or not old_ok
