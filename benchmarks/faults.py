@@ -231,6 +231,16 @@ def build(m: Matrix) -> None:
         (w / "notes.sqlite").write_text("notes")
         return classify(dnnbench("merge", m.copy_of_good(w), w / "notes.sqlite"))
 
+    @m.case("models --suite-file a binary file", bad)
+    def _(w: Path) -> tuple[str, str]:
+        (w / "suites.toml").write_bytes(b"\xff\xfe\x00garbage" + os.urandom(200))
+        return classify(dnnbench("models", "--suite-file", w / "suites.toml", "--suite", "x"))
+
+    @m.case("accuracy --data a binary file", bad)
+    def _(w: Path) -> tuple[str, str]:
+        (w / "val.csv").write_bytes(b"\xff\xfe" + os.urandom(500))
+        return classify(dnnbench("accuracy", TINY, "--data", w / "val.csv", "--workers", "0", "--db", w / "r.sqlite"))
+
     # --- output places -------------------------------------------------------------------------------------
     @m.case("export into a missing folder", bad)
     def _(w: Path) -> tuple[str, str]:

@@ -230,6 +230,20 @@ def test_a_full_disk_keeps_committed_cells_and_says_where_they_are(tmp_path):
         assert not Path(f"{db}-wal").exists()  # folded back into the store once there was room
 
 
+def test_a_good_store_on_a_full_disk_reads(tmp_path):
+    small_store(tmp_path / "r.sqlite")
+    with tmpfs(tmp_path / "disk") as disk:
+        (disk / "r.sqlite").write_bytes((tmp_path / "r.sqlite").read_bytes())
+        fill_disk(disk)
+        with Store(disk / "r.sqlite", create=False) as store:  # SQLite cannot create its -shm file here
+            assert store.readonly and len(store.results()) == 3
+            with pytest.raises(StoreError, match="disk is full") as error:
+                store.register_machine("m2", {})
+            assert "free some space" in str(error.value)
+        exported = dnnbench("export", tmp_path / "out.csv", "--db", disk / "r.sqlite")
+        assert exported.returncode == 0, exported.stderr
+
+
 def test_export_and_report_onto_a_full_disk_leave_the_old_files(tmp_path):
     db = tmp_path / "r.sqlite"
     small_store(db)

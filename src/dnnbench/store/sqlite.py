@@ -229,6 +229,17 @@ class Store:
         self.busy_timeout_s = _lock_timeout(busy_timeout_s)
         self.on_wait: Callable[[str], None] = _say_on_stderr
         self.readonly_reason = self._refuse_foreign_file(create)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            self._open(create)
+        except StoreError:
+            if self.readonly_reason is not None or not existed or not self._disk_full():
+                raise
+            # a good store on a full disk: SQLite cannot create its -shm file to write, but the store still reads
+            self.readonly_reason = f"the disk holding {self.path.parent} is full"
+            self._open(create)
+
+    def _open(self, create: bool) -> None:
         self._con = self._connect()
         try:
             self._con.text_factory = _decode_text
@@ -327,7 +338,8 @@ class Store:
 
     def _connect_readonly(self, quiet: float) -> sqlite3.Connection:
         """mode=ro reads a store in WAL mode while its -shm and -wal files exist; without them (a store closed
-        cleanly, its cells all in the file) SQLite cannot create them here, and immutable=1 reads the file."""
+        cleanly, its cells all in the file) SQLite cannot create them here (a read-only or full disk), and
+        immutable=1 reads the file."""
         uri = self.path.absolute().as_uri()
         con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=quiet, isolation_level=None)
         try:
@@ -335,7 +347,7 @@ class Store:
             return con
         except sqlite3.DatabaseError as e:
             con.close()
-            if _errorname(e) != "SQLITE_CANTOPEN":
+            if not _errorname(e).startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR")):  # IOERR: no room for -shm
                 raise
         wal = Path(f"{self.path}-wal")
         if wal.exists() and wal.stat().st_size > 0:
@@ -425,11 +437,7 @@ class Store:
         if _is_busy(error):
             return self._locked_error()
         if name.startswith("SQLITE_FULL") or "disk is full" in text or self._disk_full():
-            return StoreError(
-                f"cannot write to the results store {path}: the disk is full ({text}). Every cell committed so "
-                f"far is safe in {path.name} and its {path.name}-wal file; free some space on the disk holding "
-                f"{path.parent}, then run any dnnbench command on the store (e.g. `dnnbench export results.csv "
-                f"--db {path}`): it folds the -wal file back into the store")
+            return self._full_error(text)
         if name.startswith("SQLITE_READONLY") or "readonly" in text:
             why = self.readonly_reason or self._readonly_reason() or "SQLite was refused write access"
             return StoreError(f"cannot write to the results store {path}: {why} ({text}); it can still be read "
@@ -441,6 +449,14 @@ class Store:
                               "recovered.sqlite")
         return StoreError(f"cannot use the results store {path}: {text}; check that it and its folder "
                           f"{path.parent} can be read and written")
+
+    def _full_error(self, cause: str) -> StoreError:
+        path = self.path
+        return StoreError(
+            f"cannot write to the results store {path}: the disk is full ({cause}). Every cell committed so far is "
+            f"safe in {path.name} and its {path.name}-wal file; free some space on the disk holding {path.parent}, "
+            f"then run any dnnbench command on the store (e.g. `dnnbench export results.csv --db {path}`): it folds "
+            "the -wal file back into the store")
 
     def _disk_full(self) -> bool:
         try:
@@ -482,6 +498,8 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         if self.readonly_reason is not None:
+            if self.readonly_reason.endswith(" is full"):
+                raise self._full_error(self.readonly_reason)
             raise StoreError(f"cannot write to the results store {self.path}: {self.readonly_reason}; it can still "
                              "be read (report, select, export); to add to it, copy it to a writable folder and "
                              "pass --db COPY")
