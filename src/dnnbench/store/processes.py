@@ -83,11 +83,11 @@ def holders(path: str | Path) -> list[tuple[int, str]]:
 
 
 def describe_holders(path: str | Path, limit: int = 3) -> str:
-    """'pid 12 (python -m dnnbench run ...)' for each process holding `path`, for a one-line message."""
+    """'pid 12 (python -m dnnbench run ...)' for each process that has `path` open, for a one-line message."""
     found = holders(path)
     if not found:
-        return "another process (not visible from here: another machine or container?)"
+        return "no process visible from here: another machine or container?"
     shown = [f"pid {pid} ({command[:80] + ('...' if len(command) > 80 else '') or '?'})"
              for pid, command in found[:limit]]
     more = f" and {len(found) - limit} more" if len(found) > limit else ""
-    return ("one of " if len(found) > 1 else "") + ", ".join(shown) + more
+    return ", ".join(shown) + more

@@ -465,9 +465,10 @@ class Store:
             return False
 
     def _locked_error(self) -> StoreError:
-        return StoreError(f"the results store {self.path} is locked: {describe_holders(self.path)} has held its "
-                          f"write lock for more than {self.busy_timeout_s:.0f} s; wait for it to finish (or stop "
-                          f"it), then run again (the wait: {LOCK_TIMEOUT_ENV})")
+        return StoreError(f"the results store {self.path} is locked: another process has held its write lock for "
+                          f"more than {self.busy_timeout_s:.0f} s (the file is open in "
+                          f"{describe_holders(self.path)}); wait for it to finish (or stop it), then run again "
+                          f"(the wait: {LOCK_TIMEOUT_ENV})")
 
     def _damaged_error(self) -> StoreError:
         damaged = self.damaged_cells()
@@ -487,8 +488,8 @@ class Store:
         except sqlite3.OperationalError as e:
             if not _is_busy(e) or self.busy_timeout_s <= QUIET_WAIT_S:
                 raise
-        self.on_wait(f"waiting up to {self.busy_timeout_s:.0f} s for the results store {self.path}: it is locked "
-                     f"by {describe_holders(self.path)}")
+        self.on_wait(f"waiting up to {self.busy_timeout_s:.0f} s for the results store {self.path}: another process "
+                     f"holds its write lock (the file is open in {describe_holders(self.path)})")
         self._con.execute(f"PRAGMA busy_timeout = {int((self.busy_timeout_s - QUIET_WAIT_S) * 1000)}")
         try:
             self._con.execute("BEGIN IMMEDIATE")
