@@ -171,6 +171,23 @@ def test_history_travels_through_json_exports(tmp_path):
         assert [h.status for h in copy.history()] == ["timeout"] and copy.results()[0].status == "ok"
 
 
+def test_re_measurements_keep_ok_cells_and_every_failure(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        store.register_machine("m1", {})
+        store.put_result(record(values={"median_s": 0.5}, finished_at=2.0))
+        store.put_result(record(status="crash", values={}, finished_at=3.0))  # a failed re-measurement
+        store.put_result(record(status="skipped", values={}, finished_at=4.0))
+        (cell,) = store.results()
+        assert cell.status == "ok" and cell.values == {"median_s": 0.5}
+        store.put_result(record(values={"median_s": 0.4}, finished_at=5.0))  # a newer ok replaces an ok
+        assert store.results()[0].values == {"median_s": 0.4}
+        store.put_result(record(model="vgg16", status="timeout", values={}, finished_at=2.0))
+        store.put_result(record(model="vgg16", status="crash", values={}, finished_at=3.0))  # failure over failure
+        assert store.results(models=["vgg16"])[0].status == "crash"
+        assert [(h.model, h.status) for h in store.history()] == [("vgg16", "timeout"), ("resnet18", "crash"),
+                                                                  ("resnet18", "skipped")]  # by finish time
+
+
 # --- a process that died -------------------------------------------------------------------------------
 
 
@@ -198,6 +215,23 @@ def test_a_sigkilled_run_is_marked_interrupted_when_the_store_is_next_opened(tmp
         (run,) = store.runs()
         last_cell = max(r.finished_at for r in store.results())
     assert run["status"] == "interrupted" and run["finished_at"] == last_cell
+
+
+def test_a_run_of_a_dead_process_or_an_earlier_boot_is_interrupted_on_open(tmp_path):
+    db = tmp_path / "r.sqlite"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with Store(db) as store:
+        store.register_machine("m1", {})
+        dead, rebooted, alive = (store.start_run("m1", ["run"], {}, {}) for _ in range(3))
+        store.put_result(record(run_id=dead, finished_at=7.0))
+        store._con.execute("UPDATE run_processes SET pid = ? WHERE run_id = ?", (gone.pid, dead))
+        store._con.execute("UPDATE run_processes SET boot_id = 'an-earlier-boot' WHERE run_id = ?", (rebooted,))
+    with Store(db) as store:
+        runs = {r["run_id"]: r for r in store.runs()}
+    assert runs[dead]["status"] == runs[rebooted]["status"] == "interrupted"
+    assert runs[dead]["finished_at"] == 7.0  # its last cell
+    assert runs[alive]["status"] == "running"  # this process: still alive
 
 
 # --- a disk that fills ---------------------------------------------------------------------------------
