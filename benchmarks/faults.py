@@ -344,7 +344,7 @@ def build(m: Matrix) -> None:
         with lock_held(db) as holder:
             proc = run(TINY, "--metrics", "complexity", "--no-peak", "--db", db)
         verdict, detail = classify(proc)
-        if verdict == "clear" and (f"pid {holder.pid}" not in detail or "waiting" not in proc.stderr):
+        if verdict == "clear" and (f"pid {holder.pid}" not in proc.stderr or "waiting" not in proc.stderr):
             return "unclear", f"does not wait visibly or name pid {holder.pid}: {detail}"
         return verdict, detail
 
