@@ -5,6 +5,7 @@ The module is imported by the spawned workers, which inherit the tests folder on
 
 import ctypes
 import os
+import signal
 import time
 
 import torch
@@ -96,3 +97,16 @@ class Unexportable(Tiny):
 
 def unexportable():
     return Unexportable()
+
+
+class KilledOnRerun(_Misbehaving):
+    """Fine on a first sweep; with DNNBENCH_TEST_SIGKILL set (a re-run), its worker kills itself with SIGKILL at
+    batch size 2 and up: a real kill of the worker process, mid-job."""
+
+    def act(self, batch):
+        if batch >= 2 and os.environ.get("DNNBENCH_TEST_SIGKILL"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killed_on_rerun():
+    return KilledOnRerun()

@@ -6,20 +6,23 @@ from pathlib import Path
 
 import typer
 
-from .options import DEFAULT_DB, console, user_errors
+from .options import DEFAULT_DB, console, err_console, printable, user_errors
 
 
 def export(
     output: Path = typer.Argument(..., help="File to write: .csv, .parquet or .json."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
     fmt: str | None = typer.Option(None, "--format", help="csv | parquet | json (default: from the suffix)."),
+    salvage: bool = typer.Option(False, "--salvage", help="Leave out cells whose stored text is damaged, and list them."),
 ) -> None:
-    """Export the results store to CSV, Parquet or JSON."""
+    """Export the results store to CSV, Parquet or JSON (written whole, or not at all)."""
     from ..store import Store
 
     with Store(db, create=False) as store:
-        store.export(output, fmt)
+        damaged = store.export(output, fmt, salvage=salvage)
     console.print(f"wrote {output}", style="dim")
+    for cell in damaged:
+        err_console.print(f"left out, damaged: {printable(cell)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

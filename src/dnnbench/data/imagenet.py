@@ -177,8 +177,13 @@ def _from_label_file(label_file: Path, image_dir: Path, synsets: str | Path | No
         raise DatasetLayoutError(f"image folder {image_dir} does not exist.")
     if label_file.suffix.lower() == ".txt":
         return _devkit(label_file, image_dir, synsets)
-    with open(label_file, newline="", encoding="utf-8-sig") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    try:
+        with open(label_file, newline="", encoding="utf-8-sig") as f:
+            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as exc:
+        raise DatasetLayoutError(f"{label_file} is not a text label file (byte {exc.object[exc.start]:#04x} at "
+                                 f"offset {exc.start} is not UTF-8): give a path,label CSV or the devkit's "
+                                 "ground-truth file.") from None
     if not rows:
         raise DatasetLayoutError(f"{label_file} is empty.")
     header = [cell.strip() for cell in rows[0]]

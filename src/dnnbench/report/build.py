@@ -16,7 +16,7 @@ import pandas as pd
 from ..analysis import (DEFAULT_FPS_LEVELS, DEFAULT_MEMORY_LEVELS_MB, BenchmarkFrames, Machine, config_differences,
                         constraint_grid, load_frames, machine_ratios, model_summary, performance, resolve_machines)
 from ..analysis.best import add_best, best_deployments
-from ..errors import UsageError
+from ..files import staged_folder
 from ..store import Store
 from . import figures as static
 from . import interactive
@@ -92,9 +92,17 @@ def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Pa
     machines = resolve_machines(options.machines, frames.machines)
     chosen = {m.machine_id for m in machines}
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir} exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # the whole report is written into a temporary folder first: a full disk or a failure leaves the old one
+    with staged_folder(out_dir, last="index.html") as stage:
+        result = _build(stage, frames, machines, chosen, options)
+    result.index = out_dir / result.index.name
+    result.images = [out_dir / image.name for image in result.images]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _build(out_dir: Path, frames: BenchmarkFrames, machines: list[Machine], chosen: set[str],
+           options: ReportOptions) -> ReportResult:
     models = model_summary(frames)
     deployments = best_deployments(frames.time)
     deployments = deployments[deployments["machine_id"].isin(chosen)]
@@ -122,7 +130,6 @@ def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Pa
                 f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     page = render_page(options.title, subtitle, [(m.machine_id, m.label) for m in machines], sections)
     builder.result.index.write_text(page, encoding="utf-8")
-    builder.result.seconds = time.perf_counter() - started
     return builder.result
 
 

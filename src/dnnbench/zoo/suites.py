@@ -84,6 +84,9 @@ def load_suite_file(path: str | Path) -> dict[str, Suite]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SuiteFileError(str(path), None, f"cannot read the suite file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteFileError(str(path), None, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                             f"{exc.start}): a suite file is TOML or YAML text") from None
     data = _parse(path, text)
     if not isinstance(data, dict) or not isinstance(data.get("suites"), dict) or not data["suites"]:
         raise SuiteFileError(str(path), None, "expected a table `suites` with one entry per suite, "
