@@ -37,9 +37,9 @@ def main() -> None:
     from dnnbench.analysis.best import best_deployments
     from dnnbench.backends import parse_backends, search_precisions
     from dnnbench.env import collect_machine
-    from dnnbench.run.peak import ensure_peak
     from dnnbench.run import benchmark
     from dnnbench.run.config import parse_int_list
+    from dnnbench.run.peak import ensure_peak
     from dnnbench.store import Store
 
     backends, _ = parse_backends(args.backends, "cpu")

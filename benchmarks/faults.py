@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dnnbench.store import ResultRecord, Store
+from dnnbench.store import ResultRecord, Store  # noqa: E402 - this checkout's sources, put on the path above
 
 TINY = "python:dnnbench_test_models:tiny"
 FAST = ["--device", "cpu", "--threads", "1", "--input-size", "32", "--time-budget", "0.2", "--min-samples", "3",

@@ -53,7 +53,7 @@ def main() -> None:
         ours, theirs = [], []
         with torch.inference_mode():
             for _ in range(args.rounds):
-                result = measure_latency(lambda: model(x), 1, device, StoppingRule(time_budget_s=args.budget),
+                result = measure_latency(lambda model=model, x=x: model(x), 1, device, StoppingRule(time_budget_s=args.budget),
                                          WarmupPolicy(min_iters=3, min_seconds=0.5))
                 ours += result.samples_s
                 theirs += minimal_loop(model, x, len(result.samples_s), device)

@@ -2,10 +2,10 @@
 `dnnbench accuracy` and checked against an independent count."""
 
 import csv
-from dataclasses import dataclass
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

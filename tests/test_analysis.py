@@ -13,9 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnnbench.analysis import (Constraints, constraint_grid, default_machine, frames_from_records, load_frames,
-                               machine_label, machine_ratios, model_summary, pareto_front, pareto_mask, performance,
-                               resolve_machine, select_models)
+from dnnbench.analysis import (
+    Constraints,
+    constraint_grid,
+    default_machine,
+    frames_from_records,
+    load_frames,
+    machine_label,
+    machine_ratios,
+    model_summary,
+    pareto_front,
+    pareto_mask,
+    performance,
+    resolve_machine,
+    select_models,
+)
 from dnnbench.analysis.machines import build_machines
 from dnnbench.errors import UsageError
 from dnnbench.store import ResultRecord, Store

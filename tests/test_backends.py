@@ -5,15 +5,22 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
 from dnnbench import zoo
 from dnnbench.analysis import frames_from_records
 from dnnbench.analysis.best import best_deployments, with_best_rows
-from dnnbench.backends import (BACKENDS, as_tensor, available_backends, check_input, compare, make_backend,
-                               parse_backends, search_precisions)
+from dnnbench.backends import (
+    BACKENDS,
+    as_tensor,
+    available_backends,
+    check_input,
+    compare,
+    make_backend,
+    parse_backends,
+    search_precisions,
+)
 from dnnbench.errors import UsageError
 from dnnbench.run.config import build_sweep_config, parse_backend_option
 from dnnbench.run.plan import plan

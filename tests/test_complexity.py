@@ -16,7 +16,8 @@ class HandNet(nn.Module):
         self.conv = nn.Conv2d(3, 8, 3, padding=1)  # out 8x16x16 = 2048; MACs 2048 * 3*3*3 = 55296; params 8*27 + 8 = 224
         self.bn = nn.BatchNorm2d(8)  # params 16; buffers 8 + 8 + 1
         self.relu = nn.ReLU()
-        self.grouped = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=4, bias=False)  # out 16x8x8 = 1024; MACs 1024 * (8/4)*9 = 18432; params 16*2*9 = 288
+        # out 16x8x8 = 1024; MACs 1024 * (8/4)*9 = 18432; params 16*2*9 = 288
+        self.grouped = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=4, bias=False)
         self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)  # out 1024; MACs 1024 * 1*9 = 9216; params 16*9 + 16 = 160
         self.pool = nn.MaxPool2d(2)  # out 16x4x4 = 256
         self.gap = nn.AdaptiveAvgPool2d(1)  # in 256, out 16
@@ -149,7 +150,8 @@ def test_zoo_model_on_meta_matches_published_resnet50_figures():
 
 
 def test_input_too_small_names_model_and_smallest_size():
-    with pytest.raises(InputSizeError, match=r"inceptionv3 cannot run on a 32x32 input; the smallest input size that works is 75"):
+    with pytest.raises(InputSizeError,
+                       match=r"inceptionv3 cannot run on a 32x32 input; the smallest input size that works is 75"):
         complexity("inceptionv3", input_size=32)
 
 

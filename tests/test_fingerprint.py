@@ -41,7 +41,8 @@ CPU implementer	: 0x41
 
 
 def _runtime_in_subprocess(env_extra: dict[str, str], before: str = "") -> dict:
-    code = f"import json, torch\n{before}\nfrom dnnbench.env import collect_runtime\nprint(json.dumps(collect_runtime().to_dict()))"
+    code = (f"import json, torch\n{before}\nfrom dnnbench.env import collect_runtime\n"
+            "print(json.dumps(collect_runtime().to_dict()))")
     env = {**os.environ, **env_extra}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(out.stdout.splitlines()[-1])

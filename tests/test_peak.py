@@ -16,14 +16,23 @@ from dnnbench.analysis import frames_from_records, load_frames, performance
 from dnnbench.analysis.efficiency import batch_bytes, cell_precision
 from dnnbench.cli import options as app_module
 from dnnbench.cli.app import app
-from dnnbench.env.peak import (CpuInfo, KernelMeasurement, PeakEstimate, combine, cpu_clock, estimate_peak,
-                               measure_bandwidth, measure_dense_kernels, theoretical_cpu_peak, theoretical_cuda_peak)
+from dnnbench.env.peak import (
+    CpuInfo,
+    KernelMeasurement,
+    PeakEstimate,
+    combine,
+    cpu_clock,
+    estimate_peak,
+    measure_bandwidth,
+    measure_dense_kernels,
+    theoretical_cpu_peak,
+    theoretical_cuda_peak,
+)
 from dnnbench.errors import UsageError
+from dnnbench.report import ReportOptions, build_report, figures, interactive
 from dnnbench.run import peak as stored_peaks
 from dnnbench.run.peak import ensure_peak
-from dnnbench.report import ReportOptions, build_report, figures, interactive
 from dnnbench.store import ResultRecord, Store
-
 from test_analysis import MACHINES, all_records, cell_config, fill_store, time_values
 
 ZEN4 = {"sse2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni"}

@@ -17,14 +17,13 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dnnbench import zoo
 from dnnbench.errors import UsageError
-from dataclasses import replace
-
 from dnnbench.run.config import SweepConfig, build_sweep_config
 from dnnbench.run.plan import plan
 from dnnbench.run.runner import NoProgress, run_sweep

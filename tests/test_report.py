@@ -23,7 +23,6 @@ from dnnbench.report import EmptyFigureError, ReportOptions, build_report, figur
 from dnnbench.report.html import script_json
 from dnnbench.report.labels import place_labels, spread
 from dnnbench.store import Store
-
 from test_analysis import A_CPU, B_CPU, B_CUDA, EVIL, all_records, fill_store
 
 CHROMIUM = Path("/usr/bin/chromium")

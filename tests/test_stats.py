@@ -228,7 +228,9 @@ def test_noisy_stops_on_time_budget():
 
 
 def test_min_samples_are_honoured_past_the_time_budget():
-    noisy_slow = lambda i: 1.0 + (i % 3)  # never converges with 10 samples at 2%
+    def noisy_slow(i):  # never converges with 10 samples at 2%
+        return 1.0 + (i % 3)
+
     reason, n = run(StoppingRule(min_samples=10, time_budget_s=2.0), noisy_slow, 0.5)
     assert (reason, n) == (STOP_TIME_BUDGET, 10)
 

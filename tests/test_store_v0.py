@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from report_tables import report_files, report_tables
 
 TESTS = Path(__file__).parent

@@ -56,7 +56,7 @@ def test_files_in_every_form_load_the_same_tensors(tmp_path):
         "ddp.pth": ({"model": {f"module.{k}": v for k, v in state.items()}}, "model", "module."),
         "lightning.ckpt": ({"state_dict": {f"model.{k}": v for k, v in state.items()}}, "state_dict", "model."),
     }
-    for name, (checkpoint, key, prefix) in forms.items():
+    for name, (checkpoint, _key, _prefix) in forms.items():
         torch.save(checkpoint, tmp_path / name)
     save_file(state, tmp_path / "weights.safetensors")
     save_file(state, tmp_path / "weights.bin")  # safetensors without the suffix is recognised by its header

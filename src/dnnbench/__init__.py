@@ -3,7 +3,8 @@
 The flow is zoo -> measure -> store -> analysis -> report; each stage is a subpackage.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("dnnbench")

@@ -45,7 +45,8 @@ def best_deployments(time: pd.DataFrame, precisions: tuple[str, ...] | None = No
     eager = valid[(valid["backend"] == "eager") & (valid["dtype"] == "fp32")]
     eager_latency = pd.Series(eager["latency_ms"].to_numpy(), index=keys.loc[eager.index].to_numpy())
     timed = time[(time["status"] == "ok") & (time["backend"] != BEST)]
-    flagged = timed[~timed["output_check_passed"].fillna(False).astype(bool)] if "output_check_passed" in timed else timed.iloc[:0]
+    passed = timed["output_check_passed"].fillna(False).astype(bool) if "output_check_passed" in timed else None
+    flagged = timed[~passed] if passed is not None else timed.iloc[:0]
     winners["eager_fp32_latency_ms"] = winner_keys.map(eager_latency).to_numpy()
     winners["speedup_vs_eager"] = winners["eager_fp32_latency_ms"] / winners["latency_ms"]
     winners["candidates"] = winner_keys.map(keys.loc[timed.index].value_counts()).fillna(0).astype(int).to_numpy()

@@ -13,8 +13,7 @@ from difflib import get_close_matches
 import torch
 
 from ..errors import UsageError
-from .base import (PRECISIONS, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, SetupCosts,
-                   as_tensor)
+from .base import PRECISIONS, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, SetupCosts, as_tensor
 from .output_check import OutputCheck, check_input, compare
 from .runtime_backends import OnnxRuntimeBackend, OpenVINOBackend, TensorRTBackend
 from .torch_backends import ChannelsLastBackend, CompileBackend, EagerBackend, TorchScriptBackend

@@ -46,7 +46,7 @@ class SetupCosts:
 
     steps: dict[str, float] = field(default_factory=dict)
 
-    def timed(self, step: str) -> "_Stopwatch":
+    def timed(self, step: str) -> _Stopwatch:
         return _Stopwatch(self, step)
 
     def add(self, step: str, seconds: float) -> None:

@@ -15,7 +15,6 @@ import torch
 from .base import TORCH_DTYPES, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, require_module
 from .onnx_export import DEFAULT_OPSET, cache_dir, export_onnx
 
-
 # ------------------------------------------------------------------------------------- ONNX Runtime
 
 

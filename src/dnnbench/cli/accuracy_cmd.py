@@ -140,23 +140,32 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def accuracy(
         model: list[str] | None = typer.Argument(None, help="Models to evaluate (or use --suite / --models)."),
-        data: Path = typer.Option(..., "--data", help="ImageNet validation: class folders, a flat folder with its label file, or a path,label CSV."),
-        labels: Path | None = typer.Option(None, "--labels", help="Label file for a flat folder: ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv or a path,label CSV."),
-        synsets: Path | None = typer.Option(None, "--synsets", help="The devkit's class order for its ground-truth file: meta.mat, or 1000 synsets one a line."),
+        data: Path = typer.Option(..., "--data", help="ImageNet validation: class folders, a flat folder with its "
+            "label file, or a path,label CSV."),
+        labels: Path | None = typer.Option(None, "--labels", help="Label file for a flat folder: "
+            "ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv or a path,label CSV."),
+        synsets: Path | None = typer.Option(None, "--synsets", help="The devkit's class order for its ground-truth "
+            "file: meta.mat, or 1000 synsets one a line."),
         suite: str | None = SuiteOpt,
         suite_file: list[Path] | None = SuiteFileOpt,
         models: str | None = typer.Option(None, "--models", help="Comma-separated models, added to the suite's."),
-        limit: int | None = typer.Option(None, "--limit", help="Evaluate N images, the same number from every class (deterministic)."),
-        weights: list[str] | None = typer.Option(None, "--weights", help="A checkpoint to load instead of the library's weights: PATH for one model, or MODEL=PATH (repeatable)."),
-        paper_preprocessing: bool = typer.Option(False, "--paper-preprocessing", help="The 2018 rule for every model: shorter side floor(input/0.875), bilinear, centre crop."),
+        limit: int | None = typer.Option(None, "--limit", help="Evaluate N images, the same number from every class "
+            "(deterministic)."),
+        weights: list[str] | None = typer.Option(None, "--weights", help="A checkpoint to load instead of the "
+            "library's weights: PATH for one model, or MODEL=PATH (repeatable)."),
+        paper_preprocessing: bool = typer.Option(False, "--paper-preprocessing", help="The 2018 rule for every "
+            "model: shorter side floor(input/0.875), bilinear, centre crop."),
         device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
         dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16."),
         batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
-        workers: int | None = typer.Option(None, "--workers", help="Decoding processes (default: half the cores on CPU, up to 8 on GPU)."),
+        workers: int | None = typer.Option(None, "--workers", help="Decoding processes (default: half the cores on "
+            "CPU, up to 8 on GPU)."),
         db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
-        save_predictions: Path | None = typer.Option(None, "--save-predictions", help="Write every image's top-5 predictions of the models evaluated now to this CSV."),
+        save_predictions: Path | None = typer.Option(None, "--save-predictions", help="Write every image's top-5 "
+            "predictions of the models evaluated now to this CSV."),
         force: bool = typer.Option(False, "--force", help="Evaluate again models the store has already."),
-        retry_failed: bool = typer.Option(False, "--retry-failed", help="Evaluate again models whose stored result is a failure."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="Evaluate again models whose stored result "
+            "is a failure."),
     ) -> None:
         """Top-1/top-5 accuracy on ImageNet validation, each model with its own weights and preprocessing."""
         from .. import zoo

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .options import DEFAULT_DB, console, err_console, printable, user_errors
 
@@ -22,7 +23,7 @@ def export(
         damaged = store.export(output, fmt, salvage=salvage)
     console.print(f"wrote {output}", style="dim")
     for cell in damaged:
-        err_console.print(f"left out, damaged: {printable(cell)}", highlight=False)
+        err_console.print(f"left out, damaged: {escape(printable(cell))}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

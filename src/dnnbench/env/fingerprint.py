@@ -16,7 +16,8 @@ import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version as _dist_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -199,7 +200,7 @@ def _gpus() -> tuple[GpuInfo, ...]:
             total_memory_bytes=int(p.total_memory),
             compute_capability=f"{p.major}.{p.minor}",
             multiprocessor_count=getattr(p, "multi_processor_count", None),
-            uuid=_probe(lambda: str(p.uuid)),
+            uuid=_probe(lambda p=p: str(p.uuid)),
         ))
     return tuple(gpus)
 

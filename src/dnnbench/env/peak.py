@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..devices import PEAK_PRECISIONS as PRECISIONS
-from ..devices import PRECISION_BYTES, normalise_device, parse_precision, torch_dtype
+from ..devices import normalise_device, parse_precision, torch_dtype
 from ..errors import UsageError
 
 CPU_MEASURED = ("fp32", "bf16", "fp16")  # precisions with a PyTorch dense kernel to time on a CPU
@@ -656,7 +656,8 @@ def measure_bandwidth(device: str = "cpu", threads: int | None = None, seconds: 
         dst = torch.empty_like(src)
         ladder = [(n, 2.0 * 4 * n)]
         result = _measure("copy", "Tensor.copy_", device, "fp32", 0 if cuda else used, ladder,
-                          lambda _: (lambda: dst.copy_(src)), lambda m: f"{m * 4 / 2**20:.0f} MiB", seconds)
+                          lambda _, src=src, dst=dst: (lambda: dst.copy_(src)), lambda m: f"{m * 4 / 2**20:.0f} MiB",
+                          seconds)
         del src, dst
         if cuda:
             torch.cuda.empty_cache()

@@ -244,7 +244,8 @@ def count_model(model: nn.Module, input_size: int, batch_size: int = 1, mode: st
         with torch.inference_mode(), counter:
             output = model(x)
     except (RuntimeError, ValueError, AssertionError) as exc:
-        smallest = _smallest_working_size(model, input_size, native_size, device) if native_size and input_size < native_size else None
+        too_small = native_size and input_size < native_size
+        smallest = _smallest_working_size(model, input_size, native_size, device) if too_small else None
         hint = f"; the smallest input size that works is {smallest}" if smallest else ""
         raise InputSizeError(f"{name} cannot run on a {input_size}x{input_size} input{hint} "
                              f"(PyTorch said: {str(exc).splitlines()[0]})") from None
@@ -269,7 +270,8 @@ def count_model(model: nn.Module, input_size: int, batch_size: int = 1, mode: st
         params=params, trainable_params=trainable, param_bytes=param_bytes, buffers=buffers, buffer_bytes=buffer_bytes,
         macs=_mode_macs(mode, conv, matmul), conv_macs=conv, matmul_macs=matmul,
         element_ops=element if mode == "extended" else 0, activations=activations,
-        output_elements=tracker.leaf_output_elements, output_shape=tuple(output.shape) if output is not None else (), layers=tuple(layers),
+        output_elements=tracker.leaf_output_elements, output_shape=tuple(output.shape) if output is not None else (),
+        layers=tuple(layers),
     )
 
 

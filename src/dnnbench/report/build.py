@@ -13,8 +13,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..analysis import (DEFAULT_FPS_LEVELS, DEFAULT_MEMORY_LEVELS_MB, BenchmarkFrames, Machine, config_differences,
-                        constraint_grid, load_frames, machine_ratios, model_summary, performance, resolve_machines)
+from ..analysis import (
+    DEFAULT_FPS_LEVELS,
+    DEFAULT_MEMORY_LEVELS_MB,
+    BenchmarkFrames,
+    Machine,
+    config_differences,
+    constraint_grid,
+    load_frames,
+    machine_ratios,
+    model_summary,
+    performance,
+    resolve_machines,
+)
 from ..analysis.best import add_best, best_deployments
 from ..files import staged_folder
 from ..store import Store

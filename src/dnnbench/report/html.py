@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import plotly.graph_objects as go
-from plotly.utils import PlotlyJSONEncoder
 from plotly.offline import get_plotlyjs
+from plotly.utils import PlotlyJSONEncoder
 
 
 def esc(value: object) -> str:

@@ -93,7 +93,7 @@ class Executor(ABC):
         """Which machines will measure (for resume and the store); None: this machine."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: only executors that open something in `targets` close it
         """Release what `targets` opened."""
 
     def resolve_device(self, name: str) -> str:

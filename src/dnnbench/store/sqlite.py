@@ -766,7 +766,7 @@ class Store:
             }
             history = self.history()
             if history:
-                doc["history"] = [{**asdict(r), "cell_key": r.cell_key.digest} for r in history]
+                doc["history"] = [_record_document(r) for r in history]
             return doc
 
     def export(self, path: str | Path, fmt: str | None = None, salvage: bool = False) -> list[str]:
@@ -917,7 +917,7 @@ def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 def _tabular(df: pd.DataFrame) -> pd.DataFrame:
     """Containers become JSON text, and mixed-type columns text, which CSV and Parquet can hold."""
     df = df.copy()
-    for column in df.columns[df.dtypes == object]:
+    for column in df.select_dtypes(include="object").columns:
         values = df[column].map(lambda v: canonical_json(v) if isinstance(v, (dict, list, tuple)) else v)
         if len({type(v) for v in values if not pd.isna(v)}) > 1:
             values = values.map(lambda v: v if pd.isna(v) else str(v))

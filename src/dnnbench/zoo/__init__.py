@@ -11,10 +11,10 @@ listing and resolving seed models import no torch.
     ['resnet18', 'resnet101', 'resnet152']
 """
 
+from . import selection
 from .builders import build_model
 from .registry import get, known_names, normalize
 from .seed import seed_specs
-from . import selection
 from .selection import NoMatchingModelError, expand, is_pattern, resolve_names
 from .sources import ModelSource, PublishedWeights, get_source, matching, sources
 from .spec import ModelSpec, Preprocessing, ReportedAccuracy, WeightsSpec

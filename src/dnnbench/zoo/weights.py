@@ -21,9 +21,22 @@ from pathlib import Path
 
 from .builders import build_model
 from .checkpoints import (  # noqa: F401 - their names before the split, still importable from here
-    DOWNLOAD_TIMEOUT_S, OFFLINE_VARIABLES, LoadedModel, UnsafeCheckpointError, WeightsError, WeightsIdentity,
-    WeightsMismatchError, WeightsUnavailableError, ensure_in_hub_cache, file_sha256, fit_state_dict, hf_cache_dir,
-    hf_hub_file, hub_checkpoint_path, is_offline, read_state_dict,
+    DOWNLOAD_TIMEOUT_S,
+    OFFLINE_VARIABLES,
+    LoadedModel,
+    UnsafeCheckpointError,
+    WeightsError,
+    WeightsIdentity,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    ensure_in_hub_cache,
+    file_sha256,
+    fit_state_dict,
+    hf_cache_dir,
+    hf_hub_file,
+    hub_checkpoint_path,
+    is_offline,
+    read_state_dict,
 )
 from .sources import get_source
 from .sources.pretrainedmodels_source import pretrainedmodels_settings  # noqa: F401 - its old home

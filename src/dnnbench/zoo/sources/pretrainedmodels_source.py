@@ -74,8 +74,14 @@ class PretrainedModelsSource(ModelSource):
     def load_weights(self, spec: ModelSpec) -> Any:
         import torch
 
-        from ..checkpoints import (LoadedModel, WeightsIdentity, ensure_in_hub_cache, file_sha256, fit_state_dict,
-                                   torch_load_errors)
+        from ..checkpoints import (
+            LoadedModel,
+            WeightsIdentity,
+            ensure_in_hub_cache,
+            file_sha256,
+            fit_state_dict,
+            torch_load_errors,
+        )
 
         settings = pretrainedmodels_settings(spec.weights.ref.split(":", 1)[1])
         # pretrainedmodels calls model_zoo.load_url(url): torch.hub's cache, no hash check

@@ -92,8 +92,15 @@ class TimmSource(ModelSource):
         import timm
         from timm.models import get_pretrained_cfg
 
-        from ..checkpoints import (LoadedModel, WeightsIdentity, WeightsUnavailableError, ensure_in_hub_cache,
-                               file_sha256, hf_hub_file, library_load_errors)
+        from ..checkpoints import (
+            LoadedModel,
+            WeightsIdentity,
+            WeightsUnavailableError,
+            ensure_in_hub_cache,
+            file_sha256,
+            hf_hub_file,
+            library_load_errors,
+        )
 
         tag = spec.weights.ref.split(":", 1)[1]
         cfg = get_pretrained_cfg(tag)

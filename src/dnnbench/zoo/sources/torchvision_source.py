@@ -82,8 +82,14 @@ class TorchvisionSource(ModelSource):
     def load_weights(self, spec: ModelSpec) -> Any:
         import torchvision
 
-        from ..checkpoints import (LoadedModel, WeightsIdentity, ensure_in_hub_cache, file_sha256,
-                               library_load_errors, torchvision_reads_weights_only)
+        from ..checkpoints import (
+            LoadedModel,
+            WeightsIdentity,
+            ensure_in_hub_cache,
+            file_sha256,
+            library_load_errors,
+            torchvision_reads_weights_only,
+        )
 
         name = spec.weights.ref.split(":", 1)[1]
         weights = torchvision.models.get_weight(name)
