@@ -13,8 +13,12 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # layer -> layers it must never import
 FORBIDDEN = {
-    **{low: ("store", "run", "analysis", "report", "cli") for low in ("measure", "env", "zoo", "data")},
-    "analysis": ("measure", "backends"),
+    **{low: ("store", "run", "analysis", "report", "cli") for low in ("measure", "env", "zoo", "data", "backends")},
+    "store": ("measure", "backends", "run", "analysis", "report", "cli"),
+    "analysis": ("measure", "backends", "run", "report", "cli"),
+    "report": ("run", "cli"),
+    **{vocabulary: ("zoo", "measure", "env", "data", "backends", "run", "store", "analysis", "report", "cli")
+       for vocabulary in ("devices", "errors", "files")},
 }
 
 
