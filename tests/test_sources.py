@@ -179,3 +179,17 @@ def test_profile_counts_every_model_a_pattern_matches(tmp_path):
 def test_build_uses_the_requested_device():
     model = zoo.build_model(zoo.get("torchvision:resnet18"), torch.device("meta"))
     assert next(model.parameters()).is_meta
+
+
+def test_models_lists_what_patterns_select_within_a_suite_or_the_zoo():
+    listed = _run(["models", "timm:convnext_at*", "resnet1*", "--format", "json"], module=True)
+    assert listed.returncode == 0, listed.stderr
+    ids = [row["id"] for row in json.loads(listed.stdout)]
+    assert ids == zoo.list_models("timm:convnext_at*") + zoo.list_models("resnet1*")
+    in_suite = _run(["models", "mobile*", "--suite", "mobile", "--format", "json"], module=True)
+    assert in_suite.returncode == 0, in_suite.stderr
+    assert {row["id"] for row in json.loads(in_suite.stdout)} == set(zoo.list_models("mobile*", suite="mobile"))
+    for args in (["nomatch*"], ["res*", "--suite", "mobile"]):
+        refused = _run(["models", *args], module=True)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert "matches" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -15,23 +15,38 @@ MAX_BATCH = 2**20
 
 
 def models(
+    pattern: list[str] | None = typer.Argument(None, help="Names or fnmatch patterns to list, e.g. 'timm:convnext*', "
+                                               "'torchvision:*', 'resnet*' (default: the whole suite)."),
     suite: str | None = SuiteOpt,
     family: str | None = typer.Option(None, "--family", "-f", help="Only this family (e.g. ResNet, Inception)."),
     suite_file: list[Path] | None = SuiteFileOpt,
     fmt: str = FormatOpt,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
 ) -> None:
-    """List the zoo's models (the paper suite unless --suite says otherwise)."""
+    """List the zoo's models: the paper suite, another with --suite, or what patterns select (within --suite
+    when both are given)."""
     from .. import zoo
     from ..zoo.families import of_family
     from . import render
 
     check_format(fmt)
-    chosen = zoo.get_suite(suite or "paper", suite_files(suite_file))
-    specs = zoo.resolve_models(suite=chosen.name, suite_files=suite_files(suite_file))
+    files = suite_files(suite_file)
+    if pattern:
+        where = f"suite {suite!r}" if suite else "the zoo"
+        ids = [i for p in pattern for i in zoo.list_models(p, suite=suite, suite_files=files)] if suite else pattern
+        if suite and not ids:
+            raise UsageError(f"no model of {where} matches {' '.join(pattern)}; `dnnbench models --suite {suite}` "
+                             f"lists them")
+        specs = zoo.resolve_models(tuple(ids))
+        title = f"{len(specs)} models of {where} matching {' '.join(pattern)}"
+    else:
+        chosen = zoo.get_suite(suite or "paper", files)
+        specs = zoo.resolve_models(suite=chosen.name, suite_files=files)
+        where = f"suite {chosen.name!r}"
+        title = f"Suite {chosen.name!r}: {len(specs)} models" + (f" - {chosen.description}" if chosen.description else "")
     if family:
-        specs = of_family(specs, family, f"suite {chosen.name!r}")
-    title = f"Suite {chosen.name!r}: {len(specs)} models" + (f" - {chosen.description}" if chosen.description else "")
+        specs = of_family(specs, family, where)
+        title += f", family {family}"
     render.emit(console, render.model_rows(specs), render.models_table(specs, title), fmt, output)
 
 
