@@ -143,8 +143,11 @@ def to_text(rows: list[dict[str, Any]], fmt: str) -> str:
 def emit(console: Console, rows: list[dict[str, Any]], table: Table | None, fmt: str, output: Path | None) -> None:
     """Print a Rich table, or CSV/JSON text; with `output`, write the text to that file instead."""
     if output is not None:
+        from ..files import atomic_file
+
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(to_text(rows, "csv" if fmt == "table" else fmt), encoding="utf-8")
+        with atomic_file(output) as staged:  # whole or not at all: a full disk leaves the old file
+            staged.write_text(to_text(rows, "csv" if fmt == "table" else fmt), encoding="utf-8")
         console.print(f"wrote {len(rows)} rows to {output}", style="dim")
     elif fmt == "table" and table is not None:
         console.print(table)
