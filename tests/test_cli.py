@@ -52,7 +52,7 @@ def test_table_headers_say_what_is_counted():
     (["profile", "timm:resnet5O"], "timm:resnet50"),
     (["profile", "inceptionv3", "--input-size", "32"], "smallest input size that works is 75"),
     (["profile", "resnet18", "--mode", "fvcore"], "modes: standard, extended, paper"),
-    (["profile", "resnet18", "--dtype", "int3"], "dtypes: fp32, fp16, bf16"),
+    (["profile", "resnet18", "--dtype", "int3"], "precisions: fp32, bf16, fp16"),
     (["models", "--suite", "papr"], "unknown suite 'papr'"),
     (["profile"], "name at least one model"),
 ])

@@ -41,12 +41,6 @@ PATHS = ["missing.sqlite", "folder", "binary.bin", "empty.txt", "", "caf\udce9.s
 
 # Failures the fuzzing found in layers below the CLI, being fixed there: each is an expected failure of its own
 # test below (so that it shows in every run), and left out of the sweep.
-KNOWN_BUGS = {
-    ("models", "--suite-file", "binary.bin"):
-        "zoo/suites.py reads a suite file as UTF-8 without catching UnicodeDecodeError (issue 18: a binary suite file)",
-}
-
-
 def hostile_values(annotation) -> list[str]:
     """The table for an option's type: Optional[X] and list[X] are read as X."""
     while typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
@@ -125,15 +119,7 @@ def invoke(command: str, option: str, value: str, db: str):
 
 def test_no_input_gives_a_traceback(workdir):
     started = time.perf_counter()
-    calls = [(command, option, value) for command, option, values in cases() for value in values
-             if (command, option, value) not in KNOWN_BUGS]
+    calls = [(command, option, value) for command, option, values in cases() for value in values]
     failures = [f for f in (invoke(*call, workdir) for call in calls) if f]
     assert not failures, f"{len(failures)} of {len(calls)} calls failed:\n" + "\n".join(failures)
     print(f"{len(calls)} hostile calls in {time.perf_counter() - started:.0f} s")
-
-
-@pytest.mark.parametrize("call", [pytest.param(call, id=" ".join(call),
-                                               marks=pytest.mark.xfail(strict=False, reason=reason))
-                                  for call, reason in KNOWN_BUGS.items()])
-def test_known_bugs_below_the_cli(call, workdir):
-    assert invoke(*call, workdir) is None

@@ -82,14 +82,14 @@ def one_error(result) -> str:
 @pytest.mark.parametrize("name", ["x.csv", "x.json", "x.parquet"])
 def test_export_into_a_missing_folder(db, tmp_path, name):
     line = one_error(CliRunner().invoke(app, ["export", str(tmp_path / "missing" / name), "--db", db]))
-    assert "missing" in line and "folder exists" in line
+    assert "missing" in line and "does not exist" in line
     assert not (tmp_path / "missing").exists()
 
 
 def test_export_and_report_under_a_file_or_onto_a_folder(db, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     assert "file" in one_error(CliRunner().invoke(app, ["export", str(tmp_path / "file" / "x.json"), "--db", db]))
-    assert "Is a directory" in one_error(CliRunner().invoke(app, ["export", str(tmp_path), "--db", db, "--format",
+    assert "is a folder" in one_error(CliRunner().invoke(app, ["export", str(tmp_path), "--db", db, "--format",
                                                                    "json"]))
     line = one_error(CliRunner().invoke(app, ["report", "--db", db, "-o", str(tmp_path / "file" / "report"),
                                               "--images", "none"]))

@@ -146,12 +146,12 @@ def test_merge_keeps_an_ok_cell_over_a_newer_failure(tmp_path):
     assert merged.returncode == 0, merged.stderr
     with Store(good, create=False) as store:
         cells = {r.model: r for r in store.results()}
-        assert cells["resnet18"].status == "ok" and cells["resnet18"].values == {"median_s": 0.5}
-        assert cells["vgg16"].values == {"median_s": 0.9}  # ok over ok: the newer one
+        assert cells["resnet18"].status == "ok" and cells["resnet18"].values.median_s == 0.5
+        assert cells["vgg16"].values.median_s == 0.9  # ok over ok: the newer one
         assert [(h.model, h.status) for h in store.history()] == [("resnet18", "crash")]
     with Store(bad) as store:  # the other way round: the ok replaces the failure, which is kept as history
         store.merge_from(good)
-        assert store.results(models=["resnet18"])[0].values == {"median_s": 0.5}
+        assert store.results(models=["resnet18"])[0].values.median_s == 0.5
         assert [(h.model, h.status) for h in store.history()] == [("resnet18", "crash")]
         store.merge_from(good)
         assert len(store.history()) == 1  # merging twice adds nothing
@@ -178,9 +178,9 @@ def test_re_measurements_keep_ok_cells_and_every_failure(tmp_path):
         store.put_result(record(status="crash", values={}, finished_at=3.0))  # a failed re-measurement
         store.put_result(record(status="skipped", values={}, finished_at=4.0))
         (cell,) = store.results()
-        assert cell.status == "ok" and cell.values == {"median_s": 0.5}
+        assert cell.status == "ok" and cell.values.median_s == 0.5
         store.put_result(record(values={"median_s": 0.4}, finished_at=5.0))  # a newer ok replaces an ok
-        assert store.results()[0].values == {"median_s": 0.4}
+        assert store.results()[0].values.median_s == 0.4
         store.put_result(record(model="vgg16", status="timeout", values={}, finished_at=2.0))
         store.put_result(record(model="vgg16", status="crash", values={}, finished_at=3.0))  # failure over failure
         assert store.results(models=["vgg16"])[0].status == "crash"

@@ -917,7 +917,7 @@ def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 def _tabular(df: pd.DataFrame) -> pd.DataFrame:
     """Containers become JSON text, and mixed-type columns text, which CSV and Parquet can hold."""
     df = df.copy()
-    for column in df.select_dtypes(include="object").columns:
+    for column in [c for c in df.columns if pd.api.types.is_object_dtype(df[c].dtype)]:
         values = df[column].map(lambda v: canonical_json(v) if isinstance(v, (dict, list, tuple)) else v)
         if len({type(v) for v in values if not pd.isna(v)}) > 1:
             values = values.map(lambda v: v if pd.isna(v) else str(v))
