@@ -452,3 +452,26 @@ def test_exports_into_missing_folders_are_one_line(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.sqlite", "taken.csv"]
+
+
+def test_exports_onto_a_pipe_or_through_a_link_leave_them_what_they_are(tmp_path):
+    """Writing whole-or-nothing renames a temporary file into place; onto a FIFO (like /dev/null or a pipe)
+    that rename would replace the special file with a regular one, and onto a link it would replace the link."""
+    import stat
+    import threading
+
+    with Store(tmp_path / "r.sqlite") as store:
+        store.register_machine("m1", {})
+        store.put_result(record(values={"median_s": 0.5}))
+        fifo = tmp_path / "pipe"
+        os.mkfifo(fifo)
+        received = {}
+        reader = threading.Thread(target=lambda: received.setdefault("text", fifo.read_text()))
+        reader.start()
+        store.export(fifo, "json")
+        reader.join(30)
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and '"median_s": 0.5' in received["text"]
+        (tmp_path / "real.csv").write_text("old")
+        (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
+        store.export(tmp_path / "link.csv")
+    assert (tmp_path / "link.csv").is_symlink() and "median_s" in (tmp_path / "real.csv").read_text()

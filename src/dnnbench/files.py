@@ -69,6 +69,12 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; name a file")
+    if path.is_symlink():  # write through the link: renaming onto it would replace the link itself
+        path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        # a device, FIFO or socket (/dev/null, /dev/stdout, a pipe): written in place, never renamed over
+        yield from _written_in_place(path)
+        return
     _check_folder(path.parent, path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -82,6 +88,23 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; an export is an ordinary file
         os.replace(tmp, path)
+    except OSError as e:
+        if _is_place_error(e):
+            raise output_error(path, e) from e
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _written_in_place(path: Path) -> Iterator[Path]:
+    """For a target that is not a regular file: the text is staged in a temporary file, then copied into it."""
+    fd, name = tempfile.mkstemp(prefix="dnnbench-", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as staged, open(path, "wb") as target:
+            shutil.copyfileobj(staged, target)
     except OSError as e:
         if _is_place_error(e):
             raise output_error(path, e) from e
