@@ -82,18 +82,12 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         raise output_error(path, e) from e
     os.close(fd)
     tmp = Path(name)
-    try:
+    with _staging(tmp, path):
         yield tmp
         with open(tmp, "rb+") as f:  # on disk before it takes the old file's place
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; an export is an ordinary file
         os.replace(tmp, path)
-    except OSError as e:
-        if _is_place_error(e):
-            raise output_error(path, e) from e
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _written_in_place(path: Path) -> Iterator[Path]:
@@ -101,10 +95,17 @@ def _written_in_place(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix="dnnbench-", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
-    try:
+    with _staging(tmp, path):
         yield tmp
         with open(tmp, "rb") as staged, open(path, "wb") as target:
             shutil.copyfileobj(staged, target)
+
+
+@contextmanager
+def _staging(tmp: Path, path: Path) -> Iterator[None]:
+    """Errors of the place written to worded for the user; the temporary file gone whatever happens."""
+    try:
+        yield
     except OSError as e:
         if _is_place_error(e):
             raise output_error(path, e) from e
