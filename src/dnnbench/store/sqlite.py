@@ -14,15 +14,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..files import atomic_file
 from .processes import ProcessIdentity, describe_holders
 from .records import ResultRecord, canonical_json
 from .values import ValueLayoutError, decode, encode
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: the CLI's light commands start without it
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 APP = "dnnbench"
@@ -892,6 +893,8 @@ _translate_errors(Store)
 
 def records_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     """One row per result; config and values as `config.<k>` / `value.<k>[.<sub>]` columns."""
+    import pandas as pd
+
     rows = []
     for r in records:
         row = {column: getattr(r, column) for column in FRAME_COLUMNS}
@@ -916,6 +919,8 @@ def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def _tabular(df: pd.DataFrame) -> pd.DataFrame:
     """Containers become JSON text, and mixed-type columns text, which CSV and Parquet can hold."""
+    import pandas as pd
+
     df = df.copy()
     for column in [c for c in df.columns if pd.api.types.is_object_dtype(df[c].dtype)]:
         values = df[column].map(lambda v: canonical_json(v) if isinstance(v, (dict, list, tuple)) else v)
