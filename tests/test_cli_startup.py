@@ -33,7 +33,7 @@ from dnnbench.cli.app import app
 
 result = CliRunner().invoke(app, sys.argv[1:])
 print(json.dumps({"exit_code": result.exit_code, "output": result.output, "torch": "torch" in sys.modules,
-                  "chain": chain}))
+                  "pandas": "pandas" in sys.modules, "chain": chain}))
 """
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -63,6 +63,8 @@ def test_command_starts_without_torch(command, db, tmp_path):
     result = start(*args)
     assert result["exit_code"] in (0, 1), result["output"]  # select exits 1 when no model fits
     assert not result["torch"], "torch imported by: " + " -> ".join(result["chain"])
+    if command[0] in ("--help", "models"):  # nothing tabular to compute: not even pandas
+        assert not result["pandas"]
 
 
 def test_cli_modules_import_one_way():
