@@ -13,6 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import DnnbenchError, UnknownModelError, UsageError
+from .options import (
+    DEFAULT_DB,
+    SuiteFileOpt,
+    SuiteOpt,
+    console,
+    err_console,
+    model_names,
+    suite_files,
+    user_errors,
+)
 
 if TYPE_CHECKING:  # the command's modules (torch among them) are imported when it runs, not at start-up
     from ..measure.accuracy import AccuracyResult
@@ -132,75 +142,84 @@ def results_table(results: list[AccuracyResult], specs: dict[str, ModelSpec], ti
     return table
 
 
+def accuracy(
+    model: list[str] | None = typer.Argument(None, help="Models to evaluate (or use --suite / --models)."),
+    data: Path = typer.Option(..., "--data", help="ImageNet validation: class folders, a flat folder with its "
+                              "label file, or a path,label CSV."),
+    labels: Path | None = typer.Option(None, "--labels", help="Label file for a flat folder: "
+                                       "ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv or a path,label CSV."),
+    synsets: Path | None = typer.Option(None, "--synsets", help="The devkit's class order for its ground-truth "
+                                        "file: meta.mat, or 1000 synsets one a line."),
+    suite: str | None = SuiteOpt,
+    suite_file: list[Path] | None = SuiteFileOpt,
+    models: str | None = typer.Option(None, "--models", help="Comma-separated models, added to the suite's."),
+    limit: int | None = typer.Option(None, "--limit", help="Evaluate N images, the same number from every class "
+                                     "(deterministic)."),
+    weights: list[str] | None = typer.Option(None, "--weights", help="A checkpoint to load instead of the "
+                                             "library's weights: PATH for one model, or MODEL=PATH (repeatable)."),
+    paper_preprocessing: bool = typer.Option(False, "--paper-preprocessing", help="The 2018 rule for every "
+                                             "model: shorter side floor(input/0.875), bilinear, centre crop."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
+    workers: int | None = typer.Option(None, "--workers", help="Decoding processes (default: half the cores on "
+                                       "CPU, up to 8 on GPU)."),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
+    save_predictions: Path | None = typer.Option(None, "--save-predictions", help="Write every image's top-5 "
+                                                 "predictions of the models evaluated now to this CSV."),
+    force: bool = typer.Option(False, "--force", help="Evaluate again models the store has already."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Evaluate again models whose stored result "
+                                      "is a failure."),
+) -> None:
+    """Top-1/top-5 accuracy on ImageNet validation, each model with its own weights and preprocessing."""
+    from .. import zoo
+    from ..data.imagenet import open_imagenet
+
+    names = model_names(model, models)
+    if not names and not suite:
+        raise UsageError("name models to evaluate, or a suite with --suite (e.g. --suite paper)")
+    specs = zoo.resolve_models(tuple(names), suite, suite_files(suite_file))
+    chosen_weights = _parse_weights(list(weights or ()))
+    split = open_imagenet(data, labels, synsets)
+    console.print(f"{len(split)} images of {len(split.classes)} classes ({split.layout} layout) in {split.root}",
+                  highlight=False)
+    settings = dict(paper_preprocessing=paper_preprocessing, limit=limit, device=device, dtype=dtype,
+                    batch_size=batch_size, workers=workers)
+    sweep = _evaluate(specs, split, chosen_weights, db, save_predictions, force, retry_failed, settings)
+    mode = "the 2018 rule" if paper_preprocessing else "each weights' own preprocessing"
+    _show(sweep, specs, f"Accuracy on {len(split.subset(limit))} images ({mode})", db, save_predictions)
+
+
+def _evaluate(specs, split, weights, db: Path, save_predictions: Path | None, force: bool, retry_failed: bool,
+              settings: dict):
+    """The accuracy run, with progress bars; an interrupt keeps the finished models and exits 130 (143)."""
+    from ..run.accuracy import accuracy_sweep
+    from ..run.lifecycle import exit_code
+
+    with RichAccuracyProgress(console, len(specs)) as progress:
+        try:
+            return accuracy_sweep(specs, split, weights=weights, db=db, save_predictions=save_predictions,
+                                  progress=progress, argv=sys.argv, force=force, retry_failed=retry_failed, **settings)
+        except KeyboardInterrupt as interrupt:
+            err_console.print(f"interrupted: the models finished so far are kept in {db}; run the same command "
+                              "to resume")
+            raise typer.Exit(exit_code(interrupt)) from None
+
+
+def _show(sweep, specs, title: str, db: Path, save_predictions: Path | None) -> None:
+    """What was skipped as already stored, the results table, the counts; an error when nothing could be evaluated."""
+    if sweep.already_done:
+        done = "nothing evaluated: every model" if not sweep.evaluated else f"{sweep.already_done} model(s)"
+        console.print(f"{done} already in {db} with these settings, not evaluated again "
+                      "(--force evaluates again, --retry-failed the failed ones)", highlight=False)
+    console.print(results_table(sweep.results, {s.id: s for s in specs}, title))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(sweep.counts.items()))
+    wrote = f"; predictions: {save_predictions}" if save_predictions and sweep.evaluated else ""
+    console.print(f"{counts}. Results: {db}{wrote}", highlight=False)
+    if not sweep.counts.get("ok"):
+        raise DnnbenchError("no model could be evaluated (see the messages above)")
+
+
 def register(app: typer.Typer) -> None:
     """Add `accuracy` to the `dnnbench` app."""
-    from .options import DEFAULT_DB, SuiteFileOpt, SuiteOpt, console, err_console, user_errors
-
-    @app.command()
-    @user_errors
-    def accuracy(
-        model: list[str] | None = typer.Argument(None, help="Models to evaluate (or use --suite / --models)."),
-        data: Path = typer.Option(..., "--data", help="ImageNet validation: class folders, a flat folder with its "
-            "label file, or a path,label CSV."),
-        labels: Path | None = typer.Option(None, "--labels", help="Label file for a flat folder: "
-            "ILSVRC2012_validation_ground_truth.txt, LOC_val_solution.csv or a path,label CSV."),
-        synsets: Path | None = typer.Option(None, "--synsets", help="The devkit's class order for its ground-truth "
-            "file: meta.mat, or 1000 synsets one a line."),
-        suite: str | None = SuiteOpt,
-        suite_file: list[Path] | None = SuiteFileOpt,
-        models: str | None = typer.Option(None, "--models", help="Comma-separated models, added to the suite's."),
-        limit: int | None = typer.Option(None, "--limit", help="Evaluate N images, the same number from every class "
-            "(deterministic)."),
-        weights: list[str] | None = typer.Option(None, "--weights", help="A checkpoint to load instead of the "
-            "library's weights: PATH for one model, or MODEL=PATH (repeatable)."),
-        paper_preprocessing: bool = typer.Option(False, "--paper-preprocessing", help="The 2018 rule for every "
-            "model: shorter side floor(input/0.875), bilinear, centre crop."),
-        device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
-        dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16."),
-        batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
-        workers: int | None = typer.Option(None, "--workers", help="Decoding processes (default: half the cores on "
-            "CPU, up to 8 on GPU)."),
-        db: Path = typer.Option(DEFAULT_DB, "--db", help="The results store (SQLite)."),
-        save_predictions: Path | None = typer.Option(None, "--save-predictions", help="Write every image's top-5 "
-            "predictions of the models evaluated now to this CSV."),
-        force: bool = typer.Option(False, "--force", help="Evaluate again models the store has already."),
-        retry_failed: bool = typer.Option(False, "--retry-failed", help="Evaluate again models whose stored result "
-            "is a failure."),
-    ) -> None:
-        """Top-1/top-5 accuracy on ImageNet validation, each model with its own weights and preprocessing."""
-        from .. import zoo
-        from ..data.imagenet import open_imagenet
-        from ..run.accuracy import accuracy_sweep
-        from ..run.lifecycle import exit_code
-
-        names = list(model or ()) + [m.strip() for m in (models or "").split(",") if m.strip()]
-        if not names and not suite:
-            raise UsageError("name models to evaluate, or a suite with --suite (e.g. --suite paper)")
-        specs = zoo.resolve_models(tuple(names), suite, tuple(str(p) for p in suite_file or ()))
-        chosen_weights = _parse_weights(list(weights or ()))
-        split = open_imagenet(data, labels, synsets)
-        console.print(f"{len(split)} images of {len(split.classes)} classes ({split.layout} layout) in {split.root}",
-                      highlight=False)
-        with RichAccuracyProgress(console, len(specs)) as progress:
-            try:
-                sweep = accuracy_sweep(specs, split, weights=chosen_weights, db=db, save_predictions=save_predictions,
-                                       progress=progress, argv=sys.argv, force=force, retry_failed=retry_failed,
-                                       paper_preprocessing=paper_preprocessing, limit=limit, device=device,
-                                       dtype=dtype, batch_size=batch_size, workers=workers)
-            except KeyboardInterrupt as interrupt:
-                err_console.print(f"interrupted: the models finished so far are kept in {db}; run the same command "
-                                  "to resume")
-                raise typer.Exit(exit_code(interrupt)) from None
-        if sweep.already_done:
-            done = ("nothing evaluated: every model" if not sweep.evaluated
-                    else f"{sweep.already_done} model(s)")
-            console.print(f"{done} already in {db} with these settings, not evaluated again "
-                          "(--force evaluates again, --retry-failed the failed ones)", highlight=False)
-        mode = "the 2018 rule" if paper_preprocessing else "each weights' own preprocessing"
-        title = f"Accuracy on {len(split.subset(limit))} images ({mode})"
-        console.print(results_table(sweep.results, {s.id: s for s in specs}, title))
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(sweep.counts.items()))
-        wrote = f"; predictions: {save_predictions}" if save_predictions and sweep.evaluated else ""
-        console.print(f"{counts}. Results: {db}{wrote}", highlight=False)
-        if not sweep.counts.get("ok"):
-            raise DnnbenchError("no model could be evaluated (see the messages above)")
+    app.command("accuracy")(user_errors(accuracy))

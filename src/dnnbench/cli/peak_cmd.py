@@ -78,10 +78,7 @@ def peak(
     """Estimate this machine's peak FLOP/s per precision: cores x FLOP/cycle x clock from the CPU's flags (or the
     GPU's SMs and compute capability), checked against a measured matrix product and 3x3 convolution; the higher
     is the peak that reports divide achieved GFLOP/s by. Stored in the results store."""
-    import torch
-
-    from ..env.peak import estimate_peak, normalise_device, normalise_precision
-    from ..run.peak import keep_estimates
+    from ..env.peak import normalise_device, normalise_precision
     from .options import console
 
     device = normalise_device(device)
@@ -94,19 +91,37 @@ def peak(
     counts: tuple[int | None, ...] = _ints(threads) if threads and device == "cpu" else (None,)
     if threads and device != "cpu":
         console.print("[yellow]--threads applies to the CPU; ignored on a GPU[/]", highlight=False)
+    estimates = _estimate(device, precisions, counts, seconds, measure=not spec_only)
+    show_estimates(console, estimates, device)
+    if any(e.contended for e in estimates):
+        console.print("[yellow]other processes used the CPU while measuring: the measured rates may be low[/]",
+                      highlight=False)
+    if not no_store:
+        _keep(db or _default_db(), estimates)
+
+
+def _estimate(device: str, precisions: tuple[str, ...], counts: tuple[int | None, ...], seconds: float,
+              measure: bool) -> list:
+    """Every precision at every thread count, with a status line saying which is being measured."""
+    from ..env.peak import estimate_peak
+    from .options import console
+
     estimates = []
     with console.status("measuring dense kernels") as status:
         for count in counts:
             for p in precisions:
                 status.update(f"measuring {device} {p}" + (f", {count} thread(s)" if count else ""))
-                estimates.append(estimate_peak(device, p, count, seconds, measure=not spec_only))
-    show_estimates(console, estimates, device)
-    if any(e.contended for e in estimates):
-        console.print("[yellow]other processes used the CPU while measuring: the measured rates may be low[/]",
-                      highlight=False)
-    if no_store:
-        return
-    path = db or _default_db()
+                estimates.append(estimate_peak(device, p, count, seconds, measure=measure))
+    return estimates
+
+
+def _keep(path: Path, estimates: list) -> None:
+    """Stores the estimates (a stored better one of a contended measurement stays) and says what was kept."""
+    import torch
+
+    from ..run.peak import keep_estimates
+    from .options import console
+
     machine_id, kept = keep_estimates(path, estimates)
     for k, is_new in kept:
         if not is_new:
