@@ -23,9 +23,13 @@ from ..store.values import MemoryValue, OutputCheckInfo, TimeValue
 
 MAC_HEADERS = {
     "standard": "MACs: convolutions + linear + matrix products",
-    "paper": "MACs: convolutions only (the 2018 companion code's rule)",
+    "conv-only": "MACs: convolutions only",
     "extended": "MACs: convolutions + linear + matrix products; element ops counted apart",
+    "bianco2018": "the 2018 companion code's count: nn.Conv2d only, groups ignored, bias counted, "
+                  "resnet* halved (not true MACs)",
 }
+FLOPS_RULES = {"extended": "FLOPs = 2 x MACs + element ops",
+               "bianco2018": "FLOPs = 2 x MACs + bias additions, halved for resnet*"}
 
 
 def model_rows(specs: Iterable[ModelSpec]) -> list[dict[str, Any]]:
@@ -71,9 +75,8 @@ def complexity_rows(results: Iterable[ComplexityResult]) -> list[dict[str, Any]]
 
 def complexity_table(results: Sequence[ComplexityResult]) -> Table:
     mode = results[0].mode if results else "standard"
-    title = f"Complexity, counted by {results[0].counter if results else ''}\n{MAC_HEADERS[mode]}; FLOPs = 2 x MACs"
-    if mode == "extended":
-        title += " + element ops"
+    rule = FLOPS_RULES.get(mode, "FLOPs = 2 x MACs")
+    title = f"Complexity, counted by {results[0].counter if results else ''}\n{MAC_HEADERS[mode]}; {rule}"
     table = Table(title=title, title_justify="left")
     for header in ["model", "input", "batch", "params (M)", "weights (MB)", "GMACs", "GFLOPs", "activations (M)"]:
         table.add_column(header, justify="left" if header == "model" else "right")
