@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -169,9 +170,15 @@ def test_sweep_records_setup_apart_unsupported_unavailable_and_export_failures(t
     assert "cuda" in cells["tiny", "tensorrt", "fp32", 1].error
 
 
-def _time_record(model, backend, dtype, latency_s, passed=True, batch=1, status="ok"):
-    values = {"median_s": latency_s, "stats": {"median": latency_s, "n": 10, "ci_half_width_rel": 0.01},
-              "ms_per_image": latency_s * 1e3 / batch, "images_per_s": batch / latency_s, "stop_reason": "converged",
+def _time_record(model, backend, dtype, latency_s, passed=True, batch=1, status="ok", ci=None, contended=False,
+                 converged=True):
+    stats = {"median": latency_s, "n": 10, "ci_half_width_rel": 0.01}
+    if ci is not None:
+        stats.update(ci_low=ci[0], ci_high=ci[1], ci_method="order statistics")
+    values = {"median_s": latency_s, "stats": stats, "converged": converged,
+              "contention": {"contended": contended, "other_cores": 1.0 if contended else 0.0},
+              "ms_per_image": latency_s * 1e3 / batch, "images_per_s": batch / latency_s,
+              "stop_reason": "converged" if converged else "max_time",
               "executed_precision": dtype, "output_check": {"passed": passed, "cosine_similarity": 1.0 if passed else 0.5,
                                                             "relative_max_error": 0.0 if passed else 0.9},
               "setup": {"prepare_s": 1.0, "bind_s": 0.0, "first_inference_s": 0.1}}
@@ -206,6 +213,45 @@ def test_best_picks_the_fastest_valid_deployment_and_ignores_flagged_ones():
     assert added.loc["any", "latency_ms"] == pytest.approx(40.0)
     assert "best" in added.loc["any", "setup"]
     assert len(rows) == len(time_frame) + 2  # mobilenetv2 had nothing to choose from: no best rows
+
+
+def test_best_reports_a_tie_and_recommends_the_simpler_deployment():
+    records = [
+        _time_record("resnet50", "eager", "fp32", 0.100, ci=(0.095, 0.106)),
+        _time_record("resnet50", "openvino", "fp32", 0.050, ci=(0.046, 0.055)),  # fastest median
+        _time_record("resnet50", "onnxruntime", "fp32", 0.053, ci=(0.049, 0.058)),  # overlaps openvino's
+        _time_record("resnet50", "compile", "bf16", 0.052, ci=(0.047, 0.057)),  # overlaps too, reduced precision
+        _time_record("resnet50", "torchscript", "fp32", 0.070, ci=(0.066, 0.074)),  # apart: not tied
+    ]
+    best = best_deployments(frames_from_records(records).time).set_index("model").loc["resnet50"]
+    assert bool(best["tie"]) and best["fastest"] == "openvino fp32"
+    assert (best["backend"], best["dtype"]) == ("onnxruntime", "fp32")  # fp32 first, then the simpler backend
+    assert set(best["tied_with"].split(", ")) == {"openvino fp32", "compile bf16"}
+    assert "recommended over the faster median of openvino fp32" in best["recommendation"]
+    assert best["speedup_low"] <= best["speedup_vs_eager"] <= best["speedup_high"]
+    assert best["speedup_low"] == pytest.approx(95 / 58) and best["speedup_high"] == pytest.approx(106 / 49)
+    apart = best_deployments(frames_from_records(records[:2]).time).iloc[0]  # eager's interval is far away
+    assert not apart["tie"] and apart["backend"] == "openvino" and apart["recommendation"].startswith("fastest")
+
+
+def test_best_excludes_contended_and_unconverged_cells_with_the_reason():
+    records = [
+        _time_record("resnet50", "eager", "fp32", 0.100, ci=(0.095, 0.106)),
+        _time_record("resnet50", "openvino", "fp32", 0.030, ci=(0.029, 0.031), contended=True),  # fastest, untrusted
+        _time_record("resnet50", "compile", "fp32", 0.035, ci=(0.034, 0.036), converged=False),
+        _time_record("resnet50", "onnxruntime", "fp32", 0.060, ci=(0.058, 0.062)),
+        _time_record("vgg16", "eager", "fp32", 0.300, contended=True),  # the baseline itself is excluded
+        _time_record("vgg16", "onnxruntime", "fp32", 0.200),
+    ]
+    best = best_deployments(frames_from_records(records).time).set_index("model")
+    assert best.loc["resnet50", "backend"] == "onnxruntime"
+    assert best.loc["resnet50", "excluded"] == "1 contended, 1 unconverged"
+    assert best.loc["resnet50", "speedup_vs_eager"] == pytest.approx(100 / 60)
+    assert best.loc["vgg16", "excluded"] == "1 contended; eager fp32 contended"
+    assert pd.isna(best.loc["vgg16", "speedup_vs_eager"])  # no trusted baseline: no speed-up claimed
+    rows = with_best_rows(frames_from_records(records).time)
+    added = rows[rows["backend"] == "best"]  # chosen among trusted cells, wherever several passed the check
+    assert added["winner_backend"].tolist() == ["onnxruntime"] * 4 and set(added["model"]) == {"resnet50", "vgg16"}
 
 
 def test_report_shows_eager_and_best_side_by_side(tmp_path):

@@ -43,7 +43,7 @@ def test_profile_json_and_per_layer_csv(tmp_path):
 
 
 def test_table_headers_say_what_is_counted():
-    out = run("profile", "squeezenet1_1", "--mode", "paper").stdout
+    out = run("profile", "squeezenet1_1", "--mode", "conv-only").stdout
     assert "MACs: convolutions only" in out and "FLOPs = 2 x MACs" in out
 
 
@@ -51,7 +51,7 @@ def test_table_headers_say_what_is_counted():
     (["profile", "resnt50"], "closest names: resnet50"),
     (["profile", "timm:resnet5O"], "timm:resnet50"),
     (["profile", "inceptionv3", "--input-size", "32"], "smallest input size that works is 75"),
-    (["profile", "resnet18", "--mode", "fvcore"], "modes: standard, extended, paper"),
+    (["profile", "resnet18", "--mode", "fvcore"], "modes: standard, extended, conv-only, bianco2018"),
     (["profile", "resnet18", "--dtype", "int3"], "precisions: fp32, bf16, fp16"),
     (["models", "--suite", "papr"], "unknown suite 'papr'"),
     (["profile"], "name at least one model"),

@@ -76,14 +76,81 @@ def test_batch_scales_operations_not_parameters():
 
 def test_counting_modes():
     net = HandNet().to("meta")
-    paper = count_model(net, 16, mode="paper")
+    conv_only = count_model(net, 16, mode="conv-only")
     extended = count_model(net, 16, mode="extended")
-    assert paper.macs == CONV_MACS  # convolutions only: the linear layer is left out
+    assert conv_only.macs == CONV_MACS  # convolutions only: the linear layer is left out
     assert extended.macs == CONV_MACS + LINEAR_MACS
     assert extended.element_ops == ELEMENT_OPS
     assert extended.flops == 2 * (CONV_MACS + LINEAR_MACS) + ELEMENT_OPS
-    with pytest.raises(ValueError, match="modes: standard, extended, paper"):
+    with pytest.raises(ValueError, match="modes: standard, extended, conv-only, bianco2018"):
         count_model(net, 16, mode="fvcore")
+
+
+def test_paper_is_an_old_name_for_conv_only_and_says_so():
+    with pytest.warns(FutureWarning, match="now called 'conv-only'.*bianco2018"):
+        old = count_model(HandNet().to("meta"), 16, mode="paper")
+    assert old.mode == "conv-only" and old.macs == CONV_MACS
+
+
+# bianco2018 on HandNet, by hand: k_h x k_w x C_in x C_out per output position, groups ignored
+# conv 9*3*8 * 256 = 55296 (+ bias 8*256 = 2048); grouped 9*8*16 * 64 = 73728 (no bias);
+# depthwise 9*16*16 * 64 = 147456 (+ bias 16*64 = 1024); the linear layer is not a Conv2d
+BIANCO_MACS = 55296 + 73728 + 147456
+BIANCO_BIAS = 2048 + 1024
+
+
+def test_bianco2018_ignores_groups_counts_bias_and_halves_only_resnets():
+    net = HandNet().to("meta")
+    result = count_model(net, 16, mode="bianco2018")
+    assert (result.macs, result.element_ops) == (BIANCO_MACS, BIANCO_BIAS)
+    assert result.flops == 2 * BIANCO_MACS + BIANCO_BIAS and not result.halved
+    assert sum(layer.macs for layer in result.layers) == BIANCO_MACS
+    assert result.conv_macs == CONV_MACS  # the true count stays beside it
+    resnet = count_model(net, 16, mode="bianco2018", name="resnet_hand")
+    assert resnet.halved and resnet.flops == (2 * BIANCO_MACS + BIANCO_BIAS) / 2
+
+
+def _companion_hook_flops(model, size):
+    """The 2018 companion code's counter, transcribed: CeLuigi/models-comparison.pytorch,
+    pretrainedmodels/utils.py `conv_flops_counter_hook` at 62142a9 (before caaf76b added `/= groups`),
+    with scripts/compute_computational_complexity.py's `/ 2` left to the caller."""
+    total = [0]
+
+    def hook(conv, inputs, output):
+        positions = inputs[0].shape[0] * output.shape[2] * output.shape[3]
+        flops = 2 * conv.kernel_size[0] * conv.kernel_size[1] * conv.in_channels * conv.out_channels * positions
+        total[0] += flops + (conv.out_channels * positions if conv.bias is not None else 0)
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_hook(hook)
+    with torch.inference_mode():
+        model(torch.empty(1, 3, size, size, device="meta"))
+    return total[0]
+
+
+def test_bianco2018_reproduces_the_companion_codes_mobilenetv2_and_resnet50_figures():
+    """The 2018 companion code's operation figures, per image at 224 x 224:
+
+    - MobileNetV2: 11,095,719,936 FLOPs = 11.1 G (groups ignored: each depthwise 3x3 counted as a full
+      convolution), against 299,494,272 = 0.299 G MACs in conv-only mode (issue 12 quotes 11.1 G vs 0.299 G);
+    - ResNet-50: 8,174,272,512 before the resnet halving, 4,087,136,256 = 4.09 G after it (no grouped
+      convolutions, no conv bias: the halving makes it equal to the true convolution MACs).
+
+    Both are the companion code's `conv_flops_counter_hook` rule (transcribed in `_companion_hook_flops`)
+    applied to torchvision's architectures, which are the companion code's for these two models; the
+    companion code itself needs CUDA and its own package, so the figures are checked against the
+    transcription on the same meta model and against the numbers above.
+    """
+    from dnnbench.zoo import build_model, get
+
+    mobilenet = complexity("MobileNetV2", mode="bianco2018")
+    assert mobilenet.flops == 11_095_719_936 and not mobilenet.halved
+    assert mobilenet.flops == _companion_hook_flops(build_model(get("MobileNetV2"), "meta"), 224)
+    assert complexity("MobileNetV2", mode="conv-only").macs == 299_494_272  # what the same convolutions cost
+    resnet = complexity("ResNet-50", mode="bianco2018")
+    assert resnet.flops == 4_087_136_256 and resnet.halved
+    assert 2 * resnet.flops == _companion_hook_flops(build_model(get("ResNet-50"), "meta"), 224)
 
 
 def test_extended_mode_counts_residual_additions_and_inplace_activations():
@@ -111,7 +178,7 @@ def test_matrix_products_outside_modules_are_counted():
     result = count_model(Attention(), 4)
     assert result.matmul_macs == 2 * 16 * 16 * 3
     assert result.conv_macs == 0
-    assert count_model(Attention(), 4, mode="paper").macs == 0
+    assert count_model(Attention(), 4, mode="conv-only").macs == 0
 
 
 def test_frozen_and_shared_parameters():

@@ -19,6 +19,7 @@ from ..store import ResultRecord, Store
 from ..store.values import MEMORY_KINDS as MEMORY_KINDS  # re-exported by dnnbench.analysis
 from ..store.values import AccuracyValue, ComplexityValue, MemoryValue, TimeValue
 from .efficiency import peaks_frame
+from .intervals import latency_interval_s
 from .machines import Machine, build_machines, default_machine, resolve_machine
 from .zoo_info import zoo_frame
 
@@ -29,7 +30,7 @@ KEY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "setup", *CON
 COMPLEXITY_VALUES = ("params", "param_bytes", "macs", "flops", "activations")
 TIME_COLUMNS = ("latency_ms", "ms_per_image", "images_per_s", "ci_half_width_rel", "samples", "stop_reason",
                 "contended", "executed_precision", "output_check_passed", "output_cosine", "output_rel_error",
-                "setup_s")
+                "setup_s", "latency_low_ms", "latency_high_ms", "ci_method", "converged")
 MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes",
                   "analytic_peak_bytes", "weight_bytes")
 ACCURACY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "accuracy_source", "top1", "top5", "images",
@@ -170,6 +171,12 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
     row["output_cosine"] = _nan(check.cosine_similarity if check else None)
     row["output_rel_error"] = _nan(check.relative_max_error if check else None)
     row["setup_s"] = _nan(v.setup_s if v else None)
+    low, high, row["ci_method"] = latency_interval_s(v)
+    row["latency_low_ms"] = low * 1e3 if low is not None else np.nan
+    row["latency_high_ms"] = high * 1e3 if high is not None else np.nan
+    # cells from stores before `converged` was recorded (layout 0) are not judged on it: an old store
+    # reads as it did; their stop reason stays in `stop_reason`
+    row["converged"] = bool(v.converged) if v and v.converged is not None else True
     return row
 
 
@@ -251,7 +258,8 @@ def _finish_keyed(rows: list[dict[str, Any]], values: tuple[str, ...], labels: M
     frame["threads"] = frame["threads"].astype("Int64")
     frame["batch_size"] = frame["batch_size"].astype(int)
     for name in values:
-        if name not in ("stop_reason", "memory_kind", "contended", "executed_precision", "output_check_passed"):
+        if name not in ("stop_reason", "memory_kind", "contended", "executed_precision", "output_check_passed",
+                        "ci_method", "converged"):
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     return frame.sort_values(["machine_id", "model", "setup", "input_size", "batch_size"], kind="stable",
                              ignore_index=True)

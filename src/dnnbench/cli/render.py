@@ -23,9 +23,13 @@ from ..store.values import MemoryValue, OutputCheckInfo, TimeValue
 
 MAC_HEADERS = {
     "standard": "MACs: convolutions + linear + matrix products",
-    "paper": "MACs: convolutions only (the 2018 companion code's rule)",
+    "conv-only": "MACs: convolutions only",
     "extended": "MACs: convolutions + linear + matrix products; element ops counted apart",
+    "bianco2018": "the 2018 companion code's count: nn.Conv2d only, groups ignored, bias counted, "
+                  "resnet* halved (not true MACs)",
 }
+FLOPS_RULES = {"extended": "FLOPs = 2 x MACs + element ops",
+               "bianco2018": "FLOPs = 2 x MACs + bias additions, halved for resnet*"}
 
 
 def model_rows(specs: Iterable[ModelSpec]) -> list[dict[str, Any]]:
@@ -71,9 +75,8 @@ def complexity_rows(results: Iterable[ComplexityResult]) -> list[dict[str, Any]]
 
 def complexity_table(results: Sequence[ComplexityResult]) -> Table:
     mode = results[0].mode if results else "standard"
-    title = f"Complexity, counted by {results[0].counter if results else ''}\n{MAC_HEADERS[mode]}; FLOPs = 2 x MACs"
-    if mode == "extended":
-        title += " + element ops"
+    rule = FLOPS_RULES.get(mode, "FLOPs = 2 x MACs")
+    title = f"Complexity, counted by {results[0].counter if results else ''}\n{MAC_HEADERS[mode]}; {rule}"
     table = Table(title=title, title_justify="left")
     for header in ["model", "input", "batch", "params (M)", "weights (MB)", "GMACs", "GFLOPs", "activations (M)"]:
         table.add_column(header, justify="left" if header == "model" else "right")
@@ -213,19 +216,28 @@ def check_text(check: OutputCheckInfo | None) -> str:
 
 
 def best_table(best: pd.DataFrame) -> Table:
-    """The fastest valid deployment per model and batch size (analysis.best.best_deployments)."""
-    table = Table(title="Best deployment (fastest backend x precision whose outputs match eager fp32)",
-                  title_justify="left")
+    """The recommended deployment per model and batch size (analysis.best.best_deployments)."""
+    table = Table(title="Best deployment (fastest backend x precision whose outputs match eager fp32, among "
+                  "uncontended, converged cells; a tie goes to the simpler one)", title_justify="left")
     for header in ["model", "threads", "batch", "best", "executed", "median ms", "images/s", "eager fp32 ms",
-                   "speed-up", "set-up s", "timed", "flagged"]:
-        table.add_column(header, justify="left" if header in ("model", "best", "executed") else "right")
+                   "speed-up [interval]", "set-up s", "timed", "flagged", "excluded", "why"]:
+        table.add_column(header, justify="left" if header in ("model", "best", "executed", "excluded", "why")
+                         else "right")
     for row in best.itertuples(index=False):
         threads = "default" if _missing(row.threads) else str(int(row.threads))
-        table.add_row(row.model, threads, str(row.batch_size), f"{row.backend} {row.dtype}",
-                      str(row.executed_precision), f"{row.latency_ms:.2f}", f"{row.images_per_s:.1f}",
-                      _num(row.eager_fp32_latency_ms, ".2f"), _num(row.speedup_vs_eager, ".2f", "x"),
-                      _num(row.setup_s, ".1f"), str(row.candidates), str(row.flagged))
+        chosen = "-" if _missing(row.backend) else f"{row.backend} {row.dtype}" + (" (tie)" if row.tie else "")
+        speedup = _num(row.speedup_vs_eager, ".2f", "x")
+        if not _missing(row.speedup_vs_eager):
+            speedup += f" [{_num(row.speedup_low, '.2f')}, {_num(row.speedup_high, '.2f')}]"
+        table.add_row(row.model, threads, str(row.batch_size), chosen, _text(row.executed_precision),
+                      _num(row.latency_ms, ".2f"), _num(row.images_per_s, ".1f"), _num(row.eager_fp32_latency_ms, ".2f"),
+                      speedup, _num(row.setup_s, ".1f"), str(row.candidates), str(row.flagged), row.excluded or "-",
+                      row.recommendation if row.tie or _missing(row.backend) else "-")
     return table
+
+
+def _text(value: Any) -> str:
+    return "-" if _missing(value) else str(value)
 
 
 def _missing(value: Any) -> bool:

@@ -58,7 +58,8 @@ def profile(
                                           help="Square input side (default: each model's native size)."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", min=1, max=MAX_BATCH,
                                    help="Batch size; totals are for the whole batch."),
-    mode: str = typer.Option("standard", "--mode", help="standard | extended | paper (see docs/METHODOLOGY.md)."),
+    mode: str = typer.Option("standard", "--mode",
+                             help="standard | extended | conv-only | bianco2018 (docs/METHODOLOGY.md)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16: the dtype weight bytes are given at."),
     per_layer: bool = typer.Option(False, "--per-layer", help="One row per module with its own params and MACs."),
     sort_by: str = typer.Option("order", "--sort-by", help="Per-layer order: order | macs | params | path | type."),
@@ -69,12 +70,16 @@ def profile(
     """Parameters and operations (MACs; FLOPs = 2 x MACs), counted on the meta device."""
     from .. import zoo
     from ..devices import parse_precision, torch_dtype
-    from ..measure.complexity import MODES, complexity
+    from ..measure.complexity import complexity, resolve_mode
     from . import render
 
     check_format(fmt)
-    if mode not in MODES:
-        raise UsageError(f"unknown counting mode {mode!r}; modes: {', '.join(MODES)}")
+    try:
+        mode, note = resolve_mode(mode)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if note:
+        typer.echo(f"note: {note}", err=True)
     if sort_by not in render.LAYER_SORTS:
         raise UsageError(f"unknown sort {sort_by!r}; choose one of {', '.join(render.LAYER_SORTS)}")
     if not model and not suite:

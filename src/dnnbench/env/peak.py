@@ -784,7 +784,7 @@ def estimate_peak(device: str = "cpu", precision: str = "fp32", threads: int | N
     copy = None
     contention = None
     if measure:
-        with ContentionMonitor() as monitor:
+        with ContentionMonitor(threads=used or None) as monitor:  # the threads the kernels will run
             kernels = measure_dense_kernels(device, precision, used or None, seconds, matmul_n, conv_shape)
             if bandwidth:
                 copy = measure_bandwidth(device, used or None, min(0.3, seconds / 4), bandwidth_mib)

@@ -6,16 +6,26 @@ called it, and shapes alone decide the count. PyTorch reports FLOPs = 2 x multip
 convolutions and matrix products; dnnbench reports MACs (= FLOPs / 2) as the primary figure.
 
 Counting modes:
-- ``standard``: MACs of convolutions, linear layers and matrix products (including attention).
-- ``paper``:    MACs of convolutions only, as the 2018 study's companion code counted them.
-- ``extended``: ``standard`` plus element operations of normalisation, activation, pooling and
-                element-wise arithmetic, reported separately as ``element_ops`` (one op per element
-                and per pooled input, two per element for inference batch norm: scale and shift).
+- ``standard``:   MACs of convolutions, linear layers and matrix products (including attention).
+- ``conv-only``:  MACs of convolutions only (``paper`` is an old name for it, mapped with a warning:
+                  it never was the 2018 companion code's count).
+- ``extended``:   ``standard`` plus element operations of normalisation, activation, pooling and
+                  element-wise arithmetic, reported separately as ``element_ops`` (one op per element
+                  and per pooled input, two per element for inference batch norm: scale and shift).
+- ``bianco2018``: the count behind the 2018 study's operation figures (Bianco et al., IEEE Access 2018;
+                  companion code CeLuigi/models-comparison.pytorch, ``pretrainedmodels/utils.py``,
+                  ``conv_flops_counter_hook`` before commit caaf76b of 18 Sep 2018): forward hooks on
+                  ``nn.Conv2d`` modules only, ``2 x k_h x k_w x C_in x C_out`` FLOPs per output position
+                  with ``groups`` ignored, plus one per output element for a bias, and the total halved
+                  only for models named resnet*. Kept to compare with the paper, not to be believed: it
+                  inflates depthwise and grouped convolutions by their group count (MobileNetV2 11.1 G
+                  against 0.30 G MACs in ``conv-only``) and mixes FLOPs with MACs across families.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,8 +38,13 @@ from ..errors import InputSizeError
 from ..zoo import ModelSpec, build_model, get
 
 aten = torch.ops.aten
-MODES = ("standard", "extended", "paper")
+MODES = ("standard", "extended", "conv-only", "bianco2018")
+# Old mode names and what they count now. `paper` promised the 2018 companion code's count but counted
+# convolution MACs with groups respected; it keeps its numbers under the name that says so.
+MODE_ALIASES = {"paper": "conv-only"}
+BIANCO2018 = "bianco2018"
 COUNTER = "torch.utils.flop_counter.FlopCounterMode (dispatch level, meta device)"
+BIANCO2018_COUNTER = "forward hooks on nn.Conv2d, the 2018 companion code's rule"
 
 CONV_OPS = {aten.convolution, aten._convolution, aten.cudnn_convolution, aten.convolution_overrideable,
             aten._slow_conv2d_forward}
@@ -114,10 +129,12 @@ class ComplexityResult:
     output_shape: tuple[int, ...]
     layers: tuple[LayerComplexity, ...]
     counter: str = COUNTER
+    halved: bool = False  # bianco2018 mode on a resnet*: FLOPs halved, as the companion code reported them
 
     @property
-    def flops(self) -> int:
-        return 2 * self.macs + self.element_ops
+    def flops(self) -> int | float:
+        total = 2 * self.macs + self.element_ops
+        return total / 2 if self.halved else total
 
     @property
     def macs_per_image(self) -> float:
@@ -188,7 +205,54 @@ def _split(counts: Counter) -> tuple[int, int, int]:
 
 
 def _mode_macs(mode: str, conv: int, matmul: int) -> int:
-    return conv if mode == "paper" else conv + matmul
+    return conv if mode == "conv-only" else conv + matmul
+
+
+def resolve_mode(mode: str) -> tuple[str, str | None]:
+    """The counting mode `mode` names, and a one-line note when it is an old alias (else None)."""
+    if mode in MODES:
+        return mode, None
+    if mode in MODE_ALIASES:
+        new = MODE_ALIASES[mode]
+        return new, (f"--mode {mode} is now called {new!r} (convolution MACs, groups respected); "
+                     f"the 2018 companion code's count is --mode {BIANCO2018}")
+    raise ValueError(f"unknown counting mode {mode!r}; modes: {', '.join(MODES)}")
+
+
+class _Bianco2018Hooks:
+    """The 2018 companion code's convolution count, module by module (see the module docstring).
+
+    Per nn.Conv2d call: FLOPs = 2 x k_h x k_w x C_in x C_out x positions (groups ignored), kept here as
+    MACs = k_h x k_w x C_in x C_out x positions, and bias additions = C_out x positions, so that
+    FLOPs = 2 x MACs + bias additions, the companion code's figure before its resnet halving.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.macs: Counter = Counter()
+        self.bias_adds: Counter = Counter()
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+    def _hook(self, module: nn.Conv2d, args: Any, output: torch.Tensor) -> None:
+        positions = output.shape[0] * output.shape[2] * output.shape[3]
+        k_h, k_w = module.kernel_size
+        self.macs[module] += k_h * k_w * module.in_channels * module.out_channels * positions
+        if module.bias is not None:
+            self.bias_adds[module] += module.out_channels * positions
+
+    def total_macs(self) -> int:
+        return sum(self.macs.values())
+
+    def total_bias_adds(self) -> int:
+        return sum(self.bias_adds.values())
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def bianco2018_halves(name: str) -> bool:
+    """Whether the companion code's figure for `name` was halved (models named resnet* only)."""
+    return name.rsplit(":", 1)[-1].lower().startswith("resnet")
 
 
 def _probe(model: nn.Module, size: int, batch: int, device: str) -> bool:
@@ -231,8 +295,9 @@ def count_model(model: nn.Module, input_size: int, batch_size: int = 1, mode: st
                 dtype: torch.dtype = torch.float32, name: str = "model", native_size: int | None = None
                 ) -> ComplexityResult:
     """Count `model` (on any device; meta allocates nothing) on a (batch, 3, size, size) input."""
-    if mode not in MODES:
-        raise ValueError(f"unknown counting mode {mode!r}; modes: {', '.join(MODES)}")
+    mode, note = resolve_mode(mode)
+    if note:
+        warnings.warn(note, FutureWarning, stacklevel=2)
     if batch_size < 1 or input_size < 1:
         raise InputSizeError(f"batch size and input size must be positive, not {batch_size} and {input_size}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -240,6 +305,7 @@ def count_model(model: nn.Module, input_size: int, batch_size: int = 1, mode: st
     x = torch.empty(batch_size, 3, input_size, input_size, device=device, dtype=dtype)
     counter = FlopCounterMode(display=False, custom_mapping=ELEMENT_OPS if mode == "extended" else {})
     tracker = _LayerTracker(model, counter)
+    bianco = _Bianco2018Hooks(model) if mode == BIANCO2018 else None
     try:
         with torch.inference_mode(), counter:
             output = model(x)
@@ -251,6 +317,8 @@ def count_model(model: nn.Module, input_size: int, batch_size: int = 1, mode: st
                              f"(PyTorch said: {str(exc).splitlines()[0]})") from None
     finally:
         tracker.remove()
+        if bianco:
+            bianco.remove()
     output = _first_tensor(output)
     conv, matmul, element = _split(Counter(counter.flop_counts["Global"]))
     layers = []
@@ -258,20 +326,25 @@ def count_model(model: nn.Module, input_size: int, batch_size: int = 1, mode: st
     for module, path in tracker.names.items():
         own = tracker.own.get(module, Counter())
         l_conv, l_matmul, l_element = _split(own)
+        row_macs, row_element = _mode_macs(mode, l_conv, l_matmul), l_element if mode == "extended" else 0
+        if bianco:
+            row_macs, row_element = bianco.macs[module], bianco.bias_adds[module]
         own_params = sum(p.numel() for p in module.parameters(recurse=False))
-        if tracker.calls[module] and (own_params or l_conv or l_matmul or l_element):
-            layers.append(LayerComplexity(path, type(module).__name__, own_params, _mode_macs(mode, l_conv, l_matmul),
-                                          l_element, tracker.shapes.get(module), tracker.calls[module]))
+        if tracker.calls[module] and (own_params or l_conv or l_matmul or l_element or row_macs):
+            layers.append(LayerComplexity(path, type(module).__name__, own_params, row_macs, row_element,
+                                          tracker.shapes.get(module), tracker.calls[module]))
             if l_conv or l_matmul:
                 activations += _elements(tracker.shapes.get(module)) * tracker.calls[module]
     params, trainable, param_bytes, buffers, buffer_bytes = count_parameters(model, dtype)
+    macs = bianco.total_macs() if bianco else _mode_macs(mode, conv, matmul)
+    element_ops = bianco.total_bias_adds() if bianco else element if mode == "extended" else 0
     return ComplexityResult(
         model=name, input_size=input_size, batch_size=batch_size, mode=mode, dtype=str(dtype).replace("torch.", ""),
         params=params, trainable_params=trainable, param_bytes=param_bytes, buffers=buffers, buffer_bytes=buffer_bytes,
-        macs=_mode_macs(mode, conv, matmul), conv_macs=conv, matmul_macs=matmul,
-        element_ops=element if mode == "extended" else 0, activations=activations,
+        macs=macs, conv_macs=conv, matmul_macs=matmul, element_ops=element_ops, activations=activations,
         output_elements=tracker.leaf_output_elements, output_shape=tuple(output.shape) if output is not None else (),
-        layers=tuple(layers),
+        layers=tuple(layers), counter=BIANCO2018_COUNTER if bianco else COUNTER,
+        halved=bool(bianco) and bianco2018_halves(name),
     )
 
 

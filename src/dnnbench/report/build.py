@@ -347,15 +347,22 @@ def _roofline_section(builder: _Builder, perf: pd.DataFrame, machines: list[Mach
 
 DEPLOYMENT_COLUMNS = [("name", "Model"), ("#batch_size", "Batch"), ("#threads", "Threads"),
                       ("#eager_ms", "Eager fp32 ms"), ("best", "Best deployment"), ("executed", "Executed"),
-                      ("#best_ms", "Best ms"), ("#images_per_s", "Best images/s"), ("#speedup", "Speed-up"),
+                      ("#best_ms", "Best ms"), ("interval", "Best ms interval"), ("#images_per_s", "Best images/s"),
+                      ("#speedup", "Speed-up"), ("speedup_interval", "Speed-up interval"),
                       ("#cosine", "Output cosine"), ("#setup_s", "Set-up s"), ("#candidates", "Timed"),
-                      ("#flagged", "Flagged")]
+                      ("#flagged", "Flagged"), ("excluded", "Excluded"), ("why", "Tie / why")]
 
 
 def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> Section:
     intro = ("Per model and batch size, the fastest deployment (backend x precision) whose logits matched eager "
-             "PyTorch fp32 within its precision's tolerance, beside eager fp32. Deployments the output check "
-             "flagged are counted, never chosen. Elsewhere in this report the winners appear as the `best` setups "
+             "PyTorch fp32 within its precision's tolerance, beside eager fp32. Only cells timed without "
+             "contention and whose stopping rule converged are candidates or baseline; the others are counted "
+             "under Excluded (`dnnbench run --remeasure-contended` measures contended cells again). Where the "
+             "fastest deployment's interval overlaps another's the row reports a tie and recommends the simplest, "
+             "most portable of the tied ones (fp32 first, then eager, eager-channels-last, torchscript, compile, "
+             "onnxruntime, openvino, tensorrt). The speed-up interval runs from eager's interval low end over the "
+             "deployment's high end to the reverse. Deployments the output check flagged are counted, never "
+             "chosen. Elsewhere in this report the recommended deployments appear as the `best` setups "
              "(precision `any`, and `fp32` for the best fp32-only deployment). See docs/BACKENDS.md.")
     if deployments.empty or (deployments["candidates"] <= 1).all():
         return Section("deployments", "Deployment: eager vs best backend", intro, [message_html(
@@ -366,16 +373,24 @@ def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> S
         mine = deployments[deployments["machine_id"] == machine.machine_id]
         rows = [{"_machine": machine.machine_id, "name": r.name, "#batch_size": _num_cell(r.batch_size),
                  "#threads": _num_cell(r.threads), "#eager_ms": _num_cell(r.eager_fp32_latency_ms),
-                 "best": f"{r.backend} {r.dtype}", "executed": str(r.executed_precision),
-                 "#best_ms": _num_cell(r.latency_ms), "#images_per_s": _num_cell(r.images_per_s),
-                 "#speedup": _num_cell(r.speedup_vs_eager), "#cosine": _num_cell(r.output_cosine),
+                 "best": "-" if pd.isna(r.backend) else f"{r.backend} {r.dtype}" + (" (tie)" if r.tie else ""),
+                 "executed": "" if pd.isna(r.executed_precision) else str(r.executed_precision),
+                 "#best_ms": _num_cell(r.latency_ms), "interval": _range_text(r.latency_low_ms, r.latency_high_ms),
+                 "#images_per_s": _num_cell(r.images_per_s), "#speedup": _num_cell(r.speedup_vs_eager),
+                 "speedup_interval": _range_text(r.speedup_low, r.speedup_high), "#cosine": _num_cell(r.output_cosine),
                  "#setup_s": _num_cell(r.setup_s), "#candidates": _num_cell(r.candidates),
-                 "#flagged": _num_cell(r.flagged)}
+                 "#flagged": _num_cell(r.flagged), "excluded": r.excluded or "",
+                 "why": r.recommendation if r.tie or pd.isna(r.backend) else ""}
                 for r in mine.itertuples(index=False)]
         if rows:
             blocks.append(f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}</h3>'
                           f"{table_html(DEPLOYMENT_COLUMNS, rows)}</div>")
     return Section("deployments", "Deployment: eager vs best backend", intro, blocks)
+
+
+def _range_text(low: float, high: float) -> str:
+    """`[1.90, 2.10]`, or empty where the cell stored no interval."""
+    return "" if pd.isna(low) or pd.isna(high) else f"[{low:.3g}, {high:.3g}]"
 
 
 def _compare_section(builder: _Builder, perf: pd.DataFrame, machines: list[Machine], batch_size: int) -> Section:

@@ -16,15 +16,18 @@ statistics are not parameters.</dd>
 <dd><b>MACs</b> are multiply-accumulates of convolutions, linear layers and matrix products (attention
 included), counted per image at the model's native input size by PyTorch's dispatch-level
 <code>FlopCounterMode</code> on the meta device (no weights allocated). <b>FLOPs = 2 x MACs</b>. Bias additions,
-normalisation, activations and pooling are not counted. The 2018 study's "G-FLOPs" axis counted
-multiply-adds, i.e. what is called G-MACs here.</dd>
+normalisation, activations and pooling are not counted. The 2018 study's "G-FLOPs" axis used its
+companion code's count (<code>dnnbench profile --mode bianco2018</code>): convolutions only, groups ignored,
+bias counted, 2 FLOPs per multiply-add, halved for ResNets only; so it matches G-MACs here for ResNets and
+overstates grouped and depthwise networks many times over (MobileNetV2: 11.1 G against 0.30 G-MACs).</dd>
 
 <dt>Inference time</dt>
 <dd>The <b>median</b> wall time of one forward pass of a whole batch (random input, <code>inference_mode</code>,
 after warm-up; CUDA synchronised), repeated until its 95% confidence interval (order statistics) is within the
 target or the time budget is spent. <b>Time per image</b> = median batch time / batch size;
 <b>images/s</b> = batch size / median batch time (at batch size 1 this is frames per second). Cells timed while
-other processes used the CPU are flagged <i>contended</i>.</dd>
+other processes used the worker's CPUs beyond the cores its threads leave free are flagged <i>contended</i>;
+the best deployment is chosen only among uncontended, converged cells.</dd>
 
 <dt>Memory</dt>
 <dd>On a CUDA device: PyTorch's peak allocated memory during the timed block
