@@ -163,7 +163,9 @@ def test_ctrl_c_or_sigterm_keeps_finished_cells_and_stops_the_worker(tmp_path, s
         assert {r.status for r in records} == {"ok"} and len(records) == 4
         assert not any(r.model.endswith("sleeping") and r.metric == "time" for r in records)
         assert store.runs()[0]["status"] == "interrupted"
-    leftover = subprocess.run(["pgrep", "-f", "dnnbench-python"], capture_output=True, text=True).stdout
+    # this runner's workers only (they carry its pid): other sweeps may be running on the machine
+    leftover = subprocess.run(["pgrep", "-f", f"dnnbench.run.worker .*--parent {runner.pid} "], capture_output=True,
+                              text=True).stdout
     assert not leftover.strip()
 
 
