@@ -156,3 +156,13 @@ def test_resume_finds_every_cell_of_the_old_release(store):
     result = dnnbench(*fixture_sweep(), "--db", str(store), cwd=TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "27 cells planned, 27 already in the store" in " ".join(result.stdout.split())
+
+
+def test_the_fixture_is_still_as_that_release_wrote_it():
+    """Opening the fixture itself for writing (any command without a copy) would migrate it and so test a
+    newer store: its tables must stay the five of release 0190a26."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True) as con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"meta", "machines", "runs", "results", "peaks"}
