@@ -130,17 +130,17 @@ def time_value(m: Measured, deployment: Deployment, cold_start_s: float, bind_s:
         executed_precision=deployment.executed_precision, output_check=deployment.output_check,
         setup=SetupInfo(prepare=deployment.prepare, prepare_s=sum(deployment.prepare.values()), bind_s=bind_s,
                          first_inference_s=latency.first_call_s),
-        contention=ContentionInfo(**asdict(m.contention)), runtime=RuntimeInfo(**asdict(m.runtime)))
+        contention=ContentionInfo.from_dict(asdict(m.contention)), runtime=RuntimeInfo.from_dict(asdict(m.runtime)))
 
 
 def memory_value(m: Measured, deployment: Deployment, weight_bytes: int, baseline_rss: int,
                  estimate: MemoryEstimate) -> MemoryValue:
     """CPU or CUDA figures, the deployment, and the analytic estimate (measure.analytic_memory.MemoryEstimate);
     `analytic_ratio` is measured / estimated (on CPU the RSS growth, which also holds allocator slack)."""
-    value = replace(MemoryValue(**asdict(m.memory)), backend=deployment.backend,
+    value = replace(MemoryValue.from_dict(asdict(m.memory)), backend=deployment.backend,
                     executed_precision=deployment.executed_precision, output_check=deployment.output_check,
                     weight_bytes=weight_bytes, baseline_rss_bytes=baseline_rss,
-                    analytic=AnalyticMemory(**asdict(estimate)))
+                    analytic=AnalyticMemory.from_dict(asdict(estimate)))
     return replace(value, analytic_ratio=value.ratio_to_estimate())
 
 
@@ -177,7 +177,7 @@ class _Measurer:
         self.send(Begin((cell.digest,), "complexity"))
         started = time.time()
         result = complexity(self.spec, self.input_size, 1, "standard", self.dtype)
-        self.send(Finished(record(cell, "ok", ComplexityValue(**result.to_dict()), started_at=started)))
+        self.send(Finished(record(cell, "ok", ComplexityValue.from_dict(result.to_dict()), started_at=started)))
 
     def _fail_all(self, cells: list[Cell], status: str, message: str) -> None:
         for cell in cells:
@@ -238,7 +238,7 @@ class _Measurer:
             status = "oom" if is_out_of_memory(exc) else "error"
             return self._fail_all(cells, status, f"{job.backend} set-up failed: " + _exception_line(exc))
         deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
-                                OutputCheckInfo(**asdict(check)), build_s, prepare_steps)
+                                OutputCheckInfo.from_dict(asdict(check)), build_s, prepare_steps)
         cold_start_s = None
         for position, batch_size in enumerate(by_batch):
             batch_cells = [c for c in cells if c.batch_size == batch_size]
