@@ -181,7 +181,8 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
             row += [_number(timed.latency_s, 1e3, ".2f"), timed.ci_text, str(timed.trial_count),
                     _number(timed.between_trial_cv, 100, ".1f"), _number(timed.within_trial_rel, 100, ".1f"),
                     _number(timed.ms_per_image, 1, ".2f"), _number(timed.images_per_s, 1, ".1f"),
-                    _number(timed.sustained_images_per_s, 1, ".1f"), timed.stop_reason or "-", f"{timed.setup.total_s:.2f}" if timed.setup else "-",
+                    _number(timed.sustained_images_per_s, 1, ".1f"), timed.stop_reason or "-",
+                    f"{timed.setup.total_s:.2f}" if timed.setup else "-",
                     check_text(timed.output_check)]
         else:
             row += ["-"] * 11

@@ -276,7 +276,8 @@ def build_sweep_config(
     cluster the nodes' spelling). `backends`: a name, several (`"eager,onnxruntime"` or a list), or
     `"best"`/`"all"`: every backend available there, the fastest valid one marked. `precisions` (alias
     `dtype`): `"fp32,bf16"` or a list; none given: fp32, or with `best` fp32 and the reduced precisions
-    the device runs natively. `repeats`: fresh worker processes (trials) per timed cell. `batch_sizes`, `threads`, `metrics`: `"1,2,8"` or a sequence. None
+    the device runs natively. `repeats`: fresh worker processes (trials) per timed cell. `batch_sizes`,
+    `threads`, `metrics`: `"1,2,8"` or a sequence. None
     anywhere: the default of the dataclass that holds it."""
     from ..backends import parse_backends, search_precisions
 

@@ -94,8 +94,8 @@ def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[Worke
     """The jobs with the cells still to measure (resume), as `policy` says: a time cell is done once it has
     as many trials as the job's trial number asks (a sweep stopped after 2 of 3 trials resumes with the 3rd);
     otherwise a cell the store has is done, except a `skipped` one whose cause is gone (no smaller batch size
-    of its job is `oom` any more); with `retry_failed` only `ok` cells are done; with `force` none. With several machines (the nodes of
-    one kind on a cluster), a cell any of them has is done."""
+    of its job is `oom` any more); with `retry_failed` only `ok` cells are done; with `force` none. With several
+    machines (the nodes of one kind on a cluster), a cell any of them has is done."""
     if policy.force:
         return jobs
     machine_ids = [machine_id] if isinstance(machine_id, str) else list(machine_id)
