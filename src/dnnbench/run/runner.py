@@ -200,8 +200,9 @@ def execute(jobs: list[WorkerJob], targets: Sequence[Target], store: Store, exec
         if prepare is not None:
             prepare(todo)
         first = targets[0].machines[0].machine_id
-        planned = sum(len(j.cells) for j in jobs) * len(targets)
-        summary = RunSummary(runs.run_ids[first], first, planned, planned - sum(len(p.job.cells) for p in todo),
+        planned = len({c.digest for j in jobs for c in j.cells}) * len(targets)  # a cell once, however many trials
+        to_measure = len({(p.target, c.digest) for p in todo for c in p.job.cells})
+        summary = RunSummary(runs.run_ids[first], first, planned, planned - to_measure,
                              frozenset(c.digest for j in jobs for c in j.cells),
                              machine_ids=tuple(runs.run_ids), run_ids=runs.run_ids)
         default_machine = {t.name: t.machines[0].machine_id for t in targets}
