@@ -13,8 +13,8 @@ The experiment is repeated R times (--repetitions, default 10) and the coverage 
 per model and overall. Budgets are small (--time-budget 0.5 s per trial after 0.2 s of warm-up): a worker
 process costs a few seconds to start, and a repetition starts 22 of them: about 1.5-2 minutes per repetition
 on an idle 2-core machine, so --repetitions 6 keeps to ~15 minutes there (the default 10 takes longer); on a
-busy one far more (2 repetitions took 530 s at load 5 on 2 cores). What it used is printed at the end. Run it on an idle machine, and again
-while another sweep runs, to see what contention does to each figure.
+busy one far more (2 repetitions took 530 s at load 5 on 2 cores). What it used is printed at the end.
+Run it on an idle machine, and again while another sweep runs, to see what contention does to each figure.
 
     PYTHONPATH=src .venv/bin/python benchmarks/coverage.py [--repetitions 10] [--time-budget 0.5]
 """
