@@ -17,8 +17,9 @@ TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 FAST_ARGS = ["--device", "cpu", "--threads", "1", "--input-size", "32", "--time-budget", "0.3", "--min-samples", "3",
              "--warmup-iters", "1", "--warmup-s", "0", "--no-peak", "--batch-sizes", "1"]
-RUN_HEADERS = ["model", "deployment", "threads", "batch", "status", "median ms", "±CI %", "ms/image", "images/s",
-               "stop", "set-up s", "check", "peak MB", "estimate MB", "note"]
+RUN_HEADERS = ["model", "deployment", "threads", "batch", "status", "median ms", "interval", "trials", "between %",
+               "within ±%", "ms/image", "images/s", "sustained img/s", "stop", "set-up s", "check", "peak MB",
+               "estimate MB", "note"]
 
 
 def dnnbench(*args: str, columns: str | None = None) -> subprocess.CompletedProcess:
@@ -40,7 +41,7 @@ def test_run_summary_in_a_pipe_keeps_every_column_whole(tmp_path):
                       "--db", str(tmp_path / "r.sqlite"))
     assert result.returncode == 0, result.stderr  # one model measured: a success
     assert "…" not in result.stdout
-    header = header_line(result.stdout)  # the 15 columns side by side, each header whole, on one line
+    header = header_line(result.stdout)  # the 19 columns side by side, each header whole, on one line
     positions = [header.index(h) for h in RUN_HEADERS]
     assert positions == sorted(positions)
     row = next(line for line in result.stdout.splitlines() if "dnnbench_test_models:tiny" in line and " ok " in line)

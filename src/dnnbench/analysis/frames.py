@@ -28,7 +28,9 @@ CONFIG_COLUMNS = ("device", "dtype", "batch_size", "threads", "backend", "input_
 KEY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "setup", *CONFIG_COLUMNS)
 
 COMPLEXITY_VALUES = ("params", "param_bytes", "macs", "flops", "activations")
-TIME_COLUMNS = ("latency_ms", "ms_per_image", "images_per_s", "ci_half_width_rel", "samples", "stop_reason",
+TIME_COLUMNS = ("latency_ms", "ms_per_image", "images_per_s", "sustained_images_per_s", "ci_half_width_rel",
+                "ci_low_ms", "ci_high_ms", "ci_method", "trials", "between_trial_cv", "within_trial_rel", "samples",
+                "stop_reason",
                 "contended", "executed_precision", "output_check_passed", "output_cosine", "output_rel_error",
                 "setup_s", "latency_low_ms", "latency_high_ms", "ci_method", "converged")
 MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes",
@@ -160,7 +162,16 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
     row["ms_per_image"] = v.ms_per_image if v and v.ms_per_image is not None else row["latency_ms"] / batch
     row["images_per_s"] = (v.images_per_s if v and v.images_per_s is not None
                            else batch / median_s if median_s else np.nan)
-    row["ci_half_width_rel"] = _nan(v.stats.ci_half_width_rel if v and v.stats else None)
+    row["sustained_images_per_s"] = _nan(v.sustained_images_per_s if v else None)
+    # the headline interval (over trials, else within the one trial); "range (n = k)" is no confidence interval
+    low, high, method = v.ci if v else (None, None, "")
+    row["ci_half_width_rel"] = _nan(v.ci_half_width_rel if v else None)
+    row["ci_low_ms"] = low * 1e3 if low is not None else np.nan
+    row["ci_high_ms"] = high * 1e3 if high is not None else np.nan
+    row["ci_method"] = method
+    row["trials"] = v.trial_count if v else 0
+    row["between_trial_cv"] = _nan(v.between_trial_cv if v else None)  # sd of trial medians / their mean
+    row["within_trial_rel"] = _nan(v.within_trial_rel if v else None)  # one process's relative half-width
     row["samples"] = _nan(v.sample_count if v else None)
     row["stop_reason"] = (v.stop_reason if v else None) or ""
     row["contended"] = bool(v and v.contended)

@@ -161,12 +161,14 @@ def emit(console: Console, rows: list[dict[str, Any]], table: Table | None, fmt:
 def run_summary_table(records: Sequence[ResultRecord]) -> Table:
     """One row per (model, deployment, threads, batch size): time and memory side by side, with how they were
     measured and, for every deployment, its output check against eager fp32."""
-    table = Table(title="Inference time (median of per-batch wall time; CI = 95% CI of the median) and memory",
-                  title_justify="left")
-    for header in ["model", "deployment", "threads", "batch", "status", "median ms", "±CI %", "ms/image", "images/s",
-                   "stop", "set-up s", "check", "peak MB", "estimate MB", "note"]:
-        table.add_column(header, justify="left" if header in ("model", "deployment", "status", "stop", "check", "note")
-                         else "right")
+    table = Table(title="Inference time (median over trials of the per-batch wall time; interval: 95% CI over "
+                        "trials, or within one process for one trial; \"range (n = k)\" where too few samples for a CI), "
+                        "the spread between trials and within one, and memory", title_justify="left")
+    for header in ["model", "deployment", "threads", "batch", "status", "median ms", "interval", "trials",
+                   "between %", "within ±%", "ms/image", "images/s", "sustained img/s", "stop", "set-up s", "check",
+                   "peak MB", "estimate MB", "note"]:
+        table.add_column(header, justify="left" if header in ("model", "deployment", "status", "interval", "stop",
+                                                              "check", "note") else "right")
     cells: dict[tuple, dict[str, ResultRecord]] = {}
     for r in records:
         if r.metric in ("time", "memory"):
@@ -179,13 +181,14 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
         row = [model, deployment, str(threads or "default"), str(batch), status]
         timed = time_r.values if time_r is not None and time_r.status == "ok" else None
         if isinstance(timed, TimeValue):
-            ci = timed.stats.ci_half_width_rel if timed.stats else None
-            row += [_number(timed.latency_s, 1e3, ".2f"), _number(ci, 100, ".1f"),
+            row += [_number(timed.latency_s, 1e3, ".2f"), timed.ci_text, str(timed.trial_count),
+                    _number(timed.between_trial_cv, 100, ".1f"), _number(timed.within_trial_rel, 100, ".1f"),
                     _number(timed.ms_per_image, 1, ".2f"), _number(timed.images_per_s, 1, ".1f"),
-                    timed.stop_reason or "-", f"{timed.setup.total_s:.2f}" if timed.setup else "-",
+                    _number(timed.sustained_images_per_s, 1, ".1f"), timed.stop_reason or "-",
+                    f"{timed.setup.total_s:.2f}" if timed.setup else "-",
                     check_text(timed.output_check)]
         else:
-            row += ["-"] * 7
+            row += ["-"] * 11
         if mem_r is not None and mem_r.status == "ok" and isinstance(mem_r.values, MemoryValue):
             memory = mem_r.values
             row += [_number(memory.headline_bytes, 2**-20, ".0f"),

@@ -34,6 +34,9 @@ TimeBudget = Annotated[float, typer.Option(
     "--time-budget", help="Seconds of timed iterations per cell, after warm-up.")]
 CiTarget = Annotated[float, typer.Option(
     "--ci-target", help="Stop when the median's 95% CI half-width is below this fraction.")]
+Repeats = Annotated[int, typer.Option(
+    "--repeats", help="Trials per timed cell: fresh worker processes, interleaved over the sweep; the median over "
+    "trials is the headline, with an interval that holds the between-process spread.")]
 MinSamples = Annotated[int, typer.Option("--min-samples", help="Timed iterations per cell at least.")]
 WarmupIters = Annotated[int, typer.Option(
     "--warmup-iters", help="Warm-up iterations at least (and --warmup-s seconds).")]
@@ -69,7 +72,7 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         warmup_s: WarmupS = 1.0, cell_timeout: CellTimeout = None, memory_limit_mb: MemoryLimit = None,
         tf32: Tf32 = False, db: Db = DEFAULT_DB, force: Force = False, retry_failed: RetryFailed = False,
         remeasure_contended: RemeasureContended = False, peak: Peak = True, executor_name: ExecutorName = "local",
-        address: Address = None, on: On = None) -> None:
+        address: Address = None, on: On = None, repeats: Repeats = 1) -> None:
     """Measure inference time, memory and complexity over batch sizes; every cell kept in the store.
     Exit code 1 when no cell of the sweep holds a measurement."""
     from .. import zoo
@@ -88,7 +91,8 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         batch_sizes=batch_sizes, threads=threads, interop_threads=interop_threads, metrics=metrics,
         input_size=input_size, time_budget_s=time_budget, ci_target=ci_target, min_samples=min_samples,
         warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout, memory_limit_mb=memory_limit_mb,
-        tf32=tf32, force=force, retry_failed=retry_failed, remeasure_contended=remeasure_contended, measure_peak=peak)
+        tf32=tf32, force=force, retry_failed=retry_failed, remeasure_contended=remeasure_contended, measure_peak=peak,
+        repeats=repeats)
     specs = zoo.resolve_models(tuple(names), suite, suite_files(suite_file))
     executor.targets(config)  # the cluster's nodes, checked before the store is touched
     with Store(db) as store:

@@ -101,11 +101,19 @@ class LatencyResult:
     def images_per_s(self) -> float:
         return self.batch_size / self.median_s if self.median_s > 0 else math.inf
 
+    @property
+    def sustained_images_per_s(self) -> float:
+        """Images over the wall time of the whole timed phase (every forward, slow ones and the gaps between
+        chunks included): what a stream of batches gets, beside the median-derived images_per_s."""
+        images = self.batch_size * len(self.samples_s)
+        return images / self.timed_s if self.timed_s > 0 else math.inf
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["samples_s"] = list(self.samples_s)
         d["stats"] = {k: _json_value(v) for k, v in self.stats.to_dict().items()}
-        d.update(median_s=self.median_s, ms_per_image=self.ms_per_image, images_per_s=self.images_per_s)
+        d.update(median_s=self.median_s, ms_per_image=self.ms_per_image, images_per_s=self.images_per_s,
+                 sustained_images_per_s=self.sustained_images_per_s)
         return {k: _json_value(v) for k, v in d.items()}
 
 

@@ -8,7 +8,19 @@ A sample is the wall time of one forward pass, in seconds. Conventions:
   PERCENTILE.INC default); the median is the 50th percentile under that method.
 - The confidence interval is for the *median*, not the mean: latencies are skewed with a heavy
   right tail (interrupts, clock changes, allocator stalls), so the median is the robust location,
-  and the order-statistics interval for it holds for any continuous distribution.
+  and the order-statistics interval for it holds for any continuous distribution -- of
+  *independent* samples. Successive forward passes are not independent (clock changes, thermal
+  drift, cache state carry over), so that interval is too narrow under drift; it is kept, named
+  for what it is, beside the within-trial interval below.
+- The within-trial interval (`within_trial_ci`) respects autocorrelation by batch medians: the
+  samples, in time order, are cut into b consecutive batches (b = n // 20, between 5 and 10), the
+  median of each batch is taken, and the interval is the overall median +- t_{b-1} * sd(batch
+  medians) / sqrt(b). Batches long against the correlation time are nearly independent, so their
+  spread carries the drift the order statistics ignore. Below MIN_BATCH_SAMPLES samples no interval
+  is claimed: the min-max range is given, labelled "range (n = k)".
+- Between processes (`trials_interval`): a t-interval over the medians of k independent trials
+  (fresh worker processes), which holds the between-process variance and, through each trial's
+  median, the within-trial noise as well (docs/METHODOLOGY.md argues the choice).
 """
 
 from __future__ import annotations
@@ -29,6 +41,15 @@ STOP_TIME_BUDGET = "time_budget"
 
 CI_METHOD_ORDER_STATISTICS = "order-statistics"
 CI_METHOD_MIN_MAX = "min-max (n too small for the requested level)"
+CI_METHOD_BATCH_MEDIANS = "batch medians"
+CI_METHOD_TRIALS = "t over trial medians"
+
+# Batch medians: b = n // BATCH_LENGTH batches, clamped to [MIN_BATCHES, MAX_BATCHES]; fewer samples
+# than MIN_BATCH_SAMPLES: no interval (the range). Chosen by simulation on AR(1) noise (tests/test_stats.py).
+BATCH_LENGTH = 20
+MIN_BATCHES = 5
+MAX_BATCHES = 10
+MIN_BATCH_SAMPLES = 25
 
 # Up to this n the binomial tail is summed exactly in integers; above it, in floating-point
 # log-space (exact big-integer sums cost O(n^2) bit operations: ~1 s at n = 100k).
@@ -60,6 +81,10 @@ class SampleStats:
     ci_high: float
     ci_half_width_rel: float  # (ci_high - ci_low) / 2 / median; the interval need not be symmetric
     ci_method: str
+    # the within-trial interval that respects autocorrelation (see within_trial_ci)
+    within_ci_low: float = math.nan
+    within_ci_high: float = math.nan
+    within_ci_method: str = ""
 
     def to_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
@@ -77,6 +102,7 @@ def summarize(samples: Sequence[float], ci_level: float = 0.95) -> SampleStats:
     mean = float(np.mean(x))
     median, p90, p99 = (float(v) for v in np.percentile(x, [50, 90, 99]))
     low, high, method = _median_ci_sorted(x, ci_level)
+    w_low, w_high, w_method = within_trial_ci(samples, ci_level)
     return SampleStats(
         n=int(x.size),
         min=float(x[0]),
@@ -92,7 +118,90 @@ def summarize(samples: Sequence[float], ci_level: float = 0.95) -> SampleStats:
         ci_high=high,
         ci_half_width_rel=_ratio((high - low) / 2, median),
         ci_method=method,
+        within_ci_low=w_low,
+        within_ci_high=w_high,
+        within_ci_method=w_method,
     )
+
+
+def range_label(n: int) -> str:
+    """How an interval that is only the min-max range is named everywhere: never a "95% CI"."""
+    return f"range (n = {n})"
+
+
+def is_range(method: str | None) -> bool:
+    return bool(method) and (method.startswith("range") or method == CI_METHOD_MIN_MAX)
+
+
+def within_trial_ci(samples: Sequence[float], ci_level: float = 0.95) -> tuple[float, float, str]:
+    """Interval for the median of one trial's samples (in time order) by batch medians: see the module
+    docstring. `(low, high, method)`; with fewer than MIN_BATCH_SAMPLES samples, (min, max, "range (n = k)")."""
+    _check_level(ci_level)
+    ordered = np.asarray(samples, dtype=float)
+    x = _sorted_samples(ordered)
+    n = int(x.size)
+    if n < MIN_BATCH_SAMPLES:
+        return float(x[0]), float(x[-1]), range_label(n)
+    b = max(MIN_BATCHES, min(MAX_BATCHES, n // BATCH_LENGTH))
+    m = n // b
+    medians = np.median(ordered[n - b * m:].reshape(b, m), axis=1)  # the latest b*m samples, in order
+    centre = float(np.median(x))
+    half = t_quantile((1 + ci_level) / 2, b - 1) * float(np.std(medians, ddof=1)) / math.sqrt(b)
+    return centre - half, centre + half, f"{CI_METHOD_BATCH_MEDIANS} (b = {b})"
+
+
+@dataclass(frozen=True)
+class TrialsInterval:
+    """The headline of k trials: the median of their medians, and an interval holding between-trial variance."""
+
+    k: int
+    median: float
+    low: float
+    high: float
+    method: str
+    between_cv: float  # sd of the trial medians / their mean: the between-process spread
+    level: float
+
+
+def trials_interval(medians: Sequence[float], ci_level: float = 0.95) -> TrialsInterval:
+    """k trial medians -> median of medians and mean +- t_{k-1} sd / sqrt(k); k == 1: no between-trial
+    interval (the caller shows the within-trial one); the range is never called a CI."""
+    _check_level(ci_level)
+    x = _sorted_samples(medians)
+    k = int(x.size)
+    centre = float(np.median(x))
+    if k < 2:
+        return TrialsInterval(k, centre, centre, centre, range_label(k), 0.0, float(ci_level))
+    mean, sd = float(np.mean(x)), float(np.std(x, ddof=1))
+    half = t_quantile((1 + ci_level) / 2, k - 1) * sd / math.sqrt(k)
+    return TrialsInterval(k, centre, mean - half, mean + half, f"{CI_METHOD_TRIALS} (k = {k})",
+                          _ratio(sd, mean), float(ci_level))
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (numpy only, no scipy): the CDF integrated by Simpson's rule, then bisection."""
+    if not 0.5 <= p < 1 or df < 1:
+        raise ValueError(f"t_quantile needs 0.5 <= p < 1 and df >= 1, got p={p!r}, df={df!r}")
+    if df == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        a = 4 * p * (1 - p)
+        return 2 * (p - 0.5) * math.sqrt(2 / a)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(t: float) -> float:
+        grid = np.linspace(0.0, t, 2001)
+        pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(grid**2 / df))
+        h = t / 2000
+        return 0.5 + h / 3 * float(pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < p:
+        lo, hi = hi, hi * 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
 
 
 def median_ci(samples: Sequence[float], ci_level: float = 0.95) -> tuple[float, float, str]:
@@ -123,8 +232,9 @@ class StoppingRule:
     meets the target and a limit at once reports that the target was met):
 
     - STOP_CONVERGED: n >= min_samples, elapsed_s >= min_time_s and the median CI's relative
-      half-width <= ci_target. An interval that fell back to min-max (n too small for ci_level)
-      never counts as converged.
+      half-width <= ci_target: the order-statistics interval, and from MIN_BATCH_SAMPLES samples on
+      also the batch-medians interval (so that drift delays convergence). An interval that fell back
+      to min-max (n too small for ci_level) never counts as converged.
     - STOP_MAX_SAMPLES: n >= max_samples.
     - STOP_TIME_BUDGET: elapsed_s >= time_budget_s and n >= min_samples: the minimum sample count
       is honoured even past the budget (a slow model still gets min_samples timings; the caller's
@@ -193,6 +303,8 @@ class StoppingRule:
                 return value
         stats = summarize(samples, self.ci_level)
         value = stats.ci_half_width_rel if stats.ci_method == CI_METHOD_ORDER_STATISTICS else math.inf
+        if not is_range(stats.within_ci_method):  # enough samples for batch medians: drift counts too
+            value = max(value, _ratio((stats.within_ci_high - stats.within_ci_low) / 2, stats.median))
         self._cache["ci"] = (id(samples), n, value)
         return value
 

@@ -464,8 +464,9 @@ def _constraints_section(builder: _Builder, perf: pd.DataFrame, machines: list[M
 
 RESULT_COLUMNS = [
     ("machine", "Machine"), ("name", "Model"), ("family", "Family"), ("setup", "Config"), ("#batch_size", "Batch"),
-    ("#input_size", "Input px"), ("status", "Status"), ("#latency_ms", "ms/batch"), ("#ci", "±CI %"),
-    ("#ms_per_image", "ms/image"), ("#images_per_s", "images/s"), ("#memory_mb", "Memory MB"),
+    ("#input_size", "Input px"), ("status", "Status"), ("#latency_ms", "ms/batch"), ("#ci", "Interval"),
+    ("#trials", "Trials"), ("#between", "Between-trial %"), ("#within", "Within-trial ±%"),
+    ("#ms_per_image", "ms/image"), ("#images_per_s", "images/s"), ("#sustained", "Sustained img/s"), ("#memory_mb", "Memory MB"),
     ("#params", "Params M"), ("#gmacs", "G-MACs/image"), ("#gflops_per_s", "GFLOP/s achieved"),
     ("#fraction_of_peak", "% of peak"),
     ("#top1", "Top-1 %"), ("#top5", "Top-5 %"), ("accuracy_source", "Accuracy"), ("note", "Note"),
@@ -483,6 +484,15 @@ def _num_cell(value: Any, scale: float = 1.0) -> dict[str, Any]:
     return {"text": fmt_number(float(value) * scale), "sort": repr(float(value) * scale), "cls": "num"}
 
 
+def _interval_cell(rel: Any, method: Any) -> dict[str, Any]:
+    """The headline interval's half-width in %, or "range (n = k) ±x%" where there were too few samples for a
+    confidence interval: a range is never shown as one."""
+    cell = _num_cell(rel, 100)
+    if isinstance(method, str) and method.startswith("range") and cell["text"] != "-":
+        cell["text"] = f"{method} ±{cell['text']}"
+    return cell
+
+
 def _results_section(perf: pd.DataFrame) -> Section:
     rows = []
     for r in perf.itertuples(index=False):
@@ -492,8 +502,11 @@ def _results_section(perf: pd.DataFrame) -> Section:
             "_machine": r.machine_id, "_cls": "" if r.status == "ok" else "failed", "machine": r.machine,
             "name": r.name, "family": r.family, "setup": r.setup, "#batch_size": _num_cell(r.batch_size),
             "#input_size": _num_cell(r.input_size), "status": {"text": r.status, "cls": f"status-{r.status}"},
-            "#latency_ms": _num_cell(r.latency_ms), "#ci": _num_cell(r.ci_half_width_rel, 100),
+            "#latency_ms": _num_cell(r.latency_ms), "#ci": _interval_cell(r.ci_half_width_rel, r.ci_method),
+            "#trials": _num_cell(r.trials if r.time_status == "ok" else None),
+            "#between": _num_cell(r.between_trial_cv, 100), "#within": _num_cell(r.within_trial_rel, 100),
             "#ms_per_image": _num_cell(r.ms_per_image), "#images_per_s": _num_cell(r.images_per_s),
+            "#sustained": _num_cell(r.sustained_images_per_s),
             "#memory_mb": _num_cell(r.memory_mb), "#params": _num_cell(r.params, 1e-6), "#gmacs": _num_cell(r.gmacs),
             "#gflops_per_s": _num_cell(r.gflops_per_s), "#fraction_of_peak": _num_cell(r.fraction_of_peak, 100),
             "#top1": _num_cell(r.top1), "#top5": _num_cell(r.top5),
@@ -504,7 +517,13 @@ def _results_section(perf: pd.DataFrame) -> Section:
                 "Click a column header to sort.</p>")
     return Section("results", "All results",
                    "One row per timed configuration, failed ones included (in red, with their status). ms/batch is "
-                   "the median time of one batch; ±CI is the half-width of its 95% confidence interval.",
+                   "the median over trials (fresh worker processes) of the median time of one batch. Interval: the "
+                   "half-width of its 95% confidence interval, over trials when there were several (a t-interval "
+                   "over trial medians, which holds the between-process spread), else within the one process "
+                   "(batch medians); \"range (n = k)\" where there were too few samples for any interval. "
+                   "Between-trial %: the spread of the trial medians (sd / mean); within-trial ±%: one process's "
+                   "own interval. Sustained img/s: images over the whole timed time, beside the median-derived "
+                   "images/s.",
                    [controls, table_html(RESULT_COLUMNS, rows, table_id="results")])
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
-from .config import ResumePolicy, Scope, SweepConfig, WorkerLimits, build_sweep_config
+from .config import ResumePolicy, Scope, SweepConfig, TrialPolicy, WorkerLimits, build_sweep_config
 from .executor import Executor, LocalExecutor
 from .executors import make_executor
 from .ray_executor import RayExecutor  # imports Ray only when one is made
@@ -29,7 +29,8 @@ def benchmark(models: str | Sequence[str] = (), *, suite: str | None = None, sui
     build_sweep_config's: device ("cpu", "cuda", "auto"), backends ("eager", "eager,onnxruntime", "best"),
     precisions ("fp32,bf16"; alias dtype), batch_sizes, threads, metrics, input_size, backend_options,
     tf32, measure_peak, time_budget_s, ci_target, min_samples, warmup_iters, warmup_s, cell_timeout_s,
-    memory_limit_mb, interop_threads, force, retry_failed, remeasure_contended. `executor`: "local",
+    memory_limit_mb, interop_threads, force, retry_failed, remeasure_contended, repeats (fresh-process trials
+    per timed cell). `executor`: "local",
     "ray" (with `address` and `on`, as --executor ray --address --on) or an Executor. Everything is
     checked before the store is touched. The summary's frame() holds every cell asked for that the store
     has, measured now or before; cells already there are not measured again (see ResumePolicy)."""
@@ -62,4 +63,4 @@ def benchmark(models: str | Sequence[str] = (), *, suite: str | None = None, sui
 
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "ResumePolicy", "RunSummary", "Scope", "SweepConfig",
-           "WorkerLimits", "benchmark", "build_sweep_config", "make_executor", "run_sweep"]
+           "TrialPolicy", "WorkerLimits", "benchmark", "build_sweep_config", "make_executor", "run_sweep"]

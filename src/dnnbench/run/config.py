@@ -181,6 +181,19 @@ class ResumePolicy:
 
 
 @dataclass(frozen=True)
+class TrialPolicy:
+    """How many fresh worker processes measure each timed cell (trials, interleaved across the sweep). Like the
+    stopping rule it decides how precisely a quantity is measured, so it is not part of the cell key; a cell
+    is done once it has `repeats` trials."""
+
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if not _positive_ints((self.repeats,)):
+            raise UsageError(f"--repeats: the number of trials must be an integer >= 1, not {self.repeats!r}")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """One sweep: what is measured, how precisely, within which limits, and what is measured again."""
 
@@ -189,10 +202,11 @@ class SweepConfig:
     warmup: WarmupPolicy = field(default_factory=WarmupPolicy)
     limits: WorkerLimits = field(default_factory=WorkerLimits)
     resume: ResumePolicy = field(default_factory=ResumePolicy)
+    trials: TrialPolicy = field(default_factory=TrialPolicy)
 
     def __post_init__(self) -> None:
         for name, kind in (("scope", Scope), ("stopping", StoppingRule), ("warmup", WarmupPolicy),
-                           ("limits", WorkerLimits), ("resume", ResumePolicy)):
+                           ("limits", WorkerLimits), ("resume", ResumePolicy), ("trials", TrialPolicy)):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"SweepConfig.{name} must be a {kind.__name__}, not {getattr(self, name)!r}; "
                                 "build one with build_sweep_config(...)")
@@ -215,7 +229,7 @@ class SweepConfig:
         """What the store keeps with each run."""
         stopping = {f.name: getattr(self.stopping, f.name) for f in fields(StoppingRule) if f.init}
         return {"scope": asdict(self.scope), "stopping": stopping, "warmup": asdict(self.warmup),
-                "limits": asdict(self.limits), "resume": asdict(self.resume)}
+                "limits": asdict(self.limits), "resume": asdict(self.resume), "trials": asdict(self.trials)}
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -254,6 +268,7 @@ def build_sweep_config(
     force: bool = False,
     retry_failed: bool = False,
     remeasure_contended: bool = False,
+    repeats: int | None = None,
 ) -> SweepConfig:
     """The sweep a user asks for, in the user's words; every value checked now, before any work.
 
@@ -261,7 +276,8 @@ def build_sweep_config(
     cluster the nodes' spelling). `backends`: a name, several (`"eager,onnxruntime"` or a list), or
     `"best"`/`"all"`: every backend available there, the fastest valid one marked. `precisions` (alias
     `dtype`): `"fp32,bf16"` or a list; none given: fp32, or with `best` fp32 and the reduced precisions
-    the device runs natively. `batch_sizes`, `threads`, `metrics`: `"1,2,8"` or a sequence. None
+    the device runs natively. `repeats`: fresh worker processes (trials) per timed cell. `batch_sizes`,
+    `threads`, `metrics`: `"1,2,8"` or a sequence. None
     anywhere: the default of the dataclass that holds it."""
     from ..backends import parse_backends, search_precisions
 
@@ -282,6 +298,7 @@ def build_sweep_config(
     # limits and resume first: cheap checks before any device is looked at
     limits = WorkerLimits(**_given(cell_timeout_s=cell_timeout_s, memory_limit_mb=memory_limit_mb,
                                    interop_threads=interop_threads))
+    trials = TrialPolicy(**_given(repeats=repeats))
     resume = ResumePolicy(force=bool(force), retry_failed=bool(retry_failed),
                           remeasure_contended=bool(remeasure_contended))
     stopping = StoppingRule(**_given(time_budget_s=time_budget_s, ci_target=ci_target, min_samples=min_samples,
@@ -308,4 +325,4 @@ def build_sweep_config(
         metrics=parse_metrics(metrics) if metrics is not None else None,
         input_size=input_size, tf32=tf32, measure_peak=measure_peak,
         backend_options=tuple(parse_backend_option(o) for o in backend_options) or None))
-    return SweepConfig(scope, stopping, warmup, limits, resume)
+    return SweepConfig(scope, stopping, warmup, limits, resume, trials)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..store import CellKey
 from ..zoo import ModelSpec
@@ -31,7 +31,9 @@ class Cell:
 @dataclass(frozen=True)
 class WorkerJob:
     """What one isolated worker process measures: one model at one thread count, its batch sizes in
-    ascending order (so an out-of-memory at batch B skips only the larger ones)."""
+    ascending order (so an out-of-memory at batch B skips only the larger ones). `trial` counts the fresh
+    processes that measure the same timed cells (1 to the sweep's repeats); trials after the first measure
+    time only (memory and complexity do not depend on the process's luck the way time does)."""
 
     model: str
     threads: int | None
@@ -39,6 +41,7 @@ class WorkerJob:
     config: SweepConfig
     backend: str = "eager"
     precision: str = "fp32"
+    trial: int = 1
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -66,7 +69,22 @@ def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: i
 
 def plan(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob]:
     """One job per model x thread count x backend x precision: a crash in one backend (a segfaulting
-    runtime) costs only that backend's cells. The model's complexity cell rides with its first job."""
+    runtime) costs only that backend's cells. The model's complexity cell rides with its first job.
+
+    With `repeats` N > 1 the time cells are measured in N trials, interleaved round-robin: trial 1 of
+    every job, then trial 2 of every job, and so on, so that a slow drift of the machine (another load,
+    thermal state) spreads over every model instead of landing on one model's trials."""
+    first_trials = _first_trials(specs, config)
+    jobs = list(first_trials)
+    for trial in range(2, config.trials.repeats + 1):
+        for job in first_trials:
+            timed = tuple(c for c in job.cells if c.metric == "time")
+            if timed:
+                jobs.append(replace(job, cells=timed, trial=trial))
+    return jobs
+
+
+def _first_trials(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob]:
     jobs, scope = [], config.scope
     for spec in specs:
         first = True

@@ -20,6 +20,7 @@ from .config import ResumePolicy, SweepConfig
 from .executor import Executor, LocalExecutor, MachineInfo, Placed, Target
 from .lifecycle import RunLifecycle
 from .plan import WorkerJob, plan
+from .trials import add_trial, stored_trials
 
 
 class Progress(Protocol):
@@ -80,12 +81,21 @@ def _contended(record: ResultRecord) -> bool:
     return isinstance(record.values, TimeValue) and record.values.contended
 
 
+def _stored_time(store: Store, record: ResultRecord) -> TimeValue | None:
+    """The cell's stored time value when it is `ok` (the trials so far), else None (a new first trial)."""
+    for r in store.results(machine_id=record.machine_id, metric="time", models=[record.model]):
+        if r.cell_key.digest == record.cell_key.digest:
+            return r.values if stored_trials(r) else None
+    return None
+
+
 def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[WorkerJob],
                  policy: ResumePolicy) -> list[WorkerJob]:
-    """The jobs with the cells still to measure (resume), as `policy` says: a cell the store has is
-    done, except a `skipped` one whose cause is gone (no smaller batch size of its job is `oom` any more);
-    with `retry_failed` only `ok` cells are done; with `force` none. With several machines (the nodes of
-    one kind on a cluster), a cell any of them has is done."""
+    """The jobs with the cells still to measure (resume), as `policy` says: a time cell is done once it has
+    as many trials as the job's trial number asks (a sweep stopped after 2 of 3 trials resumes with the 3rd);
+    otherwise a cell the store has is done, except a `skipped` one whose cause is gone (no smaller batch size
+    of its job is `oom` any more); with `retry_failed` only `ok` cells are done; with `force` none. With several
+    machines (the nodes of one kind on a cluster), a cell any of them has is done."""
     if policy.force:
         return jobs
     machine_ids = [machine_id] if isinstance(machine_id, str) else list(machine_id)
@@ -95,14 +105,27 @@ def pending_jobs(store: Store, machine_id: str | Iterable[str], jobs: list[Worke
 
     done = stored(("ok",) if policy.retry_failed else None)
     skipped, oom = (set(), set()) if policy.retry_failed else (stored(("skipped",)), stored(("oom",)))
+    timed = [r for m in machine_ids for r in store.results(machine_id=m, metric="time")]
+    trials: dict[str, int] = {}  # time cell -> trials stored (an ok cell of an older layout has one)
+    for r in timed:
+        trials[r.cell_key.digest] = max(trials.get(r.cell_key.digest, 0), stored_trials(r))
     if policy.remeasure_contended:
-        done -= {r.cell_key.digest for m in machine_ids for r in store.results(machine_id=m, metric="time")
-                 if _contended(r)}
-    remaining = []
-    for job in jobs:
+        contended = {r.cell_key.digest for r in timed if _contended(r)}
+        done -= contended
+        trials.update(dict.fromkeys(contended, 0))
+    failed = stored(None) - stored(("ok",)) if not policy.retry_failed else set()
+    remaining, again = [], set()  # again: cells whose first trial is measured anew now
+    for job in sorted(jobs, key=lambda j: getattr(j, "trial", 1)):  # stable: the plan's order within a trial
+        if getattr(job, "trial", 1) > 1:  # a later trial: while the cell has fewer, unless it failed for good
+            cells = tuple(c for c in job.cells if trials.get(c.digest, 0) < job.trial
+                          and (c.digest not in failed or c.digest in again))
+            if cells:
+                remaining.append(replace(job, cells=cells))
+            continue
         oom_batches = [c.batch_size for c in job.cells if c.digest in oom]
         cells = tuple(c for c in job.cells if c.digest not in done
                       or (c.digest in skipped and not any(b < c.batch_size for b in oom_batches)))
+        again.update(c.digest for c in cells)
         if cells:
             remaining.append(replace(job, cells=cells))
     return remaining
@@ -177,22 +200,33 @@ def execute(jobs: list[WorkerJob], targets: Sequence[Target], store: Store, exec
         if prepare is not None:
             prepare(todo)
         first = targets[0].machines[0].machine_id
-        planned = sum(len(j.cells) for j in jobs) * len(targets)
-        summary = RunSummary(runs.run_ids[first], first, planned, planned - sum(len(p.job.cells) for p in todo),
+        planned = len({c.digest for j in jobs for c in j.cells}) * len(targets)  # a cell once, however many trials
+        to_measure = len({(p.target, c.digest) for p in todo for c in p.job.cells})
+        summary = RunSummary(runs.run_ids[first], first, planned, planned - to_measure,
                              frozenset(c.digest for j in jobs for c in j.cells),
                              machine_ids=tuple(runs.run_ids), run_ids=runs.run_ids)
         default_machine = {t.name: t.machines[0].machine_id for t in targets}
         where: dict[int, str] = {}
-        kept: set[tuple[str, str]] = set()
+        kept: set[tuple[str, str, int]] = set()
+        latest: dict[tuple[str, str], int] = {}  # (machine, cell) -> its index in summary.records
 
         def keep(placed: Placed, record: ResultRecord) -> None:
-            key = (placed.target, record.cell_key.digest)
+            trial = getattr(placed.job, "trial", 1)  # accuracy jobs have one trial
+            key = (placed.target, record.cell_key.digest, trial)
             if key in kept:  # an executor that reports a cell twice: the first word stands
                 return
             kept.add(key)
             record.machine_id = record.machine_id or default_machine[placed.target]  # the executor's machine wins
+            if record.metric == "time" and record.status == "ok" and isinstance(record.values, TimeValue):
+                record.values = add_trial(_stored_time(store, record) if trial > 1 else None,
+                                          record.values, placed.job.config.stopping.ci_level)
             runs.keep(record)
-            summary.records.append(record)
+            cell = (record.machine_id, record.cell_key.digest)
+            if cell in latest:  # a later trial of a cell: the summary holds the cell once, as it now stands
+                summary.records[latest[cell]] = record
+            else:
+                latest[cell] = len(summary.records)
+                summary.records.append(record)
             progress.cell_done(record, job=placed.job, where=where.get(id(placed), ""))
 
         def started(placed: Placed, node: str) -> None:

@@ -126,6 +126,7 @@ def time_value(m: Measured, deployment: Deployment, cold_start_s: float, bind_s:
         warmup_s=latency.warmup_s, warmup_capped=latency.warmup_capped, first_call_s=latency.first_call_s,
         timer=latency.timer, timed_s=latency.timed_s, median_s=_finite(latency.median_s),
         ms_per_image=_finite(latency.ms_per_image), images_per_s=_finite(latency.images_per_s),
+        sustained_images_per_s=_finite(latency.sustained_images_per_s),
         build_s=deployment.build_s, cold_start_s=cold_start_s, backend=deployment.backend,
         executed_precision=deployment.executed_precision, output_check=deployment.output_check,
         setup=SetupInfo(prepare=deployment.prepare, prepare_s=sum(deployment.prepare.values()), bind_s=bind_s,

@@ -195,6 +195,43 @@ class LatencyStats(_Part):
     ci_high: float | None = None
     ci_half_width_rel: float | None = None
     ci_method: str | None = None
+    within_ci_low: float | None = None  # batch medians (measure/stats.within_trial_ci); absent before layout 2
+    within_ci_high: float | None = None
+    within_ci_method: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialSummary(_Part):
+    """One trial of a time cell: one fresh worker process's measurement (layout 2)."""
+
+    median_s: float | None = None
+    n: int | None = None
+    ci_low: float | None = None  # the within-trial interval (batch medians, or the range when n is small)
+    ci_high: float | None = None
+    ci_method: str | None = None
+    stop_reason: str | None = None
+    converged: bool | None = None
+    contended: bool | None = None
+    timed_s: float | None = None
+    sustained_images_per_s: float | None = None
+    samples_s: tuple[float, ...] | None = None  # this trial's timed forwards, in order
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IntervalInfo(_Part):
+    """The headline interval of a time cell (layout 2): over trials when there are several (between-process
+    variance included), else the single trial's within-trial interval. `method` names it; a method starting
+    with "range" is a min-max range, never shown as a confidence interval."""
+
+    level: float | None = None
+    low_s: float | None = None
+    high_s: float | None = None
+    method: str | None = None
+    trials: int | None = None
+    between_cv: float | None = None  # sd of the trial medians / their mean
+    within_rel: float | None = None  # median over trials of the within-trial relative half-width
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -260,9 +297,13 @@ class TimeValue(_Value):
     and the conditions it was timed under. Flat in the store (as layout 0 was)."""
 
     METRIC: ClassVar[str] = "time"
+    # layout 2: `trials` (one summary per fresh-process trial), `interval` (the headline interval),
+    # `sustained_images_per_s`, and `median_s` the median over trial medians; layout 0/1 dicts read as one trial
+    LAYOUT: ClassVar[int] = 2
     _NESTED: ClassVar[Mapping[str, type]] = {
         "stats": LatencyStats, "backend": BackendInfo, "output_check": OutputCheckInfo, "setup": SetupInfo,
-        "contention": ContentionInfo, "runtime": RuntimeInfo}
+        "contention": ContentionInfo, "runtime": RuntimeInfo, "interval": IntervalInfo}
+    _TUPLES_OF: ClassVar[Mapping[str, type]] = {"trials": TrialSummary}
 
     batch_size: int | None = None
     samples_s: tuple[float, ...] | None = None  # every timed forward, in order
@@ -278,6 +319,7 @@ class TimeValue(_Value):
     median_s: float | None = None
     ms_per_image: float | None = None
     images_per_s: float | None = None
+    sustained_images_per_s: float | None = None  # images over the wall time of the timed phase(s)
     build_s: float | None = None
     cold_start_s: float | None = None
     backend: BackendInfo | None = None
@@ -286,7 +328,67 @@ class TimeValue(_Value):
     setup: SetupInfo | None = None
     contention: ContentionInfo | None = None
     runtime: RuntimeInfo | None = None
+    trials: tuple[TrialSummary, ...] | None = None
+    interval: IntervalInfo | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def trial_count(self) -> int:
+        """Fresh-process trials behind this cell; a value from before trials (layout 0/1) is one."""
+        return len(self.trials) if self.trials else 1
+
+    @property
+    def ci(self) -> tuple[float | None, float | None, str]:
+        """The headline interval `(low, high, method)` in seconds: over trials (layout 2), else the within-trial
+        batch-medians interval, else (older cells) the stored order-statistics interval. Whenever there were too
+        few samples for an interval, the method is "range (n = k)": a min-max range, not a confidence interval."""
+        if self.interval is not None and self.interval.method:
+            return self.interval.low_s, self.interval.high_s, self.interval.method
+        st = self.stats
+        if st is None:
+            return None, None, ""
+        if st.within_ci_method:
+            return st.within_ci_low, st.within_ci_high, st.within_ci_method
+        if st.ci_method and st.ci_method.startswith("min-max"):
+            return st.ci_low, st.ci_high, f"range (n = {st.n})"
+        return st.ci_low, st.ci_high, st.ci_method or ""
+
+    @property
+    def ci_is_range(self) -> bool:
+        return self.ci[2].startswith("range")
+
+    @property
+    def ci_half_width_rel(self) -> float | None:
+        """Half the headline interval's width over the headline median (the interval need not be symmetric)."""
+        low, high, _ = self.ci
+        median = self.latency_s
+        if low is None or high is None or not median:
+            return None
+        return (high - low) / 2 / median
+
+    @property
+    def ci_text(self) -> str:
+        """The interval as a table shows it: `±1.2%` for a confidence interval, `range (n = 3) ±8.0%` for a range."""
+        rel = self.ci_half_width_rel
+        if rel is None:
+            return "-"
+        width = f"±{100 * rel:.1f}%"
+        return f"{self.ci[2]} {width}" if self.ci_is_range else width
+
+    @property
+    def between_trial_cv(self) -> float | None:
+        return self.interval.between_cv if self.interval is not None else None
+
+    @property
+    def within_trial_rel(self) -> float | None:
+        """The within-trial relative half-width (median over trials): how precisely one process measured."""
+        if self.interval is not None and self.interval.within_rel is not None:
+            return self.interval.within_rel
+        st = self.stats
+        if st is None or not st.median:
+            return None
+        low, high = (st.within_ci_low, st.within_ci_high) if st.within_ci_method else (st.ci_low, st.ci_high)
+        return None if low is None or high is None else (high - low) / 2 / st.median
 
     @property
     def latency_s(self) -> float | None:
@@ -295,6 +397,9 @@ class TimeValue(_Value):
 
     @property
     def contended(self) -> bool:
+        """Any trial measured under contention (cells from before trials: the one measurement)."""
+        if getattr(self, "trials", None) and any(t.contended for t in self.trials):
+            return True
         return bool(self.contention and self.contention.contended)
 
     @property
@@ -314,6 +419,9 @@ class TimeValue(_Value):
 
     @property
     def sample_count(self) -> int | None:
+        """Timed forwards behind the cell, over all its trials."""
+        if self.trials and all(t.n is not None for t in self.trials):
+            return sum(t.n for t in self.trials)
         if self.stats is not None and self.stats.n is not None:
             return self.stats.n
         return len(self.samples_s) if self.samples_s else None
@@ -605,6 +713,9 @@ class PeakValue(_Value):
 
     @property
     def contended(self) -> bool:
+        """Any trial measured under contention (cells from before trials: the one measurement)."""
+        if getattr(self, "trials", None) and any(t.contended for t in self.trials):
+            return True
         return bool(self.contention and self.contention.contended)
 
     @property
