@@ -157,6 +157,51 @@ def memory_value(m: Measured, deployment: Deployment, shape: ShapeSetup, weight_
     return replace(value, analytic_ratio=value.ratio_to_estimate())
 
 
+class EagerReference:
+    """Eager fp32 logits of the check images, for the output check of every batch size.
+
+    Computed lazily, at batch size B right after the backend's first inference at B, for the first
+    min(B, N) check images: every forward of it runs at a shape that was already timed cold, or at one
+    that is never timed (N, where N is not a batch size of the sweep), so no timed shape has run
+    before its own first inference. The fp32 weights wait in a temporary file meanwhile (the backend
+    may convert the model in place, and a copy in memory would count in the memory cells); the rebuilt
+    model is freed before the shape is timed."""
+
+    def __init__(self, spec, device, model, images):
+        import tempfile
+
+        import torch
+
+        self.spec, self.device, self.images = spec, device, images
+        self.rows = None
+        handle, self.path = tempfile.mkstemp(prefix="dnnbench-reference-", suffix=".pt")
+        os.close(handle)
+        torch.save(model.state_dict(), self.path)
+
+    def logits(self, batch_size: int):
+        """Eager fp32 logits of the check input at `batch_size` (tile_check of the images)."""
+        import torch
+
+        from ..backends import as_tensor
+        from ..backends.output_check import tile_check
+        from ..zoo import build_model
+
+        needed = min(batch_size, len(self.images))
+        if self.rows is None or len(self.rows) < needed:
+            model = build_model(self.spec, self.device)
+            model.load_state_dict(torch.load(self.path, map_location=self.device))
+            with torch.inference_mode():
+                self.rows = as_tensor(model(self.images[:needed].to(self.device)))
+            model = None
+            if needed == len(self.images):
+                self.close()
+        return tile_check(self.rows, batch_size)
+
+    def close(self) -> None:
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 def _limit_address_space(megabytes: int) -> None:
     """Cap the worker's virtual memory at what it has now plus `megabytes`: past it allocations fail
     inside PyTorch (recorded as `oom`) instead of the kernel's OOM killer picking a process."""
@@ -199,11 +244,8 @@ class _Measurer:
     def sweep(self, cells: list[Cell]) -> None:
         """Build the fp32 model and its reference logits, prepare the backend, then per batch size: release the
         other shapes, bind, time the first inference, check the outputs against eager fp32, time."""
-        import torch
-
-        from ..backends import BACKENDS, BackendUnavailable, PrecisionUnsupported, as_tensor, compare
-        from ..backends.output_check import CHECK_IMAGES, check_images, tile_check
-        from ..measure.analytic_memory import estimate_inference_memory
+        from ..backends import BACKENDS, BackendUnavailable, PrecisionUnsupported
+        from ..backends.output_check import check_images, tile_check
         from ..measure.complexity import count_parameters
         from ..measure.memory import current_rss_bytes
         from ..zoo import build_model
@@ -232,18 +274,18 @@ class _Measurer:
         weight_bytes = count_parameters(model, self.dtype)[2]
 
         by_batch = sorted({c.batch_size for c in cells})
-        # the reference: eager fp32 on the structured check images, at a batch size that is never timed,
-        # so that no timed shape has run before its own first inference
-        check_count = next(n for n in range(CHECK_IMAGES, CHECK_IMAGES + len(by_batch) + 1) if n not in by_batch)
         # set-up runs with the smallest batch size: a crash there is that batch's, the rest skipped
         first_batch = tuple(c.digest for c in cells if c.batch_size == by_batch[0])
         self.send(Begin(first_batch, f"{job.backend} set-up", setup=True))
         try:
-            images = check_images(self.input_size, check_count)
-            with torch.inference_mode():
-                reference = as_tensor(model(images.to(self.device)))
-            example = tile_check(images, by_batch[0]).to(self.device)
-            backend.prepare(model, example, key=f"{self.spec.id}-{self.input_size}")
+            images = check_images(self.input_size)
+            reference = EagerReference(self.spec, self.device, model, images)
+            example = tile_check(images, by_batch[0]).to(self.device)  # traced/exported, never run by the backend
+            try:
+                backend.prepare(model, example, key=f"{self.spec.id}-{self.input_size}")
+            except BaseException:
+                reference.close()
+                raise
             model = example = None  # the backend keeps what it needs: memory cells see the deployed form only
             prepare_steps = dict(backend.setup.steps)  # export, trace, session, conversion
         except BackendUnavailable as exc:
@@ -253,6 +295,21 @@ class _Measurer:
         except Exception as exc:  # noqa: BLE001 - an export that fails is recorded with the exporter's words
             status = "oom" if is_out_of_memory(exc) else "error"
             return self._fail_all(cells, status, f"{job.backend} set-up failed: " + _exception_line(exc))
+        try:
+            self._batches(cells, by_batch, backend, reference, images, build_s, prepare_steps, meta_model,
+                          weight_bytes, baseline_rss)
+        finally:
+            reference.close()
+
+    def _batches(self, cells, by_batch, backend, reference, images, build_s, prepare_steps, meta_model,
+                 weight_bytes, baseline_rss) -> None:
+        import torch
+
+        from ..backends import PrecisionUnsupported, compare
+        from ..backends.output_check import tile_check
+        from ..measure.analytic_memory import estimate_inference_memory
+
+        job = self.job
         deployment = None
         for position, batch_size in enumerate(by_batch):
             batch_cells = [c for c in cells if c.batch_size == batch_size]
@@ -268,7 +325,7 @@ class _Measurer:
                 bind_s = backend.setup.total_s - before
                 first_s = self.first_inference(forward)  # before any other forward at this shape
                 with torch.inference_mode():
-                    check = compare(backend.outputs(x), tile_check(reference, batch_size),
+                    check = compare(backend.outputs(x), reference.logits(batch_size),
                                     backend.executed_precision or job.precision)
                 if deployment is None:
                     deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
