@@ -136,10 +136,14 @@ class _Value(_Part):
         if layout > cls.LAYOUT:
             raise ValueLayoutError(f"{cls.METRIC} values have layout {layout}, written by a newer dnnbench; this one "
                                    f"reads up to layout {cls.LAYOUT}: upgrade dnnbench to read this store")
-        return super().from_dict(data)
+        value = super().from_dict(data)
+        # a value read back keeps the layout it was written with (0 is written as 1: the same keys), so that
+        # an export of an old store does not claim a newer layout's meanings for its figures
+        object.__setattr__(value, "_read_layout", max(layout, 1))
+        return value
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "layout": self.LAYOUT}
+        return {**super().to_dict(), "layout": getattr(self, "_read_layout", self.LAYOUT)}
 
 
 # --- parts shared by time and memory cells ---------------------------------------------------------
