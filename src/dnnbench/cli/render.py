@@ -213,12 +213,14 @@ def setup_text(setup: SetupInfo | None) -> str:
 
 
 def check_text(check: OutputCheckInfo | None) -> str:
-    """The output check of this batch size in a few characters: `ok L2 0.04%` or `FLAGGED L2 34%`; cells
-    checked before layout 2 (cosine only): `ok cos 0.99998`, or `FLAGGED cos 0.91 err 34%`."""
+    """The output check of this batch size in a few characters: `ok L2 0.04%` or `FLAGGED L2 34%` (`ok L2
+    <0.01%` below a ten-thousandth); cells checked before layout 2 (cosine only): `ok cos 0.99998`, or
+    `FLAGGED cos 0.91 err 34%`."""
     if check is None:
         return "-"
     if check.relative_l2_error is not None:
-        text = f"L2 {_number(check.relative_l2_error, 100, '.2g')}%"
+        error = check.relative_l2_error
+        text = "L2 <0.01%" if error < 1e-4 else f"L2 {_number(error, 100, '.2g')}%"
         return ("ok " if check.passed else "FLAGGED ") + text
     if check.cosine_similarity is None:
         return "-"
