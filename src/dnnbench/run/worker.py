@@ -36,6 +36,9 @@ from ..store.values import (
 from .plan import Cell, WorkerJob
 
 if TYPE_CHECKING:
+    import torch
+
+    from ..backends import Backend
     from ..env.fingerprint import RuntimeSettings
     from ..measure.analytic_memory import MemoryEstimate
     from ..measure.contention import ContentionReport
@@ -110,6 +113,21 @@ class Deployment:
     build_s: float
     prepare: dict[str, float]
     compiles_at_first_call: bool
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What set-up left for the batch sizes: the prepared backend, the eager reference and check images,
+    and the figures every cell of the worker shares."""
+
+    backend: Backend
+    reference: EagerReference
+    images: torch.Tensor
+    build_s: float
+    prepare_steps: dict[str, float]
+    meta_model: torch.nn.Module
+    weight_bytes: int
+    baseline_rss: int
 
 
 @dataclass(frozen=True)
@@ -295,21 +313,22 @@ class _Measurer:
         except Exception as exc:  # noqa: BLE001 - an export that fails is recorded with the exporter's words
             status = "oom" if is_out_of_memory(exc) else "error"
             return self._fail_all(cells, status, f"{job.backend} set-up failed: " + _exception_line(exc))
+        prepared = Prepared(backend, reference, images, build_s, prepare_steps, meta_model, weight_bytes,
+                            baseline_rss)
         try:
-            self._batches(cells, by_batch, backend, reference, images, build_s, prepare_steps, meta_model,
-                          weight_bytes, baseline_rss)
+            self._batches(cells, by_batch, prepared)
         finally:
             reference.close()
 
-    def _batches(self, cells, by_batch, backend, reference, images, build_s, prepare_steps, meta_model,
-                 weight_bytes, baseline_rss) -> None:
+    def _batches(self, cells: list[Cell], by_batch: list[int], prepared: Prepared) -> None:
+        """Each batch size in ascending order: release, bind, first inference, check, time."""
         import torch
 
         from ..backends import PrecisionUnsupported, compare
         from ..backends.output_check import tile_check
         from ..measure.analytic_memory import estimate_inference_memory
 
-        job = self.job
+        job, backend, reference, baseline_rss = self.job, prepared.backend, prepared.reference, prepared.baseline_rss
         deployment = None
         for position, batch_size in enumerate(by_batch):
             batch_cells = [c for c in cells if c.batch_size == batch_size]
@@ -318,7 +337,7 @@ class _Measurer:
             started_at = time.time()
             try:
                 backend.release_shapes()  # memory at this batch size holds this shape's artefact only
-                x = tile_check(images, batch_size).to(self.device)
+                x = tile_check(prepared.images, batch_size).to(self.device)
                 before = backend.setup.total_s
                 with torch.inference_mode():
                     forward = backend.bind(x)
@@ -329,11 +348,12 @@ class _Measurer:
                                     backend.executed_precision or job.precision)
                 if deployment is None:
                     deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
-                                            build_s, prepare_steps, backend.compiles_at_first_call)
+                                            prepared.build_s, prepared.prepare_steps,
+                                            backend.compiles_at_first_call)
                 shape = ShapeSetup(bind_s, first_s, OutputCheckInfo(**asdict(check)))
                 measured = self.measure(forward, batch_size, baseline_rss, backend.blocking)
                 if any(c.metric == "memory" for c in batch_cells):
-                    estimate = estimate_inference_memory(meta_model, tuple(x.shape), self.dtype)
+                    estimate = estimate_inference_memory(prepared.meta_model, tuple(x.shape), self.dtype)
             except PrecisionUnsupported as exc:
                 return self._fail_all([c for c in cells if c.batch_size >= batch_size], "unsupported",
                                       f"{job.backend} at {job.precision}: {exc}")
@@ -358,7 +378,8 @@ class _Measurer:
                 if cell.metric == "time":
                     value = time_value(measured, deployment, shape)
                 else:
-                    value = memory_value(measured, deployment, shape, weight_bytes, baseline_rss, estimate)
+                    value = memory_value(measured, deployment, shape, prepared.weight_bytes, baseline_rss,
+                                         estimate)
                 self.send(Finished(record(cell, "ok", value, started_at=started_at)))
 
     def sync(self) -> None:
