@@ -110,3 +110,40 @@ class KilledOnRerun(_Misbehaving):
 
 def killed_on_rerun():
     return KilledOnRerun()
+
+
+_SHAPES_SEEN = set()  # per worker process: every instance, the rebuilt eager reference included
+
+
+class SlowFirstCall(Tiny):
+    """Sleeps 0.3 s at the first forward of each batch size in a process, and appends every forward's batch
+    size to the file DNNBENCH_TEST_CALL_LOG: the sleep lands in whatever call ran first at that shape."""
+
+    def forward(self, x):
+        if x.device.type != "meta":
+            batch = int(x.shape[0])
+            if batch not in _SHAPES_SEEN:
+                _SHAPES_SEEN.add(batch)
+                time.sleep(0.3)
+            with open(os.environ["DNNBENCH_TEST_CALL_LOG"], "a") as log:
+                log.write(f"{batch}\n")
+        return super().forward(x)
+
+
+class WrongCompiledAtBatch8(Tiny):
+    """Right in eager PyTorch; inside torch.compile the graph built for batch size 8 adds 1 to every logit,
+    as a miscompiled artefact for one shape would."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        if torch.compiler.is_compiling() and x.shape[0] == 8:
+            out = out + 1.0
+        return out
+
+
+def slow_first_call():
+    return SlowFirstCall()
+
+
+def wrong_compiled_at_batch8():
+    return WrongCompiledAtBatch8()

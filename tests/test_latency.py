@@ -53,7 +53,7 @@ def test_samples_are_exactly_the_clock_differences_around_forward():
         batch_size=4,
         device="cpu",
         rule=StoppingRule(ci_target=1e-9, min_samples=30, max_samples=30, time_budget_s=1e9),
-        warmup=WarmupPolicy(min_iters=3, min_seconds=0.0, max_seconds=1e9),
+        warmup=WarmupPolicy(min_iters=3, min_seconds=0.0, max_seconds=1e9, settle_window=0),
         clock_ns=clock,
     )
 
@@ -214,7 +214,7 @@ def test_cuda_path_reads_events_only_after_one_synchronize_per_chunk(monkeypatch
     monkeypatch.setattr(torch.cuda, "synchronize", fake.synchronize)
 
     rule = StoppingRule(ci_target=1e-9, min_samples=10, max_samples=120, time_budget_s=1e9)
-    res = measure_latency(fake.forward, 1, "cuda", rule, WarmupPolicy(3, 0.0, 1e9), clock_ns=lambda: 0)
+    res = measure_latency(fake.forward, 1, "cuda", rule, WarmupPolicy(3, 0.0, 1e9, settle_window=0), clock_ns=lambda: 0)
 
     assert res.timer == "cuda_events"
     assert res.samples_s == pytest.approx([d / 1e3 for d in durations[3:123]])
@@ -235,3 +235,18 @@ def test_gpu_matmul_time_is_synchronised():
     # ~137 GFLOP: milliseconds on any GPU; an unsynchronised timer would read the ~10 us launch
     assert res.median_s > 1e-4
     assert math.isfinite(res.first_call_s) and res.first_call_s > 1e-4
+
+
+def test_warmup_goes_on_until_the_rolling_median_settles():
+    # 40 slowly speeding-up iterations (caches, clocks, allocator), then steady: warm-up ends in the plateau
+    durations = [0.1 * (1 - i / 40) + 0.01 for i in range(40)] + [0.01] * 10_000
+    t = SimTime(durations)
+    policy = WarmupPolicy(3, 0.0, 60, settle_window=5, settle_tolerance=0.05)
+    res = measure_latency(t.forward, 1, "cpu", StoppingRule(min_samples=3, max_samples=3), policy, clock_ns=t.clock)
+    assert res.warmup_settled and not res.warmup_capped
+    assert res.warmup_iters >= 40  # not before the drift ended
+    assert res.warmup_s == pytest.approx(sum(durations[:res.warmup_iters]))
+    never = SimTime(itertools.cycle([0.01, 0.02, 0.04, 0.08]))  # a median that never settles: capped
+    res = measure_latency(never.forward, 1, "cpu", StoppingRule(min_samples=3, max_samples=3),
+                          WarmupPolicy(3, 0.0, 2.0, settle_window=2, settle_tolerance=0.01), clock_ns=never.clock)
+    assert res.warmup_capped and not res.warmup_settled

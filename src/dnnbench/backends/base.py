@@ -5,8 +5,9 @@ eager PyTorch, a TorchScript graph, an inductor-compiled module, an ONNX Runtime
 compiled model. The engine times the call that `bind()` returns exactly as it times eager PyTorch, so
 every backend is measured by the same clock, statistics and stopping rule.
 
-Set-up work (export, tracing, compilation, the first inference of a shape) is timed apart in
-`setup` and never enters the steady-state samples.
+Set-up work (export, tracing, compilation) is timed apart in `setup`; the first inference at each
+shape is timed by the engine before any other forward at that shape. Neither enters the steady-state
+samples.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class Backend(ABC):
     # True when a call returns only once the work is done (ONNX Runtime, OpenVINO): timed by the host
     # clock. False for PyTorch on CUDA, which is timed with CUDA events on the current stream.
     blocking: ClassVar[bool] = False
+    # True when the first call at a new shape compiles it (inductor, TensorRT): that call's time, the
+    # first inference, holds the compilation
+    compiles_at_first_call: ClassVar[bool] = False
     # (module, what to pip install) this backend cannot run without
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
@@ -114,6 +118,12 @@ class Backend(ABC):
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
         """The timed call for input `x` (fp32, on the device): one forward pass per call. Per-shape
         work (a compilation, a static reshape) happens here and is recorded in `setup`."""
+
+    def release_shapes(self) -> None:
+        """Drop what was built for the shapes bound so far (compiled models, graphs, requests), so that
+        the next shape's memory holds its own artefact only. The prepared form stays. Backends without
+        per-shape state keep nothing to drop."""
+        return None
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for `x` as an fp32 CPU tensor, for the output check."""

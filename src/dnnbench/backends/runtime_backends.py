@@ -134,10 +134,11 @@ class TensorRTOptions(OnnxRuntimeOptions):
 
 class TensorRTBackend(OnnxRuntimeBackend):
     """NVIDIA TensorRT through ONNX Runtime's TensorRT execution provider (onnxruntime-gpu built with it).
-    The engine is built at the first run of each batch size and recorded as `engine_build_s@B`."""
+    The engine is built at the first run of each batch size: the engine's timed first inference."""
 
     name = "tensorrt"
     options_type = TensorRTOptions
+    compiles_at_first_call = True
     device_types = ("cuda",)
     provider_by_device = {"cuda": "TensorrtExecutionProvider"}
 
@@ -165,10 +166,7 @@ class TensorRTBackend(OnnxRuntimeBackend):
         return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", {"device_id": self.device.index or 0})]
 
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
-        forward = OnnxRuntimeBackend.bind(self, x.float())
-        with self.setup.timed(f"engine_build_s@{x.shape[0]}"):
-            forward()
-        return forward
+        return OnnxRuntimeBackend.bind(self, x.float())
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self.session.run(None, {self.input_name: x.float().cpu().numpy()})[0]).float()
@@ -188,7 +186,8 @@ class OpenVINOOptions(BackendOptions):
 
 
 class OpenVINOBackend(Backend):
-    """OpenVINO on the CPU, one static shape per batch size (compiled in `bind`, recorded as compile_s@B).
+    """OpenVINO on the CPU, one static shape per batch size (compiled in `bind`, recorded as compile_s@B;
+    `release_shapes` drops the compiled models of earlier shapes, each a copy of the weights).
     OpenVINO would pick bf16 by itself on CPUs that have it: the precision hint is always set, and the
     precision the compiled model reports is recorded; a mismatch is refused, never measured."""
 
@@ -252,6 +251,13 @@ class OpenVINOBackend(Backend):
             self.executed_precision = executed
             self.compiled[shape] = compiled
         return self.compiled[shape]
+
+    def release_shapes(self) -> None:
+        self.compiled.clear()
+        self._keep_alive = None
+        import gc
+
+        gc.collect()  # a request or tensor left in a reference cycle would keep its compiled model
 
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
         import openvino as ov

@@ -103,11 +103,12 @@ class CompileOptions(BackendOptions):
 
 
 class CompileBackend(Backend):
-    """torch.compile with the inductor backend. Compilation happens at the first call of each batch size
-    and is recorded as `compile_s` (per batch size), never as a timed sample."""
+    """torch.compile with the inductor backend. Compilation happens at the first call of each batch size,
+    the engine's timed first inference (`compiles_at_first_call`), never in a timed sample."""
 
     name = "compile"
     options_type = CompileOptions
+    compiles_at_first_call = True
 
     @classmethod
     def unavailable_reason(cls, device: torch.device) -> str | None:
@@ -133,11 +134,14 @@ class CompileBackend(Backend):
 
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
         compiled, x = self.compiled, x.to(TORCH_DTYPES[self.precision])
-        with torch.inference_mode(), self.setup.timed(f"compile_s@{x.shape[0]}"):
-            compiled(x)  # compiles this shape (or reuses the graph); the engine's warm-up follows
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-        return lambda: compiled(x)
+        return lambda: compiled(x)  # the first call compiles this shape
+
+    def release_shapes(self) -> None:
+        """Inductor keeps one graph per batch size, each with its frozen weights: dropped before the next."""
+        import torch._dynamo
+
+        torch._dynamo.reset()
+        self.compiled = torch.compile(self.model, mode=self.options.mode, dynamic=self.options.dynamic)
 
     def versions(self) -> dict[str, str]:
         versions = super().versions()

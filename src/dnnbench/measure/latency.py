@@ -18,10 +18,13 @@ Every timing here waits for the device:
 The first call of a measurement (cold for this batch size: allocator growth, cuDNN algorithm
 choice, lazy initialisation) is timed on its own, between two synchronisations, by the wall clock,
 and counts as the first warm-up iteration. Warm-up then goes on until both ``min_iters`` forwards
-and ``min_seconds`` have passed (each warm-up chunk is synchronised), or until ``max_seconds``,
-which is then recorded as ``warmup_capped``. The timed phase checks the StoppingRule after every
-synchronised chunk with all samples so far; its elapsed time is the wall time since the timed
-phase began.
+and ``min_seconds`` have passed (each warm-up chunk is synchronised) AND the rolling median has
+settled (the median of the last ``settle_window`` warm-up iterations within ``settle_tolerance`` of
+the median of the window before it), or until ``max_seconds``, which is then recorded as
+``warmup_capped``. ``warmup_settled`` says whether the median settled; ``warmup_iters`` and
+``warmup_s`` are then the iterations and seconds it took to reach steady state. The timed phase
+checks the StoppingRule after every synchronised chunk with all samples so far; its elapsed time is
+the wall time since the timed phase began.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class WarmupPolicy:
     min_iters: int = 3
     min_seconds: float = 1.0
     max_seconds: float = 60.0
+    settle_window: int = 5  # 0: no settling test, the minimums alone end warm-up
+    settle_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_iters, Integral) and self.min_iters >= 1):
@@ -88,6 +93,7 @@ class LatencyResult:
     first_call_s: float
     timer: str
     timed_s: float  # wall time of the timed phase
+    warmup_settled: bool = True  # the rolling median settled before warm-up ended (WarmupPolicy.settle_window)
 
     @property
     def median_s(self) -> float:
@@ -137,16 +143,21 @@ def measure_latency(
     timer.sync()
     first_call_s = (clock_ns() - t0) / 1e9
 
-    iters, capped = 1, False
+    iters, capped, warm = 1, False, [first_call_s]
     while True:
         warmup_s = (clock_ns() - t0) / 1e9
-        if iters >= warmup.min_iters and warmup_s >= warmup.min_seconds:
+        settled = _settled(warm, warmup.settle_window, warmup.settle_tolerance)
+        if iters >= warmup.min_iters and warmup_s >= warmup.min_seconds and settled:
             break
         if warmup_s >= warmup.max_seconds:
             capped = True
             break
         todo = warmup.min_iters - iters if iters < warmup.min_iters else CHUNK_ITERS
-        iters += len(_run_chunk(timer, forward, clock_ns, min(todo, CHUNK_ITERS)))
+        if iters >= warmup.min_iters and warmup_s >= warmup.min_seconds:
+            todo = max(1, warmup.settle_window)  # only the median is missing: one window at a time
+        chunk = _run_chunk(timer, forward, clock_ns, min(todo, CHUNK_ITERS))
+        warm.extend(chunk)
+        iters += len(chunk)
 
     samples: list[float] = []
     start = clock_ns()
@@ -168,9 +179,22 @@ def measure_latency(
         warmup_s=warmup_s,
         warmup_capped=capped,
         first_call_s=first_call_s,
+        warmup_settled=settled,
         timer=timer.name,
         timed_s=timed_s,
     )
+
+
+def _settled(durations: list[float], window: int, tolerance: float) -> bool:
+    """Whether the median of the last `window` durations is within `tolerance` (relative) of the median
+    of the `window` before them: the rolling median has stopped moving."""
+    if window <= 0:
+        return True
+    if len(durations) < 2 * window:
+        return False
+    last = sorted(durations[-window:])[window // 2]
+    before = sorted(durations[-2 * window:-window])[window // 2]
+    return abs(last - before) <= tolerance * before
 
 
 def _run_chunk(timer, forward: Callable[[], object], clock_ns: Callable[[], int], max_iters: int) -> list[float]:

@@ -36,6 +36,9 @@ from ..store.values import (
 from .plan import Cell, WorkerJob
 
 if TYPE_CHECKING:
+    import torch
+
+    from ..backends import Backend
     from ..env.fingerprint import RuntimeSettings
     from ..measure.analytic_memory import MemoryEstimate
     from ..measure.contention import ContentionReport
@@ -103,13 +106,38 @@ class Measured:
 
 @dataclass(frozen=True)
 class Deployment:
-    """How the backend was deployed for every batch size of a worker: built once, checked once."""
+    """How the backend was deployed for every batch size of a worker: built and prepared once."""
 
     backend: BackendInfo
     executed_precision: str | None
-    output_check: OutputCheckInfo
     build_s: float
     prepare: dict[str, float]
+    compiles_at_first_call: bool
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What set-up left for the batch sizes: the prepared backend, the eager reference and check images,
+    and the figures every cell of the worker shares."""
+
+    backend: Backend
+    reference: EagerReference
+    images: torch.Tensor
+    build_s: float
+    prepare_steps: dict[str, float]
+    meta_model: torch.nn.Module
+    weight_bytes: int
+    baseline_rss: int
+
+
+@dataclass(frozen=True)
+class ShapeSetup:
+    """What one batch size cost before its timed samples: the bind (a per-shape compile), the first
+    forward at that shape (timed before any other), and the output check of that shape."""
+
+    bind_s: float
+    first_inference_s: float
+    output_check: OutputCheckInfo
 
 
 def _finite(value: float | None) -> float | None:
@@ -117,32 +145,81 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or value != value or value in (float("inf"), float("-inf")) else value
 
 
-def time_value(m: Measured, deployment: Deployment, cold_start_s: float, bind_s: float) -> TimeValue:
+def time_value(m: Measured, deployment: Deployment, shape: ShapeSetup) -> TimeValue:
     latency = m.latency
     return TimeValue(
         batch_size=latency.batch_size, samples_s=tuple(latency.samples_s),
-        stats=LatencyStats(**{k: _finite(v) for k, v in asdict(latency.stats).items()}),
+        stats=LatencyStats.from_dict({k: _finite(v) for k, v in asdict(latency.stats).items()}),
         stop_reason=latency.stop_reason, converged=latency.converged, warmup_iters=latency.warmup_iters,
         warmup_s=latency.warmup_s, warmup_capped=latency.warmup_capped, first_call_s=latency.first_call_s,
         timer=latency.timer, timed_s=latency.timed_s, median_s=_finite(latency.median_s),
         ms_per_image=_finite(latency.ms_per_image), images_per_s=_finite(latency.images_per_s),
         sustained_images_per_s=_finite(latency.sustained_images_per_s),
-        build_s=deployment.build_s, cold_start_s=cold_start_s, backend=deployment.backend,
-        executed_precision=deployment.executed_precision, output_check=deployment.output_check,
-        setup=SetupInfo(prepare=deployment.prepare, prepare_s=sum(deployment.prepare.values()), bind_s=bind_s,
-                         first_inference_s=latency.first_call_s),
-        contention=ContentionInfo.from_dict(asdict(m.contention)), runtime=RuntimeInfo.from_dict(asdict(m.runtime)))
+        build_s=deployment.build_s, cold_start_s=shape.first_inference_s, backend=deployment.backend,
+        executed_precision=deployment.executed_precision, output_check=shape.output_check,
+        setup=SetupInfo(prepare=deployment.prepare, prepare_s=sum(deployment.prepare.values()), bind_s=shape.bind_s,
+                        first_inference_s=shape.first_inference_s, build_s=deployment.build_s,
+                        first_inference_compiles=deployment.compiles_at_first_call,
+                        warmup_iters=latency.warmup_iters, warmup_s=latency.warmup_s,
+                        warmup_settled=latency.warmup_settled),
+        contention=ContentionInfo.from_dict(asdict(m.contention)),
+        runtime=RuntimeInfo.from_dict(asdict(m.runtime)))
 
 
-def memory_value(m: Measured, deployment: Deployment, weight_bytes: int, baseline_rss: int,
+def memory_value(m: Measured, deployment: Deployment, shape: ShapeSetup, weight_bytes: int, baseline_rss: int,
                  estimate: MemoryEstimate) -> MemoryValue:
     """CPU or CUDA figures, the deployment, and the analytic estimate (measure.analytic_memory.MemoryEstimate);
     `analytic_ratio` is measured / estimated (on CPU the RSS growth, which also holds allocator slack)."""
     value = replace(MemoryValue.from_dict(asdict(m.memory)), backend=deployment.backend,
-                    executed_precision=deployment.executed_precision, output_check=deployment.output_check,
+                    executed_precision=deployment.executed_precision, output_check=shape.output_check,
                     weight_bytes=weight_bytes, baseline_rss_bytes=baseline_rss,
                     analytic=AnalyticMemory.from_dict(asdict(estimate)))
     return replace(value, analytic_ratio=value.ratio_to_estimate())
+
+
+class EagerReference:
+    """Eager fp32 logits of the check images, for the output check of every batch size.
+
+    Computed lazily, at batch size B right after the backend's first inference at B, for the first
+    min(B, N) check images: every forward of it runs at a shape that was already timed cold, or at one
+    that is never timed (N, where N is not a batch size of the sweep), so no timed shape has run
+    before its own first inference. The fp32 weights wait in a temporary file meanwhile (the backend
+    may convert the model in place, and a copy in memory would count in the memory cells); the rebuilt
+    model is freed before the shape is timed."""
+
+    def __init__(self, spec, device, model, images):
+        import tempfile
+
+        import torch
+
+        self.spec, self.device, self.images = spec, device, images
+        self.rows = None
+        handle, self.path = tempfile.mkstemp(prefix="dnnbench-reference-", suffix=".pt")
+        os.close(handle)
+        torch.save(model.state_dict(), self.path)
+
+    def logits(self, batch_size: int):
+        """Eager fp32 logits of the check input at `batch_size` (tile_check of the images)."""
+        import torch
+
+        from ..backends import as_tensor
+        from ..backends.output_check import tile_check
+        from ..zoo import build_model
+
+        needed = min(batch_size, len(self.images))
+        if self.rows is None or len(self.rows) < needed:
+            model = build_model(self.spec, self.device)
+            model.load_state_dict(torch.load(self.path, map_location=self.device))
+            with torch.inference_mode():
+                self.rows = as_tensor(model(self.images[:needed].to(self.device)))
+            model = None
+            if needed == len(self.images):
+                self.close()
+        return tile_check(self.rows, batch_size)
+
+    def close(self) -> None:
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
 
 
 def _limit_address_space(megabytes: int) -> None:
@@ -185,11 +262,10 @@ class _Measurer:
             self.send(Finished(record(cell, status, error=message[:2000])))
 
     def sweep(self, cells: list[Cell]) -> None:
-        """Build the fp32 model, check the backend's outputs against it, then time each batch size."""
-        import torch
-
-        from ..backends import BACKENDS, BackendUnavailable, PrecisionUnsupported, as_tensor, check_input, compare
-        from ..measure.analytic_memory import estimate_inference_memory
+        """Build the fp32 model and its reference logits, prepare the backend, then per batch size: release the
+        other shapes, bind, time the first inference, check the outputs against eager fp32, time."""
+        from ..backends import BACKENDS, BackendUnavailable, PrecisionUnsupported
+        from ..backends.output_check import check_images, tile_check
         from ..measure.complexity import count_parameters
         from ..measure.memory import current_rss_bytes
         from ..zoo import build_model
@@ -218,19 +294,20 @@ class _Measurer:
         weight_bytes = count_parameters(model, self.dtype)[2]
 
         by_batch = sorted({c.batch_size for c in cells})
-        # set-up and check run at the smallest batch size: a crash there is that batch's, the rest skipped
+        # set-up runs with the smallest batch size: a crash there is that batch's, the rest skipped
         first_batch = tuple(c.digest for c in cells if c.batch_size == by_batch[0])
-        self.send(Begin(first_batch, f"{job.backend} set-up and output check", setup=True))
+        self.send(Begin(first_batch, f"{job.backend} set-up", setup=True))
         try:
-            check_x = check_input(self.input_size, self.device, batch_size=by_batch[0])
-            with torch.inference_mode():
-                reference = as_tensor(model(check_x))
-            backend.prepare(model, check_x, key=f"{self.spec.id}-{self.input_size}")
-            model = None  # the backend keeps what it needs: memory cells see the deployed form only
-            with torch.inference_mode():
-                check = compare(backend.outputs(check_x), reference, backend.executed_precision or job.precision)
-            # export, trace, compile (the check's shape is the smallest batch size: its compile lands here)
-            prepare_steps = dict(backend.setup.steps)
+            images = check_images(self.input_size)
+            reference = EagerReference(self.spec, self.device, model, images)
+            example = tile_check(images, by_batch[0]).to(self.device)  # traced/exported, never run by the backend
+            try:
+                backend.prepare(model, example, key=f"{self.spec.id}-{self.input_size}")
+            except BaseException:
+                reference.close()
+                raise
+            model = example = None  # the backend keeps what it needs: memory cells see the deployed form only
+            prepare_steps = dict(backend.setup.steps)  # export, trace, session, conversion
         except BackendUnavailable as exc:
             return self._fail_all(cells, "unavailable", f"backend {job.backend} is not available here: {exc}")
         except PrecisionUnsupported as exc:
@@ -238,24 +315,47 @@ class _Measurer:
         except Exception as exc:  # noqa: BLE001 - an export that fails is recorded with the exporter's words
             status = "oom" if is_out_of_memory(exc) else "error"
             return self._fail_all(cells, status, f"{job.backend} set-up failed: " + _exception_line(exc))
-        deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
-                                OutputCheckInfo.from_dict(asdict(check)), build_s, prepare_steps)
-        cold_start_s = None
+        prepared = Prepared(backend, reference, images, build_s, prepare_steps, meta_model, weight_bytes,
+                            baseline_rss)
+        try:
+            self._batches(cells, by_batch, prepared)
+        finally:
+            reference.close()
+
+    def _batches(self, cells: list[Cell], by_batch: list[int], prepared: Prepared) -> None:
+        """Each batch size in ascending order: release, bind, first inference, check, time."""
+        import torch
+
+        from ..backends import PrecisionUnsupported, compare
+        from ..backends.output_check import tile_check
+        from ..measure.analytic_memory import estimate_inference_memory
+
+        job, backend, reference, baseline_rss = self.job, prepared.backend, prepared.reference, prepared.baseline_rss
+        deployment = None
         for position, batch_size in enumerate(by_batch):
             batch_cells = [c for c in cells if c.batch_size == batch_size]
-            self.send(Begin(tuple(c.digest for c in batch_cells), f"batch {batch_size}"))
+            self.send(Begin(tuple(c.digest for c in batch_cells), f"batch {batch_size}",
+                            setup=backend.compiles_at_first_call))
             started_at = time.time()
             try:
-                x = torch.randn(batch_size, 3, self.input_size, self.input_size, device=self.device)
+                backend.release_shapes()  # memory at this batch size holds this shape's artefact only
+                x = tile_check(prepared.images, batch_size).to(self.device)
                 before = backend.setup.total_s
                 with torch.inference_mode():
                     forward = backend.bind(x)
                 bind_s = backend.setup.total_s - before
-                if cold_start_s is None:
-                    cold_start_s = self.first_inference(forward)
+                first_s = self.first_inference(forward)  # before any other forward at this shape
+                with torch.inference_mode():
+                    check = compare(backend.outputs(x), reference.logits(batch_size),
+                                    backend.executed_precision or job.precision)
+                if deployment is None:
+                    deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
+                                            prepared.build_s, prepared.prepare_steps,
+                                            backend.compiles_at_first_call)
+                shape = ShapeSetup(bind_s, first_s, OutputCheckInfo(**asdict(check)))
                 measured = self.measure(forward, batch_size, baseline_rss, backend.blocking)
                 if any(c.metric == "memory" for c in batch_cells):
-                    estimate = estimate_inference_memory(meta_model, tuple(x.shape), self.dtype)
+                    estimate = estimate_inference_memory(prepared.meta_model, tuple(x.shape), self.dtype)
             except PrecisionUnsupported as exc:
                 return self._fail_all([c for c in cells if c.batch_size >= batch_size], "unsupported",
                                       f"{job.backend} at {job.precision}: {exc}")
@@ -278,9 +378,10 @@ class _Measurer:
                     torch.cuda.empty_cache()
             for cell in batch_cells:
                 if cell.metric == "time":
-                    value = time_value(measured, deployment, cold_start_s, bind_s)
+                    value = time_value(measured, deployment, shape)
                 else:
-                    value = memory_value(measured, deployment, weight_bytes, baseline_rss, estimate)
+                    value = memory_value(measured, deployment, shape, prepared.weight_bytes, baseline_rss,
+                                         estimate)
                 self.send(Finished(record(cell, "ok", value, started_at=started_at)))
 
     def sync(self) -> None:

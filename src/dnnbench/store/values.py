@@ -136,10 +136,14 @@ class _Value(_Part):
         if layout > cls.LAYOUT:
             raise ValueLayoutError(f"{cls.METRIC} values have layout {layout}, written by a newer dnnbench; this one "
                                    f"reads up to layout {cls.LAYOUT}: upgrade dnnbench to read this store")
-        return super().from_dict(data)
+        value = super().from_dict(data)
+        # a value read back keeps the layout it was written with (0 is written as 1: the same keys), so that
+        # an export of an old store does not claim a newer layout's meanings for its figures
+        object.__setattr__(value, "_read_layout", max(layout, 1))
+        return value
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "layout": self.LAYOUT}
+        return {**super().to_dict(), "layout": getattr(self, "_read_layout", self.LAYOUT)}
 
 
 # --- parts shared by time and memory cells ---------------------------------------------------------
@@ -171,6 +175,10 @@ class OutputCheckInfo(_Part):
     min_cosine: float | None = None  # the tolerance of `precision`
     max_relative_error: float | None = None
     passed: bool | None = None
+    # layout 2: the check runs at the cell's own batch size, on structured images, by relative L2 error
+    relative_l2_error: float | None = None  # ||out - ref|| / ||ref||
+    max_relative_l2_error: float | None = None  # the tolerance of `precision`
+    batch_size: int | None = None  # the batch size checked (layout <= 1: the job's smallest)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -277,12 +285,23 @@ SETUP_PARTS = ("prepare_s", "bind_s", "first_inference_s")
 @dataclass(frozen=True)
 class SetupInfo(_Part):
     """One-off costs of a deployment: `prepare` steps (export, session, compile: seconds by step, paid once
-    per worker), this batch size's `bind_s`, and the first inference."""
+    per worker), this batch size's `bind_s`, and the first inference.
+
+    Layout 2: `first_inference_s` is the first forward of the deployed artefact at this batch size, timed
+    before any other forward at that shape (with inductor and TensorRT it holds the shape's compilation:
+    `first_inference_compiles`); layout <= 1 stored the first call of the timing loop, after the output
+    check. `build_s`: building the model and loading its weights. `warmup_iters`/`warmup_s`: warm-up until
+    the rolling median settled (`warmup_settled`), or until the warm-up policy's cap."""
 
     prepare: Mapping[str, float] | None = None
     prepare_s: float | None = None
     bind_s: float | None = None
     first_inference_s: float | None = None
+    build_s: float | None = None
+    first_inference_compiles: bool | None = None
+    warmup_iters: int | None = None
+    warmup_s: float | None = None
+    warmup_settled: bool | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -298,7 +317,9 @@ class TimeValue(_Value):
 
     METRIC: ClassVar[str] = "time"
     # layout 2: `trials` (one summary per fresh-process trial), `interval` (the headline interval),
-    # `sustained_images_per_s`, and `median_s` the median over trial medians; layout 0/1 dicts read as one trial
+    # `sustained_images_per_s`, `median_s` the median over trial medians (layout 0/1 dicts read as one trial);
+    # cold_start_s and setup.first_inference_s are the first forward at this batch size (before, the third at
+    # the smallest one); output_check is this batch size's own
     LAYOUT: ClassVar[int] = 2
     _NESTED: ClassVar[Mapping[str, type]] = {
         "stats": LatencyStats, "backend": BackendInfo, "output_check": OutputCheckInfo, "setup": SetupInfo,
@@ -458,6 +479,8 @@ class MemoryValue(_Value):
     the deployment it measured, and the analytic estimate it is compared with."""
 
     METRIC: ClassVar[str] = "memory"
+    # 2: measured with the other batch sizes' artefacts released; output_check is this batch size's own
+    LAYOUT: ClassVar[int] = 2
     _NESTED: ClassVar[Mapping[str, type]] = {"backend": BackendInfo, "output_check": OutputCheckInfo,
                                              "analytic": AnalyticMemory}
 
