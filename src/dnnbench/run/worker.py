@@ -352,7 +352,7 @@ class _Measurer:
                     deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
                                             prepared.build_s, prepared.prepare_steps,
                                             backend.compiles_at_first_call)
-                shape = ShapeSetup(bind_s, first_s, OutputCheckInfo(**asdict(check)))
+                shape = ShapeSetup(bind_s, first_s, OutputCheckInfo.from_dict(asdict(check)))
                 measured = self.measure(forward, batch_size, baseline_rss, backend.blocking)
                 if any(c.metric == "memory" for c in batch_cells):
                     estimate = estimate_inference_memory(prepared.meta_model, tuple(x.shape), self.dtype)
