@@ -29,10 +29,9 @@ KEY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "setup", *CON
 
 COMPLEXITY_VALUES = ("params", "param_bytes", "macs", "flops", "activations")
 TIME_COLUMNS = ("latency_ms", "ms_per_image", "images_per_s", "sustained_images_per_s", "ci_half_width_rel",
-                "ci_low_ms", "ci_high_ms", "ci_method", "trials", "between_trial_cv", "within_trial_rel", "samples",
-                "stop_reason",
-                "contended", "executed_precision", "output_check_passed", "output_cosine", "output_rel_error",
-                "setup_s", "latency_low_ms", "latency_high_ms", "ci_method", "converged")
+                "latency_low_ms", "latency_high_ms", "ci_method", "trials", "between_trial_cv", "within_trial_rel",
+                "samples", "stop_reason", "contended", "executed_precision", "output_check_passed", "output_cosine",
+                "output_rel_error", "setup_s", "converged")
 MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes",
                   "analytic_peak_bytes", "weight_bytes")
 ACCURACY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "accuracy_source", "top1", "top5", "images",
@@ -164,11 +163,11 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
                            else batch / median_s if median_s else np.nan)
     row["sustained_images_per_s"] = _nan(v.sustained_images_per_s if v else None)
     # the headline interval (over trials, else within the one trial); "range (n = k)" is no confidence interval
-    low, high, method = v.ci if v else (None, None, "")
     row["ci_half_width_rel"] = _nan(v.ci_half_width_rel if v else None)
-    row["ci_low_ms"] = low * 1e3 if low is not None else np.nan
-    row["ci_high_ms"] = high * 1e3 if high is not None else np.nan
-    row["ci_method"] = method
+    low, high, method = latency_interval_s(v)
+    row["latency_low_ms"] = low * 1e3 if low is not None else np.nan
+    row["latency_high_ms"] = high * 1e3 if high is not None else np.nan
+    row["ci_method"] = method or ""
     row["trials"] = v.trial_count if v else 0
     row["between_trial_cv"] = _nan(v.between_trial_cv if v else None)  # sd of trial medians / their mean
     row["within_trial_rel"] = _nan(v.within_trial_rel if v else None)  # one process's relative half-width
@@ -182,9 +181,6 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
     row["output_cosine"] = _nan(check.cosine_similarity if check else None)
     row["output_rel_error"] = _nan(check.relative_max_error if check else None)
     row["setup_s"] = _nan(v.setup_s if v else None)
-    low, high, row["ci_method"] = latency_interval_s(v)
-    row["latency_low_ms"] = low * 1e3 if low is not None else np.nan
-    row["latency_high_ms"] = high * 1e3 if high is not None else np.nan
     # cells from stores before `converged` was recorded (layout 0) are not judged on it: an old store
     # reads as it did; their stop reason stays in `stop_reason`
     row["converged"] = bool(v.converged) if v and v.converged is not None else True

@@ -7,10 +7,13 @@ from ..store.values import TimeValue
 
 
 def latency_interval_s(value: TimeValue | None) -> tuple[float | None, float | None, str | None]:
-    """(low, high, method) of the interval of a cell's median latency, seconds; (None, None, None) when
-    the cell stored none. Today: the within-process interval of the median (`stats.ci_low`/`ci_high`,
-    the min-max range when the samples were too few, as `ci_method` says)."""
-    stats = value.stats if value is not None else None
-    if stats is None or stats.ci_low is None or stats.ci_high is None:
+    """(low, high, method) of the interval of a cell's headline latency, seconds; (None, None, None) when
+    the cell stored none. The headline interval (`TimeValue.ci`): a t-interval over fresh-process trial
+    medians when the cell has several trials, else the one trial's batch-medians interval, and a
+    "range (n = k)" where too few samples allowed no confidence interval, as the method says."""
+    if value is None:
         return None, None, None
-    return stats.ci_low, stats.ci_high, stats.ci_method
+    low, high, method = value.ci
+    if low is None or high is None:
+        return None, None, None
+    return low, high, method
