@@ -147,3 +147,24 @@ def slow_first_call():
 
 def wrong_compiled_at_batch8():
     return WrongCompiledAtBatch8()
+
+
+class KilledInTrial(_Misbehaving):
+    """Killed with SIGKILL in the worker process that runs it as the DNNBENCH_TEST_KILL_AT-th (a trial of a
+    `--repeats` sweep): the worker processes register in DNNBENCH_TEST_TRIAL_DIR, one file each, in order."""
+
+    registered = False
+
+    def act(self, batch):
+        folder = os.environ.get("DNNBENCH_TEST_TRIAL_DIR")
+        if not folder or KilledInTrial.registered:
+            return
+        KilledInTrial.registered = True
+        position = len(os.listdir(folder)) + 1
+        open(os.path.join(folder, f"{position}-{os.getpid()}"), "w").close()
+        if position == int(os.environ.get("DNNBENCH_TEST_KILL_AT", "2")):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killed_in_trial():
+    return KilledInTrial()

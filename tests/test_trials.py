@@ -226,3 +226,23 @@ def test_a_new_three_sample_cell_renders_as_a_range():
                         value, None, 0.0, 0.0)
     row = next(line for line in rendered([cell]).splitlines() if line.startswith("│ m "))
     assert "range (n = 3)" in row and "±" in row
+
+
+@pytest.mark.parametrize("killed", [2, 3])
+def test_a_trial_killed_midway_never_replaces_the_good_ones(tmp_path, monkeypatch, killed):
+    """Three trials in real worker processes; one is killed with SIGKILL. The cell keeps the two good trials
+    (not the crash), the crash is kept in the history, and the run's summary shows the cell as ok."""
+    monkeypatch.setenv("DNNBENCH_TEST_KILL_AT", str(killed))
+    (tmp_path / "trials").mkdir()
+    monkeypatch.setenv("DNNBENCH_TEST_TRIAL_DIR", str(tmp_path / "trials"))
+    db = tmp_path / "r.sqlite"
+    config = build_sweep_config(device="cpu", batch_sizes="1", threads="1", metrics="time", measure_peak=False,
+                                repeats=3, time_budget_s=0.2, warmup_iters=2)
+    with Store(db) as store:
+        summary = run_sweep(resolve_models(["python:dnnbench_test_models:killed_in_trial"]), config, store)
+        history = store.history()
+    assert len(list((tmp_path / "trials").iterdir())) == 3  # three worker processes ran
+    (value,) = time_values(db)
+    assert value.trial_count == 2 and value.interval.trials == 2
+    assert [r.status for r in summary.records] == ["ok"]
+    assert [h.status for h in history] == ["crash"] and "SIGKILL" in history[0].error

@@ -222,8 +222,9 @@ def execute(jobs: list[WorkerJob], targets: Sequence[Target], store: Store, exec
                                           record.values, placed.job.config.stopping.ci_level)
             runs.keep(record)
             cell = (record.machine_id, record.cell_key.digest)
-            if cell in latest:  # a later trial of a cell: the summary holds the cell once, as it now stands
-                summary.records[latest[cell]] = record
+            if cell in latest:  # a later trial of a cell: the summary holds the cell once, as the store has it
+                if record.status == "ok" or summary.records[latest[cell]].status != "ok":
+                    summary.records[latest[cell]] = record  # a failed later trial never hides the good ones
             else:
                 latest[cell] = len(summary.records)
                 summary.records.append(record)
