@@ -31,7 +31,7 @@ ACCEPTED_LAYOUTS = f"""Accepted layouts:
   1. class folders: DIR/n01440764/*.JPEG, one folder per synset (DIR itself or DIR/val)
   2. devkit: a flat folder of ILSVRC2012_val_XXXXXXXX.JPEG plus {DEVKIT_GROUND_TRUTH} (in DIR or given
      with --labels) plus the devkit's class order (its IDs 1..1000 are not the model's order): --synsets
-     {DEVKIT_META} (needs scipy; found by itself next to the ground-truth file) or a text file of the 1000
+     {DEVKIT_META} (found by itself next to the ground-truth file) or a text file of the 1000
      synsets, line i = devkit ID i
   3. Kaggle: a flat folder of images plus {KAGGLE_SOLUTION} (ImageId,PredictionString; in DIR or its
      parent, or given with --labels), or the Kaggle top folder holding both
@@ -233,7 +233,7 @@ def devkit_class_order(synsets: str | Path | None, ground_truth: Path) -> tuple[
             raise DatasetLayoutError(
                 f"{ground_truth.name} numbers the classes 1..1000 in the devkit's own order, which is not the "
                 f"order models use; dnnbench needs that order to read it. Give --synsets with the devkit's "
-                f"{DEVKIT_META} (ILSVRC2012_devkit_t12/data/{DEVKIT_META}; reading it needs scipy) or a text file "
+                f"{DEVKIT_META} (ILSVRC2012_devkit_t12/data/{DEVKIT_META}) or a text file "
                 f"of its 1000 synsets, line i = devkit ID i."
             )
         synsets = beside
@@ -255,11 +255,8 @@ def _text_order(path: Path) -> tuple[str, ...]:
 
 
 def _meta_mat_order(path: Path) -> tuple[str, ...]:
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise UsageError(f"reading {path} needs scipy (pip install scipy), or give --synsets as a text file "
-                         f"of the 1000 synsets in devkit ID order") from None
+    from scipy.io import loadmat
+
     entries = loadmat(str(path), squeeze_me=True)["synsets"]
     leaves = {int(e["ILSVRC2012_ID"]): str(e["WNID"]) for e in entries if int(e["ILSVRC2012_ID"]) <= NUM_CLASSES}
     return tuple(leaves[i] for i in sorted(leaves))

@@ -179,29 +179,12 @@ def trials_interval(medians: Sequence[float], ci_level: float = 0.95) -> TrialsI
 
 
 def t_quantile(p: float, df: int) -> float:
-    """Student's t quantile (numpy only, no scipy): the CDF integrated by Simpson's rule, then bisection."""
+    """Student's t quantile (scipy.stats.t.ppf)."""
     if not 0.5 <= p < 1 or df < 1:
         raise ValueError(f"t_quantile needs 0.5 <= p < 1 and df >= 1, got p={p!r}, df={df!r}")
-    if df == 1:
-        return math.tan(math.pi * (p - 0.5))
-    if df == 2:
-        a = 4 * p * (1 - p)
-        return 2 * (p - 0.5) * math.sqrt(2 / a)
-    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    from scipy.stats import t
 
-    def cdf(t: float) -> float:
-        grid = np.linspace(0.0, t, 2001)
-        pdf = np.exp(log_c - (df + 1) / 2 * np.log1p(grid**2 / df))
-        h = t / 2000
-        return 0.5 + h / 3 * float(pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
-
-    lo, hi = 0.0, 1.0
-    while cdf(hi) < p:
-        lo, hi = hi, hi * 2
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
-    return (lo + hi) / 2
+    return float(t.ppf(p, df))
 
 
 def median_ci(samples: Sequence[float], ci_level: float = 0.95) -> tuple[float, float, str]:
