@@ -241,12 +241,25 @@ def test_warmup_goes_on_until_the_rolling_median_settles():
     # 40 slowly speeding-up iterations (caches, clocks, allocator), then steady: warm-up ends in the plateau
     durations = [0.1 * (1 - i / 40) + 0.01 for i in range(40)] + [0.01] * 10_000
     t = SimTime(durations)
-    policy = WarmupPolicy(3, 0.0, 60, settle_window=5, settle_tolerance=0.05)
+    policy = WarmupPolicy(3, 0.0, 60, settle_window=5, settle_tolerance=0.05, settle_budget_s=60)
     res = measure_latency(t.forward, 1, "cpu", StoppingRule(min_samples=3, max_samples=3), policy, clock_ns=t.clock)
     assert res.warmup_settled and not res.warmup_capped
     assert res.warmup_iters >= 40  # not before the drift ended
     assert res.warmup_s == pytest.approx(sum(durations[:res.warmup_iters]))
     never = SimTime(itertools.cycle([0.01, 0.02, 0.04, 0.08]))  # a median that never settles: capped
     res = measure_latency(never.forward, 1, "cpu", StoppingRule(min_samples=3, max_samples=3),
-                          WarmupPolicy(3, 0.0, 2.0, settle_window=2, settle_tolerance=0.01), clock_ns=never.clock)
-    assert res.warmup_capped and not res.warmup_settled
+                          WarmupPolicy(3, 0.0, 2.0, settle_window=2, settle_tolerance=0.01, settle_budget_s=60),
+                          clock_ns=never.clock)
+    assert not res.warmup_settled and 2.0 <= res.warmup_s < 2.2
+    assert not res.warmup_capped  # its minimums were met: only settling was cut short
+
+
+def test_settling_extends_warm_up_by_its_budget_only():
+    """A slow forward on a noisy machine never settles to 5%: warm-up goes past its minimums by at most
+    settle_budget_s, and says the median did not settle (ten 3-second calls would cost 30 s per cell)."""
+    noisy = SimTime(itertools.cycle([3.0, 3.6, 2.7, 3.9]))
+    res = measure_latency(noisy.forward, 8, "cpu", StoppingRule(min_samples=3, max_samples=3),
+                          WarmupPolicy(1, 0.1, 60, settle_window=5, settle_tolerance=0.05, settle_budget_s=2.0),
+                          clock_ns=noisy.clock)
+    assert not res.warmup_settled and not res.warmup_capped
+    assert res.warmup_iters <= 3  # the cold call, then one chunk past the budget at most

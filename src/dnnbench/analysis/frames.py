@@ -19,7 +19,7 @@ from ..store import ResultRecord, Store
 from ..store.values import MEMORY_KINDS as MEMORY_KINDS  # re-exported by dnnbench.analysis
 from ..store.values import AccuracyValue, ComplexityValue, MemoryValue, TimeValue
 from .efficiency import peaks_frame
-from .intervals import latency_interval_s
+from .intervals import PooledSpread, latency_interval_s, pooled_spread
 from .machines import Machine, build_machines, default_machine, resolve_machine
 from .zoo_info import zoo_frame
 
@@ -107,8 +107,11 @@ def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[s
     zoo = zoo_frame(r.model for r in records)
     info = zoo.set_index("model")
     rows: dict[str, list[dict[str, Any]]] = {"complexity": [], "time": [], "memory": [], "accuracy": []}
+    pools = _pooled_spreads(records)
     for r in records:
-        if r.metric in rows:
+        if r.metric == "time":
+            rows["time"].append(_time_row(r, pools.get((r.machine_id, r.config.get("device")))))
+        elif r.metric in rows:
             rows[r.metric].append(_ROW_BUILDERS[r.metric](r))
     complexity = _finish(rows["complexity"], ("machine_id", "model", "input_size", "dtype", "mode", "status", "error",
                                               *COMPLEXITY_VALUES), labels, info)
@@ -152,7 +155,17 @@ def _complexity_row(r: ResultRecord) -> dict[str, Any]:
     return row
 
 
-def _time_row(r: ResultRecord) -> dict[str, Any]:
+def _pooled_spreads(records: list[ResultRecord]) -> dict[tuple[str, Any], PooledSpread]:
+    """The between-process spread of each machine and device, pooled over its cells with several trials."""
+    by_machine: dict[tuple[str, Any], list[TimeValue]] = {}
+    for r in records:
+        if r.metric == "time" and r.status == "ok" and isinstance(r.values, TimeValue):
+            by_machine.setdefault((r.machine_id, r.config.get("device")), []).append(r.values)
+    pools = {key: pooled_spread(values) for key, values in by_machine.items()}
+    return {key: pool for key, pool in pools.items() if pool is not None}
+
+
+def _time_row(r: ResultRecord, pooled: PooledSpread | None = None) -> dict[str, Any]:
     row = {**_base(r), **_config(r)}
     v: TimeValue | None = _value(r, TimeValue)
     median_s = v.latency_s if v else None
@@ -162,9 +175,11 @@ def _time_row(r: ResultRecord) -> dict[str, Any]:
     row["images_per_s"] = (v.images_per_s if v and v.images_per_s is not None
                            else batch / median_s if median_s else np.nan)
     row["sustained_images_per_s"] = _nan(v.sustained_images_per_s if v else None)
-    # the headline interval (over trials, else within the one trial); "range (n = k)" is no confidence interval
-    row["ci_half_width_rel"] = _nan(v.ci_half_width_rel if v else None)
-    low, high, method = latency_interval_s(v)
+    # the headline interval (over trials; else pooled over the machine's multi-trial cells; else within the one
+    # trial); "range (n = k)" is no confidence interval
+    low, high, method = latency_interval_s(v, pooled)
+    row["ci_half_width_rel"] = ((high - low) / 2 / median_s if low is not None and high is not None and median_s
+                                else np.nan)
     row["latency_low_ms"] = low * 1e3 if low is not None else np.nan
     row["latency_high_ms"] = high * 1e3 if high is not None else np.nan
     row["ci_method"] = method or ""
@@ -216,8 +231,7 @@ def _accuracy_row(r: ResultRecord) -> dict[str, Any]:
             "source": "measured by dnnbench"}
 
 
-_ROW_BUILDERS = {"complexity": _complexity_row, "time": _time_row, "memory": _memory_row,
-                 "accuracy": _accuracy_row}
+_ROW_BUILDERS = {"complexity": _complexity_row, "memory": _memory_row, "accuracy": _accuracy_row}
 
 
 # --- rows -> frames -------------------------------------------------------------------------------

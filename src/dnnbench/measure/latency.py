@@ -21,8 +21,10 @@ and counts as the first warm-up iteration. Warm-up then goes on until both ``min
 and ``min_seconds`` have passed (each warm-up chunk is synchronised) AND the rolling median has
 settled (the median of the last ``settle_window`` warm-up iterations within ``settle_tolerance`` of
 the median of the window before it), or until ``max_seconds``, which is then recorded as
-``warmup_capped``. ``warmup_settled`` says whether the median settled; ``warmup_iters`` and
-``warmup_s`` are then the iterations and seconds it took to reach steady state. The timed phase
+``warmup_capped``. Settling may extend warm-up past the minimums by at most ``settle_budget_s``
+(a noisy machine never settles to 5%, and a 3-second forward cannot afford ten warm-up calls);
+``warmup_settled`` says whether the median settled, and when it did ``warmup_iters`` and
+``warmup_s`` are the iterations and seconds it took to reach steady state. The timed phase
 checks the StoppingRule after every synchronised chunk with all samples so far; its elapsed time is
 the wall time since the timed phase began.
 """
@@ -67,6 +69,7 @@ class WarmupPolicy:
     max_seconds: float = 60.0
     settle_window: int = 5  # 0: no settling test, the minimums alone end warm-up
     settle_tolerance: float = 0.05
+    settle_budget_s: float = 2.0  # warm-up past the minimums allowed for the rolling median to settle
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_iters, Integral) and self.min_iters >= 1):
@@ -76,6 +79,8 @@ class WarmupPolicy:
                 "WarmupPolicy needs 0 <= min_seconds <= max_seconds < inf, "
                 f"got min_seconds={self.min_seconds!r}, max_seconds={self.max_seconds!r}"
             )
+        if not 0 <= self.settle_budget_s < math.inf:
+            raise InvalidLatencyArgument(f"WarmupPolicy.settle_budget_s must be >= 0, got {self.settle_budget_s!r}")
 
 
 @dataclass(frozen=True)
@@ -143,14 +148,17 @@ def measure_latency(
     timer.sync()
     first_call_s = (clock_ns() - t0) / 1e9
 
-    iters, capped, warm = 1, False, [first_call_s]
+    iters, capped, warm, minimums_met_at = 1, False, [first_call_s], None
     while True:
         warmup_s = (clock_ns() - t0) / 1e9
         settled = _settled(warm, warmup.settle_window, warmup.settle_tolerance)
-        if iters >= warmup.min_iters and warmup_s >= warmup.min_seconds and settled:
+        minimums = iters >= warmup.min_iters and warmup_s >= warmup.min_seconds
+        if minimums and minimums_met_at is None:
+            minimums_met_at = warmup_s
+        if minimums and (settled or warmup_s - minimums_met_at >= warmup.settle_budget_s):
             break
         if warmup_s >= warmup.max_seconds:
-            capped = True
+            capped = not minimums
             break
         todo = warmup.min_iters - iters if iters < warmup.min_iters else CHUNK_ITERS
         if iters >= warmup.min_iters and warmup_s >= warmup.min_seconds:
