@@ -4,17 +4,18 @@ PY := $(VENV)/bin/python
 DNNBENCH := $(VENV)/bin/dnnbench
 RESULTS ?= results
 DB ?= $(RESULTS)/dnnbench.sqlite
-# The main job: batch sizes 1 and 8, one thread, 3 trials (fresh worker processes) per timed cell so that
-# its intervals hold the between-process spread (one process's own interval covers a rerun only 25-50% of
-# the time: benchmarks/coverage.py), each trial with a short budget. Starting a worker costs more than
-# timing it, so 3 trials take about 2.2x the one-trial job (measured: 56 s against 26 s for ResNet-18 and
-# MobileNetV2; ~20 minutes for the 46 models on 2 cores). REPEATS=1 is the old ~10-minute job, whose
-# intervals are within one process only (and say so). For the study's full sweep: .venv/bin/dnnbench run
-# --suite paper --repeats 3 (batch sizes 1..64).
+# The main job: batch sizes 1 and 8, one thread, a short budget per cell (0.3 s). A worker's start-up costs more
+# than its timing, so 3 fresh-process trials of all 46 models would take ~2.2x as long (~25 minutes on 2 cores).
+# Instead a probe measures PROBE_MODELS in PROBE_REPEATS trials first: their trial medians give this machine's
+# between-process spread, pooled (docs/METHODOLOGY.md), which every single-trial cell's interval in the report
+# then carries. The probe adds about a minute. REPEATS=3 gives every cell trials of its own (~25 minutes).
+# For the study's full sweep: .venv/bin/dnnbench run --suite paper --repeats 3 (batch sizes 1..64).
 THREADS ?= 1
-REPEATS ?= 3
-QUICK_SWEEP ?= --batch-sizes 1,8 --threads $(THREADS) --repeats $(REPEATS) --time-budget 0.3 --min-samples 3 \
-	--warmup-iters 1 --warmup-s 0.1
+REPEATS ?= 1
+PROBE_MODELS ?= resnet18 mobilenetv2 googlenet vgg16
+PROBE_REPEATS ?= 3
+QUICK_SWEEP ?= --batch-sizes 1,8 --threads $(THREADS) --time-budget 0.3 --min-samples 3 \
+	--warmup-iters 1 --warmup-s 0.1 --warmup-settle-s 0.5
 
 .PHONY: install test benchmark clean
 
@@ -41,7 +42,8 @@ test: install
 
 benchmark: install
 	$(DNNBENCH) models --suite paper
-	$(DNNBENCH) run --suite paper $(QUICK_SWEEP) --db $(DB)
+	$(DNNBENCH) run $(PROBE_MODELS) $(QUICK_SWEEP) --repeats $(PROBE_REPEATS) --db $(DB)
+	$(DNNBENCH) run --suite paper $(QUICK_SWEEP) --repeats $(REPEATS) --db $(DB)
 	$(DNNBENCH) profile --suite paper --output $(RESULTS)/complexity-paper.csv
 	$(DNNBENCH) export $(RESULTS)/dnnbench.csv --db $(DB)
 	$(DNNBENCH) report --db $(DB) -o report

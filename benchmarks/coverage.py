@@ -4,8 +4,9 @@ For ResNet-18 and MobileNetV2 at batch 1, 1 thread, eager fp32, one repetition o
 
 1. a sweep with `repeats=3` (3 fresh worker processes per model, interleaved) -> the headline interval
    (t over the 3 trial medians), and, from its first trial alone, the single-trial intervals: the
-   order-statistics 95% CI of the median (what one process reported before trials) and the
-   batch-medians interval;
+   order-statistics 95% CI of the median (what one process reported before trials), the batch-medians
+   interval, and the interval the report gives a single-trial cell from the machine's pooled
+   between-process spread (pooled from the other model's 3 trials only, df = 2);
 2. a sweep with `repeats=8` in a fresh store -> the median of 8 further fresh-process trial medians;
 3. covered when that median lies inside the interval.
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from dnnbench.analysis.intervals import latency_interval_s, pooled_spread
 from dnnbench.run.config import build_sweep_config
 from dnnbench.run.runner import run_sweep
 from dnnbench.store import Store
@@ -33,7 +36,8 @@ from dnnbench.store.values import TimeValue
 from dnnbench.zoo import resolve_models
 
 MODELS = ("resnet18", "mobilenetv2")
-INTERVALS = ("trials (k = 3)", "single trial: order statistics", "single trial: batch medians")
+INTERVALS = ("trials (k = 3)", "single trial: order statistics", "single trial: batch medians",
+             "single trial + pooled spread")
 
 
 def measure(folder: Path, name: str, repeats: int, budget_s: float) -> dict[str, TimeValue]:
@@ -45,10 +49,14 @@ def measure(folder: Path, name: str, repeats: int, budget_s: float) -> dict[str,
         return {r.model: r.values for r in summary.records if r.status == "ok" and isinstance(r.values, TimeValue)}
 
 
-def intervals(v: TimeValue) -> dict[str, tuple[float, float]]:
+def intervals(v: TimeValue, other: TimeValue) -> dict[str, tuple[float, float]]:
+    """The intervals of `v` (a 3-trial cell); the last is what the report gives `v`'s first trial alone when
+    the machine's pool of multi-trial cells is `other` (the other model's 3 trials: df = 2)."""
     first = v.trials[0]
+    alone = replace(v, trials=None, interval=None, median_s=first.median_s)
     return {INTERVALS[0]: v.ci[:2], INTERVALS[1]: (v.stats.ci_low, v.stats.ci_high),
-            INTERVALS[2]: (first.ci_low, first.ci_high)}
+            INTERVALS[2]: (first.ci_low, first.ci_high),
+            INTERVALS[3]: latency_interval_s(alone, pooled_spread([other]))[:2]}
 
 
 def main() -> None:
@@ -71,7 +79,8 @@ def main() -> None:
                 continue
             v3, target = three[model], eight[model].median_s
             line = [f"repetition {rep} {model:12s} rerun median {target * 1e3:7.3f} ms"]
-            for name, (low, high) in intervals(v3).items():
+            other = next(three[m] for m in MODELS if m != model and m in three) if len(three) > 1 else None
+            for name, (low, high) in intervals(v3, other).items():
                 inside = low is not None and high is not None and low <= target <= high
                 hits.setdefault((model, name), []).append(inside)
                 line.append(f"{name}: [{low * 1e3:.3f}, {high * 1e3:.3f}] {'in' if inside else 'OUT'}")

@@ -246,3 +246,45 @@ def test_a_trial_killed_midway_never_replaces_the_good_ones(tmp_path, monkeypatc
     assert value.trial_count == 2 and value.interval.trials == 2
     assert [r.status for r in summary.records] == ["ok"]
     assert [h.status for h in history] == ["crash"] and "SIGKILL" in history[0].error
+
+
+def _cell(model: str, machine: str, trial_medians: list[float], within: float = 0.004) -> ResultRecord:
+    """A time cell with one TimeValue per trial folded as the runner folds them (within: relative half-width)."""
+    value = None
+    for median in trial_medians:
+        trial = TimeValue(batch_size=1, median_s=median, timed_s=1.0, stop_reason="converged", converged=True,
+                          stats=LatencyStats(n=40, median=median, within_ci_low=median * (1 - within),
+                                             within_ci_high=median * (1 + within),
+                                             within_ci_method="batch medians (b = 5)"),
+                          contention=ContentionInfo(contended=False))
+        value = add_trial(value, trial)
+    return ResultRecord(model=model, metric="time", status="ok", values=value, machine_id=machine, error=None,
+                        started_at=1.0, finished_at=2.0,
+                        config={"device": "cpu", "dtype": "fp32", "batch_size": 1, "threads": 1, "backend": "eager",
+                                "input_size": 224})
+
+
+def test_a_single_trial_cell_carries_the_machines_pooled_between_process_spread():
+    """Two probe cells with 3 trials on machine m1: a single-trial cell on m1 gets median * exp(+-t(4) * sqrt(s^2 +
+    w^2)), s^2 the pooled variance of log trial medians; on m2, with no multi-trial cell, it stays a within-process
+    interval and says so."""
+    from scipy.stats import t
+
+    from dnnbench.analysis import frames_from_records
+
+    probes = [[0.010, 0.011, 0.0105], [0.100, 0.094, 0.097]]
+    records = [_cell("resnet18", "m1", probes[0]), _cell("vgg16", "m1", probes[1]),
+               _cell("alexnet", "m1", [0.020]), _cell("alexnet", "m2", [0.020])]
+    time = frames_from_records(records).time.set_index(["machine_id", "model"])
+    logs = [np.log(p) for p in probes]
+    pooled = math.sqrt(sum(((x - x.mean()) ** 2).sum() for x in logs) / 4)
+    half = t.ppf(0.975, 4) * math.sqrt(pooled**2 + (0.004 / 1.959963984540054) ** 2)
+    single = time.loc[("m1", "alexnet")]
+    assert single.latency_low_ms == pytest.approx(20 * math.exp(-half))
+    assert single.latency_high_ms == pytest.approx(20 * math.exp(half))
+    assert single.ci_method == "one trial + between-process sd pooled from 2 cells (df = 4)"
+    alone = time.loc[("m2", "alexnet")]
+    assert alone.ci_method == "batch medians (b = 5), within one process"
+    assert alone.latency_high_ms == pytest.approx(20 * 1.004)
+    probe = time.loc[("m1", "resnet18")]  # a cell with trials keeps its own t-interval over trial medians
+    assert probe.ci_method == "t over trial medians (k = 3)"

@@ -41,6 +41,9 @@ MinSamples = Annotated[int, typer.Option("--min-samples", help="Timed iterations
 WarmupIters = Annotated[int, typer.Option(
     "--warmup-iters", help="Warm-up iterations at least (and --warmup-s seconds).")]
 WarmupS = Annotated[float, typer.Option("--warmup-s", help="Warm-up seconds at least.")]
+WarmupSettleS = Annotated[float, typer.Option(
+    "--warmup-settle-s", help="Warm-up seconds allowed past --warmup-iters/--warmup-s for the rolling median of "
+    "the forward time to settle (within 5% over 5 calls); whether it did is recorded.")]
 CellTimeout = Annotated[float | None, typer.Option("--cell-timeout", help="Kill a cell after this many seconds.")]
 MemoryLimit = Annotated[int | None, typer.Option(
     "--memory-limit-mb", help="Cap each CPU worker's memory; past it: oom.")]
@@ -69,7 +72,8 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         batch_sizes: BatchSizes = "1,2,4,8,16,32,64", threads: Threads = None, interop_threads: InteropThreads = None,
         metrics: Metrics = "time,memory,complexity", input_size: InputSize = None, time_budget: TimeBudget = 10.0,
         ci_target: CiTarget = 0.02, min_samples: MinSamples = 10, warmup_iters: WarmupIters = 3,
-        warmup_s: WarmupS = 1.0, cell_timeout: CellTimeout = None, memory_limit_mb: MemoryLimit = None,
+        warmup_s: WarmupS = 1.0, warmup_settle_s: WarmupSettleS = 2.0, cell_timeout: CellTimeout = None,
+        memory_limit_mb: MemoryLimit = None,
         tf32: Tf32 = False, db: Db = DEFAULT_DB, force: Force = False, retry_failed: RetryFailed = False,
         remeasure_contended: RemeasureContended = False, peak: Peak = True, executor_name: ExecutorName = "local",
         address: Address = None, on: On = None, repeats: Repeats = 1) -> None:
@@ -90,7 +94,8 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         executor=executor, device=device, backends=backend, precisions=dtype, backend_options=backend_option or (),
         batch_sizes=batch_sizes, threads=threads, interop_threads=interop_threads, metrics=metrics,
         input_size=input_size, time_budget_s=time_budget, ci_target=ci_target, min_samples=min_samples,
-        warmup_iters=warmup_iters, warmup_s=warmup_s, cell_timeout_s=cell_timeout, memory_limit_mb=memory_limit_mb,
+        warmup_iters=warmup_iters, warmup_s=warmup_s, warmup_settle_s=warmup_settle_s, cell_timeout_s=cell_timeout,
+        memory_limit_mb=memory_limit_mb,
         tf32=tf32, force=force, retry_failed=retry_failed, remeasure_contended=remeasure_contended, measure_peak=peak,
         repeats=repeats)
     specs = zoo.resolve_models(tuple(names), suite, suite_files(suite_file))

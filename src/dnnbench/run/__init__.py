@@ -28,7 +28,8 @@ def benchmark(models: str | Sequence[str] = (), *, suite: str | None = None, sui
     `models` and/or `suite` (with `suite_files` defining more suites) say what to measure. `settings` are
     build_sweep_config's: device ("cpu", "cuda", "auto"), backends ("eager", "eager,onnxruntime", "best"),
     precisions ("fp32,bf16"; alias dtype), batch_sizes, threads, metrics, input_size, backend_options,
-    tf32, measure_peak, time_budget_s, ci_target, min_samples, warmup_iters, warmup_s, cell_timeout_s,
+    tf32, measure_peak, time_budget_s, ci_target, min_samples, warmup_iters, warmup_s, warmup_settle_s,
+    cell_timeout_s,
     memory_limit_mb, interop_threads, force, retry_failed, remeasure_contended, repeats (fresh-process trials
     per timed cell). `executor`: "local",
     "ray" (with `address` and `on`, as --executor ray --address --on) or an Executor. Everything is

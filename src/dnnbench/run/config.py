@@ -262,6 +262,7 @@ def build_sweep_config(
     max_samples: int | None = None,
     warmup_iters: int | None = None,
     warmup_s: float | None = None,
+    warmup_settle_s: float | None = None,
     cell_timeout_s: float | None = None,
     memory_limit_mb: int | None = None,
     interop_threads: int | None = None,
@@ -293,6 +294,8 @@ def build_sweep_config(
                           "an integer >= 1 (the first, cold call is a warm-up call: warm-up needs at least one)")
     if warmup_s is not None and not 0 <= warmup_s < math.inf:
         raise _flag_error("--warmup-s", "the warm-up time", warmup_s, "0 or more seconds")
+    if warmup_settle_s is not None and not 0 <= warmup_settle_s < math.inf:
+        raise _flag_error("--warmup-settle-s", "the warm-up settling budget", warmup_settle_s, "0 or more seconds")
     if dtype is not None and precisions is not None and parse_precisions(dtype)[:1] != parse_precisions(precisions)[:1]:
         raise UsageError(f"dtype {dtype!r} and precisions {precisions!r} disagree: give one of them")
     # limits and resume first: cheap checks before any device is looked at
@@ -303,7 +306,7 @@ def build_sweep_config(
                           remeasure_contended=bool(remeasure_contended))
     stopping = StoppingRule(**_given(time_budget_s=time_budget_s, ci_target=ci_target, min_samples=min_samples,
                                      max_samples=max_samples))
-    warmup = WarmupPolicy(**_given(min_iters=warmup_iters, min_seconds=warmup_s))
+    warmup = WarmupPolicy(**_given(min_iters=warmup_iters, min_seconds=warmup_s, settle_budget_s=warmup_settle_s))
 
     wanted = device if device is not None else Scope.device
     device = executor.resolve_device(wanted) if executor is not None else resolve_device(wanted)
