@@ -128,3 +128,32 @@ def test_an_energy_cell_reads_rapl_from_the_powercap_tree(tmp_path, monkeypatch)
     assert value.calls >= 10 and value.seconds >= 3.0 and value.joules == 0.0  # the fake counter stands still
     assert str(tmp_path / "powercap") in value.method and value.domains == ("package-0",)
     assert value.backend.name == "eager" and value.to_dict()["layout"] == 1
+
+
+def _record(model: str, metric: str, values: dict, status: str = "ok", error: str | None = None):
+    import time
+
+    from dnnbench.store import ResultRecord
+    from dnnbench.store.values import decode
+
+    config = {"device": "cpu", "dtype": "fp32", "batch_size": 1, "input_size": 224, "threads": 1, "backend": "eager"}
+    return ResultRecord(model=model, metric=metric, config=config, status=status,
+                        values=decode(metric, values) if status == "ok" else None, error=error,
+                        started_at=time.time(), finished_at=time.time(), machine_id="m1")
+
+
+def test_select_max_joules_per_image_keeps_the_frugal_model_and_says_why_the_others_fail():
+    from dnnbench.analysis import Constraints, frames_from_records, performance, select_models
+
+    timed = {"median_s": 0.01, "stats": {"median": 0.01, "n": 10}, "ms_per_image": 10.0, "images_per_s": 100.0}
+    records = [_record(m, "time", timed) for m in ("resnet50", "mobilenetv2", "vgg16")]
+    records += [_record("resnet50", "energy", {"joules_per_image": 0.9, "images_per_joule": 1 / 0.9, "method": "RAPL"}),
+                _record("mobilenetv2", "energy", {"joules_per_image": 0.1, "images_per_joule": 10.0, "method": "RAPL"}),
+                _record("vgg16", "energy", {}, status="unavailable", error="energy is unavailable here, because ...")]
+    perf = performance(frames_from_records(records))
+    assert perf.set_index("model")["joules_per_image"].to_dict()["mobilenetv2"] == pytest.approx(0.1)
+    assert set(perf["status"]) == {"ok"}  # an energy cell's failure does not fail the timed cell
+    selection = select_models(perf, Constraints(max_joules_per_image=0.5))
+    assert [c.model for c in selection.chosen] == ["mobilenetv2"]
+    why = {r.candidate.model: r.describe() for r in selection.rejected}
+    assert why["resnet50"].startswith("energy 0.90 > 0.50 J/image") and "--metrics energy" in why["vgg16"]

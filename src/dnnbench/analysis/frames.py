@@ -1,4 +1,4 @@
-"""Tidy frames, one per index (complexity, time, memory, accuracy), read from the results store.
+"""Tidy frames, one per index (complexity, time, memory, energy, accuracy), read from the results store.
 
 Every measured row is keyed by machine, model and config; failed cells stay in the frames with their
 status and error (their values are NaN), so that tables can show them and plots can leave them out.
@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import UsageError
 from ..store import ResultRecord, Store
 from ..store.values import MEMORY_KINDS as MEMORY_KINDS  # re-exported by dnnbench.analysis
-from ..store.values import AccuracyValue, ComplexityValue, MemoryValue, TimeValue
+from ..store.values import AccuracyValue, ComplexityValue, EnergyValue, MemoryValue, TimeValue
 from .efficiency import peaks_frame
 from .intervals import latency_interval_s
 from .machines import Machine, build_machines, default_machine, resolve_machine
@@ -33,6 +33,7 @@ TIME_COLUMNS = ("latency_ms", "ms_per_image", "images_per_s", "ci_half_width_rel
                 "setup_s", "latency_low_ms", "latency_high_ms", "ci_method", "converged")
 MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes",
                   "analytic_peak_bytes", "weight_bytes")
+ENERGY_COLUMNS = ("joules_per_image", "images_per_joule", "joules_per_batch", "idle_watts", "energy_method")
 ACCURACY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "accuracy_source", "top1", "top5", "images",
                     "weights", "preprocessing", "accuracy_config", "source", "status", "error", "finished_at")
 
@@ -49,6 +50,7 @@ class BenchmarkFrames:
     zoo: pd.DataFrame
     source: str = ""
     peaks: pd.DataFrame = field(default_factory=peaks_frame)  # peak FLOP/s per machine, device, precision, threads
+    energy: pd.DataFrame | None = None  # joules per image per timed config (None: built without energy cells)
 
     @property
     def is_empty(self) -> bool:
@@ -105,7 +107,7 @@ def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[s
     labels = {m.machine_id: m.label for m in machines}
     zoo = zoo_frame(r.model for r in records)
     info = zoo.set_index("model")
-    rows: dict[str, list[dict[str, Any]]] = {"complexity": [], "time": [], "memory": [], "accuracy": []}
+    rows: dict[str, list[dict[str, Any]]] = {"complexity": [], "time": [], "memory": [], "energy": [], "accuracy": []}
     for r in records:
         if r.metric in rows:
             rows[r.metric].append(_ROW_BUILDERS[r.metric](r))
@@ -113,8 +115,9 @@ def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[s
                                               *COMPLEXITY_VALUES), labels, info)
     time = _finish_keyed(rows["time"], TIME_COLUMNS, labels, info)
     memory = _finish_keyed(rows["memory"], MEMORY_COLUMNS, labels, info)
+    energy = _finish_keyed(rows["energy"], ENERGY_COLUMNS, labels, info)
     accuracy = _accuracy_frame(rows["accuracy"], zoo, labels)
-    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source, peaks_frame(peaks))
+    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source, peaks_frame(peaks), energy)
 
 
 # --- one record -> one row ------------------------------------------------------------------------
@@ -191,6 +194,15 @@ def _memory_row(r: ResultRecord) -> dict[str, Any]:
     return row
 
 
+def _energy_row(r: ResultRecord) -> dict[str, Any]:
+    row = {**_base(r), **_config(r)}
+    v: EnergyValue | None = _value(r, EnergyValue)
+    for name in ("joules_per_image", "images_per_joule", "joules_per_batch", "idle_watts"):
+        row[name] = _nan(getattr(v, name) if v else None)
+    row["energy_method"] = (v.method if v else None) or ""
+    return row
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -210,7 +222,7 @@ def _accuracy_row(r: ResultRecord) -> dict[str, Any]:
 
 
 _ROW_BUILDERS = {"complexity": _complexity_row, "time": _time_row, "memory": _memory_row,
-                 "accuracy": _accuracy_row}
+                 "energy": _energy_row, "accuracy": _accuracy_row}
 
 
 # --- rows -> frames -------------------------------------------------------------------------------
@@ -259,7 +271,7 @@ def _finish_keyed(rows: list[dict[str, Any]], values: tuple[str, ...], labels: M
     frame["batch_size"] = frame["batch_size"].astype(int)
     for name in values:
         if name not in ("stop_reason", "memory_kind", "contended", "executed_precision", "output_check_passed",
-                        "ci_method", "converged"):
+                        "ci_method", "converged", "energy_method"):
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     return frame.sort_values(["machine_id", "model", "setup", "input_size", "batch_size"], kind="stable",
                              ignore_index=True)

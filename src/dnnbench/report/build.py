@@ -466,7 +466,7 @@ RESULT_COLUMNS = [
     ("machine", "Machine"), ("name", "Model"), ("family", "Family"), ("setup", "Config"), ("#batch_size", "Batch"),
     ("#input_size", "Input px"), ("status", "Status"), ("#latency_ms", "ms/batch"), ("#ci", "±CI %"),
     ("#ms_per_image", "ms/image"), ("#images_per_s", "images/s"), ("#memory_mb", "Memory MB"),
-    ("#params", "Params M"), ("#gmacs", "G-MACs/image"), ("#gflops_per_s", "GFLOP/s achieved"),
+    ("#joules_per_image", "J/image"), ("#params", "Params M"), ("#gmacs", "G-MACs/image"), ("#gflops_per_s", "GFLOP/s achieved"),
     ("#fraction_of_peak", "% of peak"),
     ("#top1", "Top-1 %"), ("#top5", "Top-5 %"), ("accuracy_source", "Accuracy"), ("note", "Note"),
 ]
@@ -494,7 +494,8 @@ def _results_section(perf: pd.DataFrame) -> Section:
             "#input_size": _num_cell(r.input_size), "status": {"text": r.status, "cls": f"status-{r.status}"},
             "#latency_ms": _num_cell(r.latency_ms), "#ci": _num_cell(r.ci_half_width_rel, 100),
             "#ms_per_image": _num_cell(r.ms_per_image), "#images_per_s": _num_cell(r.images_per_s),
-            "#memory_mb": _num_cell(r.memory_mb), "#params": _num_cell(r.params, 1e-6), "#gmacs": _num_cell(r.gmacs),
+            "#memory_mb": _num_cell(r.memory_mb), "#joules_per_image": _num_cell(getattr(r, "joules_per_image", None)),
+            "#params": _num_cell(r.params, 1e-6), "#gmacs": _num_cell(r.gmacs),
             "#gflops_per_s": _num_cell(r.gflops_per_s), "#fraction_of_peak": _num_cell(r.fraction_of_peak, 100),
             "#top1": _num_cell(r.top1), "#top5": _num_cell(r.top5),
             "accuracy_source": r.accuracy_source if isinstance(r.accuracy_source, str) else "none", "note": note,
