@@ -93,11 +93,14 @@ def test_deployments_memory_energy_and_paper_rows(acceptance):
 
 def test_peak_rows_need_the_datasheet_and_a_plausible_share(acceptance):
     def estimate(measured, clock_source="datasheet"):
+        kernels = [{"kernel": "matmul", "rate": measured}, {"kernel": "conv3x3", "rate": 1500e12}]  # Winograd
         return {"device": "cuda:0", "device_name": "NVIDIA H200", "precision": "fp16", "theoretical_flops": 989.4e12,
-                "measured_flops": measured, "spec": {"clock_source": clock_source}, "basis_detail": "..."}
+                "measured_flops": 1500e12, "kernels": kernels, "spec": {"clock_source": clock_source},
+                "basis_detail": "..."}
 
     checks = acceptance.peak_checks([estimate(700e12), estimate(1200e12), estimate(700e12, "NVML max SM clock")])
     assert [c.status for c in checks] == ["PASS", "FAIL", "FAIL"]
+    assert checks[0].detail.startswith("matmul 700.0 T, datasheet 989.4 T = 71%")
 
 
 def test_render_and_exit_status(acceptance):
@@ -106,3 +109,56 @@ def test_render_and_exit_status(acceptance):
     assert text.splitlines()[0] == "dnnbench GPU acceptance on NVIDIA H200, 7.0 min"
     assert text.splitlines()[-1] == "PASS 1 FAIL 0 n/a 0 SKIP 1" and acceptance.exit_status(checks) == 0
     assert acceptance.exit_status([*checks, acceptance.Check("memory", "y", "FAIL")]) == 1
+
+
+def test_main_runs_every_step_through_dnnbenchs_api_and_prints_one_table(acceptance, monkeypatch, capsys, tmp_path):
+    """The whole flow with the GPU replaced: the calls it makes to dnnbench, and the table it prints."""
+    import dnnbench.backends
+    import dnnbench.env.peak
+    import dnnbench.run
+    import dnnbench.zoo
+
+    calls = []
+    timed = {"median_s": 0.002, "stats": {"median": 0.002}, "output_check": {"passed": True, "cosine_similarity": 1.0}}
+    mib = 2**20
+    memory = {"weight_bytes": 50 * mib, "analytic": {"total_peak_bytes": 80 * mib}, "nvml_process_bytes": 700 * mib,
+              "nvml_baseline_bytes": 500 * mib, "max_allocated_bytes": 1}
+    energy = {"joules_per_image": 0.05, "images_per_joule": 20.0, "idle_watts": 80.0, "calls": 100, "seconds": 3.0,
+              "method": "NVML"}
+
+    def benchmark(models, *, suite=None, backends, precisions, metrics, **settings):
+        calls.append((tuple(models), suite, backends, precisions, metrics))
+        names = list(models) or ["resnet50", "vgg16"]
+        out = []
+        for model in names:
+            for backend in backends.split(","):
+                for dtype in precisions.split(","):
+                    for batch in (1, 64):
+                        for metric in metrics.split(","):
+                            values = {"time": timed, "memory": memory, "energy": energy}[metric]
+                            out.append(record(model, metric, values, backend=backend, dtype=dtype, batch=batch))
+        return type("Summary", (), {"cells": out, "records": out})()
+
+    def estimate_peak(device, precision, seconds, bandwidth):
+        return {"device": device, "device_name": "NVIDIA H200", "precision": precision, "theoretical_flops": 989.4e12,
+                "kernels": [{"kernel": "matmul", "rate": 800e12}], "spec": {"clock_source": "datasheet"}}
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(dnnbench.run, "benchmark", benchmark)
+    monkeypatch.setattr(dnnbench.env.peak, "estimate_peak", estimate_peak)
+    monkeypatch.setattr(dnnbench.backends, "search_precisions", lambda device: ("fp32", "fp16", "bf16"))
+    monkeypatch.setattr(dnnbench.backends, "available_backends", lambda device: {
+        "eager": None, "eager-channels-last": None, "torchscript": None, "onnxruntime": None, "compile": None,
+        "tensorrt": "no TensorrtExecutionProvider in this onnxruntime build", "openvino": "runs on cpu"})
+    monkeypatch.setattr(acceptance, "reference_latency", lambda model, precision, batch, device, calls: 0.00201)
+    monkeypatch.setattr(dnnbench.zoo, "resolve_models", lambda *a: [type("S", (), {"id": m}) for m in ("resnet50",
+                                                                                                       "vgg16")])
+    status = acceptance.main(["--db", str(tmp_path / "a.sqlite")])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert calls[0] == (("resnet50",), None, "eager", "fp32,fp16", "time,memory,energy")
+    assert calls[1] == (("resnet50", "mobilenetv2"), None, "eager,eager-channels-last,torchscript,onnxruntime",
+                        "fp32,fp16,bf16", "time,memory")
+    assert calls[2] == ((), "paper", "eager", "fp16", "time") and calls[3][2] == "compile" and len(calls) == 4
+    assert "tensorrt" in out and "n/a" in out and "FAIL 0" in out and "PASS" in out
