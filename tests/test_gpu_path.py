@@ -90,6 +90,7 @@ def test_tensorrt_fp16_builds_an_fp16_engine_from_the_fp32_graph_and_binds_fp32(
     recorded = backend.describe()
     assert recorded["provider_options"][0][1]["trt_fp16_enable"] is True and recorded["graph_precision"] == "fp32"
     assert "user_compute_stream" not in recorded["provider_options"][0][1]  # an address, not a setting
+    assert "nvidia_tf32_override" in recorded  # TensorRT's TF32 switch, as the worker set it
 
 
 @pytest.mark.parametrize("tf32", [False, True])

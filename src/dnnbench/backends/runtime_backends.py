@@ -137,6 +137,8 @@ class OnnxRuntimeBackend(Backend):
                          intra_op_threads=self.threads or torch.get_num_threads(),
                          graph_precision=self.graph_precision(),
                          provider_options=[_recordable(p) for p in getattr(self, "provider_options", [])])
+        if self.device.type == "cuda":  # TensorRT's TF32 switch (set by the worker; see the module docstring)
+            described["nvidia_tf32_override"] = os.environ.get("NVIDIA_TF32_OVERRIDE")
         return described
 
     def versions(self) -> dict[str, str]:
