@@ -87,7 +87,7 @@ def test_energy_per_image_subtracts_idle_power_measured_before():
     assert idle_watts(meter, 1.0, meter.sleep, lambda: meter.now) == (pytest.approx(50.0), pytest.approx(1.0))
     synced = []
     result = measure_energy(meter.forward, 4, meter, lambda: synced.append(1), min_seconds=2.0, min_calls=5,
-                            idle_s=1.0, sleep=meter.sleep, clock=lambda: meter.now)
+                            idle_s=1.0, warmup_calls=3, sleep=meter.sleep, clock=lambda: meter.now)
     assert result.calls == 20 and result.seconds == pytest.approx(2.0)
     assert result.idle_watts == pytest.approx(50.0) and result.joules == pytest.approx(500.0)
     assert result.net_joules == pytest.approx(400.0)  # 200 W above idle for 2 s

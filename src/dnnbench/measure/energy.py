@@ -189,12 +189,16 @@ def idle_watts(meter: EnergyMeter, seconds: float = DEFAULT_IDLE_S, sleep: Calla
 
 def measure_energy(forward: Callable[[], object], batch_size: int, meter: EnergyMeter,
                    sync: Callable[[], None] = lambda: None, min_seconds: float = DEFAULT_MIN_SECONDS,
-                   min_calls: int = DEFAULT_MIN_CALLS, idle_s: float = DEFAULT_IDLE_S,
+                   min_calls: int = DEFAULT_MIN_CALLS, idle_s: float = DEFAULT_IDLE_S, warmup_calls: int = 3,
                    sleep: Callable[[float], None] = time.sleep,
                    clock: Callable[[], float] = time.perf_counter) -> EnergyResult:
-    """Idle power first, then `forward()` over at least `min_seconds` and `min_calls`, synchronised at the end."""
+    """Idle power first (before any load warms the device up), then `warmup_calls` untimed calls, then `forward()`
+    over at least `min_seconds` and `min_calls`, synchronised at the end."""
     sync()
     watts, idle_elapsed = idle_watts(meter, idle_s, sleep, clock)
+    for _ in range(warmup_calls):
+        forward()
+    sync()
     calls = 0
     start_j, start_t = meter.read_joules(), clock()
     while calls < min_calls or clock() - start_t < min_seconds:
