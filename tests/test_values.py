@@ -18,6 +18,7 @@ from dnnbench.store.values import (
     ClassCount,
     ComplexityValue,
     ContentionInfo,
+    EnergyValue,
     LatencyStats,
     MemoryValue,
     OutputCheckInfo,
@@ -163,7 +164,25 @@ def sample_peak() -> PeakValue:
                      torch_version="2.5", device_name=None, unit="FLOP/s")
 
 
+def sample_memory_cuda_nvml() -> MemoryValue:
+    """An ONNX Runtime cell on CUDA: PyTorch's allocator saw only the input; NVML saw the session's arena."""
+    return MemoryValue(max_allocated_bytes=600_000, max_reserved_bytes=2 << 20, nvml_process_bytes=900 << 20,
+                       nvml_baseline_bytes=500 << 20, device_used_bytes=1000 << 20,
+                       device_used_baseline_bytes=550 << 20, device_name="NVIDIA H200", method="...",
+                       headline_kind="cuda_nvml_process_above_baseline",
+                       backend=BackendInfo(name="onnxruntime", tf32=False), executed_precision="fp32")
+
+
+def sample_energy() -> EnergyValue:
+    return EnergyValue(batch_size=8, calls=40, seconds=3.2, joules=400.0, idle_watts=50.0, idle_seconds=1.0,
+                       net_joules=240.0, joules_per_batch=6.0, joules_per_image=0.75, images_per_joule=1 / 0.75,
+                       method="NVML nvmlDeviceGetTotalEnergyConsumption of NVIDIA H200 (whole board)",
+                       sampling_interval_s=3.2, domains=("NVIDIA H200",), backend=BackendInfo(name="eager"),
+                       executed_precision="fp16")
+
+
 SAMPLES = {"time": sample_time, "memory-cuda": sample_memory_cuda, "memory-cpu": sample_memory_cpu,
+           "memory-cuda-nvml": sample_memory_cuda_nvml, "energy": sample_energy,
            "complexity": sample_complexity, "accuracy": sample_accuracy, "peak": sample_peak}
 
 
@@ -218,14 +237,19 @@ def test_failed_cells_and_unknown_metrics():
     failed_accuracy = {"preprocessing": None, "weights": None}
     value = decode("accuracy", failed_accuracy)
     assert value.top1 is None and value.to_dict() == {**failed_accuracy, "layout": AccuracyValue.LAYOUT}
-    raw = decode("energy", {"joules": [1.0, 2.0]})
-    assert isinstance(raw, RawValue) and raw.to_dict() == {"joules": [1.0, 2.0]}
+    raw = decode("power_trace", {"watts": [1.0, 2.0]})
+    assert isinstance(raw, RawValue) and raw.to_dict() == {"watts": [1.0, 2.0]}
 
 
 def test_reading_rules_live_on_the_values():
     assert sample_memory_cuda().headline() == (1000, "cuda_max_allocated")
     assert sample_memory_cpu().headline() == (600, "cpu_peak_rss_above_baseline")
     assert MemoryValue(weight_bytes=3).headline() == (None, "")
+    # CUDA: the figure that sees every runtime (PyTorch's allocator alone saw 0.6 MB of an ONNX Runtime session)
+    assert sample_memory_cuda_nvml().headline() == (400 << 20, "cuda_nvml_process_above_baseline")
+    no_nvml = MemoryValue(max_allocated_bytes=5, nvml_process_bytes=None, device_used_bytes=30,
+                          device_used_baseline_bytes=10)
+    assert no_nvml.headline() == (20, "cuda_device_used_above_baseline")
     assert sample_memory_cpu().ratio_to_estimate() == 2.0
     t = sample_time()
     assert t.latency_s == 0.02 and t.contended and t.check_passed and t.sample_count == 3

@@ -9,7 +9,8 @@ never stored. Devices are spelt cpu, cuda:N, mps: `cuda` alone means cuda:0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from .errors import UsageError
 
@@ -112,3 +113,17 @@ def resolve_device(name: object) -> str:
 def device_type(device: str) -> str:
     """`cuda:1` -> `cuda`."""
     return normalise_device(device).split(":")[0]
+
+
+@contextmanager
+def fp32_math(tf32: bool = False) -> Iterator[None]:
+    """PyTorch's TF32 switches set for the block and restored after: fp32 is fp32 unless `tf32`. Needed because
+    PyTorch's own default leaves cuDNN's convolutions in TF32 (torch.backends.cudnn.allow_tf32 is True)."""
+    import torch
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -104,6 +104,7 @@ def performance(frames: BenchmarkFrames) -> pd.DataFrame:
     merged["error"] = [e1 if isinstance(e1, str) and e1 else (e2 if isinstance(e2, str) else "")
                        for e1, e2 in zip(merged["time_error"], merged["memory_error"])]
     merged["memory_mb"] = merged["memory_bytes"] / MIB
+    merged = _with_energy(merged, frames.energy, keys)
     counts = complexity_by_input(frames.complexity)[["model", "input_size", "macs", "activations"]]
     counts = counts.assign(_input=pd.to_numeric(counts["input_size"], errors="coerce")).drop(columns="input_size")
     merged["_input"] = pd.to_numeric(merged["input_size"], errors="coerce")
@@ -115,6 +116,19 @@ def performance(frames: BenchmarkFrames) -> pd.DataFrame:
     merged = add_efficiency(merged, frames.peaks)
     return merged.sort_values(["machine_id", "setup", "model", "input_size", "batch_size"], kind="stable",
                               ignore_index=True)
+
+
+ENERGY_VALUES = ("joules_per_image", "images_per_joule", "energy_method", "energy_status", "energy_error")
+
+
+def _with_energy(merged: pd.DataFrame, energy: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame:
+    """The energy cell's figures beside each timed cell of the same config (NaN where none was measured); an
+    energy cell alone does not make a row, and its failure does not change the row's status."""
+    if energy is None or energy.empty:
+        return merged.assign(**{name: np.nan if not name.startswith("energy_") else "" for name in ENERGY_VALUES})
+    energy = energy.rename(columns={"status": "energy_status", "error": "energy_error"})[
+        [*keys, *ENERGY_VALUES]]
+    return _decode(pd.merge(_encode(merged), _encode(energy), on=keys, how="left"))
 
 
 def _encode(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Achieved rate against the device's peak: fraction of peak and arithmetic intensity of every timed cell.
 
 * **precision** of a cell: the precision its backend reports it executed (`executed_precision`), else its
-  dtype; fp32 on a CUDA device with TF32 on counts as `tf32`.
+  dtype; fp32 on a CUDA device with TF32 on counts as `tf32` (matched with the tf32 peak, whichever way the
+  fp32 was reported).
 * **fraction_of_peak** = achieved GFLOP/s (2 x MACs per image x images/s) / the stored peak of the same machine,
   device, precision and thread count (`dnnbench peak`, `dnnbench.env.peak`). A CPU cell run with PyTorch's
   default threads is matched with the peak of the most threads stored; other devices ignore threads.
@@ -58,10 +59,12 @@ def _missing(value: Any) -> bool:
 
 
 def cell_precision(dtype: Any, device: Any = "cpu", tf32: Any = None, executed: Any = None) -> str:
-    """The precision a cell computed in: its executed precision when known, else its dtype (TF32 on CUDA: tf32)."""
+    """The precision a cell computed in: its executed precision when known, else its dtype; fp32 with TF32 on a
+    CUDA device is tf32 (backends report fp32 as executed: TF32 is a mode of fp32 math, not a storage type)."""
     if isinstance(executed, str) and executed.strip():
-        return canonical_precision(executed)
-    precision = canonical_precision(dtype if not _missing(dtype) else "fp32")
+        precision = canonical_precision(executed)
+    else:
+        precision = canonical_precision(dtype if not _missing(dtype) else "fp32")
     if precision == "fp32" and tf32 is True and str(device).startswith("cuda"):
         return "tf32"
     return precision

@@ -1,4 +1,4 @@
-"""Tidy frames, one per index (complexity, time, memory, accuracy), read from the results store.
+"""Tidy frames, one per index (complexity, time, memory, energy, accuracy), read from the results store.
 
 Every measured row is keyed by machine, model and config; failed cells stay in the frames with their
 status and error (their values are NaN), so that tables can show them and plots can leave them out.
@@ -17,7 +17,7 @@ import pandas as pd
 from ..errors import UsageError
 from ..store import ResultRecord, Store
 from ..store.values import MEMORY_KINDS as MEMORY_KINDS  # re-exported by dnnbench.analysis
-from ..store.values import AccuracyValue, ComplexityValue, MemoryValue, TimeValue
+from ..store.values import AccuracyValue, ComplexityValue, EnergyValue, MemoryValue, TimeValue
 from .efficiency import peaks_frame
 from .intervals import PooledSpread, latency_interval_s, pooled_spread
 from .machines import Machine, build_machines, default_machine, resolve_machine
@@ -34,6 +34,7 @@ TIME_COLUMNS = ("latency_ms", "ms_per_image", "images_per_s", "sustained_images_
                 "output_rel_error", "setup_s", "converged")
 MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved_bytes", "nvml_process_bytes",
                   "analytic_peak_bytes", "weight_bytes")
+ENERGY_COLUMNS = ("joules_per_image", "images_per_joule", "joules_per_batch", "idle_watts", "energy_method")
 ACCURACY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "accuracy_source", "top1", "top5", "images",
                     "weights", "preprocessing", "accuracy_config", "source", "status", "error", "finished_at")
 
@@ -50,6 +51,7 @@ class BenchmarkFrames:
     zoo: pd.DataFrame
     source: str = ""
     peaks: pd.DataFrame = field(default_factory=peaks_frame)  # peak FLOP/s per machine, device, precision, threads
+    energy: pd.DataFrame | None = None  # joules per image per timed config (None: built without energy cells)
 
     @property
     def is_empty(self) -> bool:
@@ -106,7 +108,7 @@ def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[s
     labels = {m.machine_id: m.label for m in machines}
     zoo = zoo_frame(r.model for r in records)
     info = zoo.set_index("model")
-    rows: dict[str, list[dict[str, Any]]] = {"complexity": [], "time": [], "memory": [], "accuracy": []}
+    rows: dict[str, list[dict[str, Any]]] = {"complexity": [], "time": [], "memory": [], "energy": [], "accuracy": []}
     pools = _pooled_spreads(records)
     for r in records:
         if r.metric == "time":
@@ -117,8 +119,9 @@ def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[s
                                               *COMPLEXITY_VALUES), labels, info)
     time = _finish_keyed(rows["time"], TIME_COLUMNS, labels, info)
     memory = _finish_keyed(rows["memory"], MEMORY_COLUMNS, labels, info)
+    energy = _finish_keyed(rows["energy"], ENERGY_COLUMNS, labels, info)
     accuracy = _accuracy_frame(rows["accuracy"], zoo, labels)
-    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source, peaks_frame(peaks))
+    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source, peaks_frame(peaks), energy)
 
 
 # --- one record -> one row ------------------------------------------------------------------------
@@ -213,6 +216,15 @@ def _memory_row(r: ResultRecord) -> dict[str, Any]:
     return row
 
 
+def _energy_row(r: ResultRecord) -> dict[str, Any]:
+    row = {**_base(r), **_config(r)}
+    v: EnergyValue | None = _value(r, EnergyValue)
+    for name in ("joules_per_image", "images_per_joule", "joules_per_batch", "idle_watts"):
+        row[name] = _nan(getattr(v, name) if v else None)
+    row["energy_method"] = (v.method if v else None) or ""
+    return row
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -231,7 +243,7 @@ def _accuracy_row(r: ResultRecord) -> dict[str, Any]:
             "source": "measured by dnnbench"}
 
 
-_ROW_BUILDERS = {"complexity": _complexity_row, "memory": _memory_row, "accuracy": _accuracy_row}
+_ROW_BUILDERS = {"complexity": _complexity_row, "memory": _memory_row, "energy": _energy_row, "accuracy": _accuracy_row}
 
 
 # --- rows -> frames -------------------------------------------------------------------------------
@@ -280,7 +292,7 @@ def _finish_keyed(rows: list[dict[str, Any]], values: tuple[str, ...], labels: M
     frame["batch_size"] = frame["batch_size"].astype(int)
     for name in values:
         if name not in ("stop_reason", "memory_kind", "contended", "executed_precision", "output_check_passed",
-                        "ci_method", "converged"):
+                        "ci_method", "converged", "energy_method"):
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     return frame.sort_values(["machine_id", "model", "setup", "input_size", "batch_size"], kind="stable",
                              ignore_index=True)

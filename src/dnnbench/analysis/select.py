@@ -1,4 +1,4 @@
-"""Which models fit a deployment: constraints on latency, throughput, memory and accuracy, and why the
+"""Which models fit a deployment: constraints on latency, throughput, memory, energy and accuracy, and why the
 best models that do not fit were left out."""
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ class Constraints:
     min_images_per_s: float | None = None  # throughput (frames per second at batch size 1)
     max_memory_mb: float | None = None  # the memory index of docs/REPORT.md, in MiB
     min_top1: float | None = None  # percent
+    max_joules_per_image: float | None = None  # the energy cell's figure (`--metrics energy`), idle power subtracted
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"the batch size must be positive, not {self.batch_size}")
-        for name in ("max_latency_ms", "min_images_per_s", "max_memory_mb"):
+        for name in ("max_latency_ms", "min_images_per_s", "max_memory_mb", "max_joules_per_image"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{name.replace('_', ' ')} must be positive, not {value}")
@@ -42,6 +43,8 @@ class Constraints:
             parts.append(f"memory <= {self.max_memory_mb:g} MB")
         if self.min_top1 is not None:
             parts.append(f"top-1 >= {self.min_top1:g}%")
+        if self.max_joules_per_image is not None:
+            parts.append(f"energy <= {self.max_joules_per_image:g} J/image")
         return ", ".join(parts)
 
 
@@ -102,6 +105,7 @@ class Candidate:
     top5: float | None
     accuracy_source: str
     error: str = ""
+    joules_per_image: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ def candidate_from_row(row: pd.Series) -> Candidate:
         status=row["status"], latency_ms=_number(row.get("latency_ms")), images_per_s=_number(row.get("images_per_s")),
         memory_mb=_number(row.get("memory_mb")), top1=_number(row.get("top1")), top5=_number(row.get("top5")),
         accuracy_source=str(row.get("accuracy_source") or "none"), error=str(row.get("error") or ""),
+        joules_per_image=_number(row.get("joules_per_image")),
     )
 
 
@@ -150,13 +155,15 @@ def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
     checks = [("latency", limits.max_latency_ms, c.latency_ms, "ms", True),
               ("throughput", limits.min_images_per_s, c.images_per_s, "images/s", False),
               ("memory", limits.max_memory_mb, c.memory_mb, "MB", True),
-              ("top-1", limits.min_top1, c.top1, "%", False)]
+              ("top-1", limits.min_top1, c.top1, "%", False),
+              ("energy", limits.max_joules_per_image, c.joules_per_image, "J/image", True)]
     for name, limit, value, unit, upper in checks:
         if limit is None:
             continue
         if value is None:
-            if not out or name == "top-1":  # a failed cell already explains missing speed and memory
-                out.append(Violation(name, limit, None, unit, upper, reason=f"no {name} figure"))
+            if not out or name in ("top-1", "energy"):  # a failed cell already explains missing speed and memory
+                reason = f"no {name} figure" + (" (measure with --metrics energy)" if name == "energy" else "")
+                out.append(Violation(name, limit, None, unit, upper, reason=reason))
         elif (value > limit) if upper else (value < limit):
             out.append(Violation(name, limit, value, unit, upper))
     return tuple(out)
@@ -227,7 +234,8 @@ def constraint_grid(perf: pd.DataFrame, machine_id: str, fps_levels: Sequence[fl
 def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
     return {"rank": rank, "model": c.model, "name": c.name, "family": c.family, "top1": c.top1, "top5": c.top5,
             "accuracy_source": c.accuracy_source, "latency_ms": c.latency_ms, "images_per_s": c.images_per_s,
-            "memory_mb": c.memory_mb, "config": c.setup, "batch_size": c.batch_size, "fits": not why_not,
+            "memory_mb": c.memory_mb, "joules_per_image": c.joules_per_image, "config": c.setup,
+            "batch_size": c.batch_size, "fits": not why_not,
             "why_not": why_not}
 
 

@@ -86,8 +86,8 @@ def _cpu_flags() -> tuple[str, ...]:
 
 
 def make_backend(name: str, device: torch.device | str, precision: str, threads: int | None,
-                 options: BackendOptions | None = None) -> Backend:
-    return BACKENDS[name](torch.device(device), precision, threads, options)
+                 options: BackendOptions | None = None, tf32: bool = False) -> Backend:
+    return BACKENDS[name](torch.device(device), precision, threads, options, tf32=tf32)
 
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendOptions", "BackendUnavailable", "OutputCheck",

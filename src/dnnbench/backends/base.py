@@ -75,8 +75,9 @@ class Backend(ABC):
     name: ClassVar[str]
     options_type: ClassVar[type[BackendOptions]] = BackendOptions
     device_types: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
-    # True when a call returns only once the work is done (ONNX Runtime, OpenVINO): timed by the host
-    # clock. False for PyTorch on CUDA, which is timed with CUDA events on the current stream.
+    # True when a call returns only once the work is done (ONNX Runtime, OpenVINO), False for PyTorch on
+    # CUDA. Recorded only: every backend on a device is timed by that device's one clock (CUDA events on
+    # PyTorch's current stream, which ONNX Runtime's providers also run on; see docs/BACKENDS.md).
     blocking: ClassVar[bool] = False
     # True when the first call at a new shape compiles it (inductor, TensorRT): that call's time, the
     # first inference, holds the compilation
@@ -85,8 +86,9 @@ class Backend(ABC):
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, device: torch.device, precision: str, threads: int | None,
-                 options: BackendOptions | None = None):
+                 options: BackendOptions | None = None, tf32: bool = False):
         self.device, self.precision, self.threads = device, precision, threads
+        self.tf32 = tf32  # CUDA fp32: TF32 tensor cores allowed (the cell is tf32); otherwise fp32 is fp32
         self.options = options or self.options_type()
         self.setup = SetupCosts()
         self.executed_precision: str | None = None
@@ -132,7 +134,7 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """What ran, for the record: options, versions, the precision actually executed."""
         return {"name": self.name, "options": asdict(self.options), "executed_precision": self.executed_precision,
-                "versions": self.versions(), "blocking": self.blocking}
+                "versions": self.versions(), "blocking": self.blocking, "tf32": self.tf32}
 
     def versions(self) -> dict[str, str]:
         return {"torch": torch.__version__}

@@ -1,7 +1,10 @@
 """Inference runtimes outside PyTorch: ONNX Runtime (CPU, CUDA, TensorRT providers) and OpenVINO (CPU).
 
-Both consume the cached ONNX export (see onnx_export.py). Their calls block until the result exists,
-so they are timed by the host clock even on a GPU.
+Both consume the cached ONNX export (see onnx_export.py). Their calls block until the result exists.
+On a GPU, ONNX Runtime's CUDA and TensorRT providers are given PyTorch's current stream as their compute
+stream (`user_compute_stream`), so the CUDA events that time every backend bracket their kernels too, and
+an input PyTorch wrote is finished before they read it. fp32 is fp32: TF32 is off (`use_tf32=0`, and
+NVIDIA_TF32_OVERRIDE=0 for TensorRT, set by the worker) unless the cell asks for tf32.
 """
 
 from __future__ import annotations
@@ -60,15 +63,25 @@ class OnnxRuntimeBackend(Backend):
             return f"{self._provider(self.device)} does not run bf16 graphs from the PyTorch exporter; fp32 or fp16"
         return None
 
+    def graph_precision(self) -> str:
+        """The precision of the exported ONNX graph, and so of the input bound to it."""
+        return self.precision
+
+    def _cuda_options(self) -> dict[str, Any]:
+        """ONNX Runtime's CUDA provider options: fp32 without TF32 unless the cell is tf32 (ORT's default is
+        use_tf32=1), and PyTorch's current stream as the compute stream (see the module docstring)."""
+        return {"device_id": self.device.index or 0, "use_tf32": int(self.tf32),
+                "user_compute_stream": str(torch_stream_pointer(self.device))}
+
     def _providers(self) -> list[Any]:
         provider = self._provider(self.device)
         if provider == "CPUExecutionProvider":
             return [provider]
-        return [(provider, {"device_id": self.device.index or 0})]
+        return [(provider, self._cuda_options())]
 
     def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
         ort = require_module("onnxruntime", "onnxruntime")
-        dtype = TORCH_DTYPES[self.precision]
+        dtype = TORCH_DTYPES[self.graph_precision()]
         model = model.to(dtype)
         with self.setup.timed("export_s"):
             self.onnx_path, cached = export_onnx(model, example.to(dtype), key, self.options.opset)
@@ -81,8 +94,9 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        self.provider_options = self._providers()
         with self.setup.timed("session_s"):
-            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=self._providers())
+            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=self.provider_options)
         used = self.session.get_providers()[0]
         if used != self._provider(self.device):
             raise BackendUnavailable(f"ONNX Runtime fell back to {used} instead of {self._provider(self.device)}")
@@ -90,7 +104,7 @@ class OnnxRuntimeBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
 
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
-        x = x.to(TORCH_DTYPES[self.precision])
+        x = x.to(TORCH_DTYPES[self.graph_precision()])
         session = self.session
         if self.device.type == "cpu" or not self.options.io_binding:
             feed = {self.input_name: x.cpu().numpy()}
@@ -98,6 +112,8 @@ class OnnxRuntimeBackend(Backend):
         import numpy as np
 
         x = x.contiguous()
+        # the cast and copy above are queued on PyTorch's stream: finished before ONNX Runtime reads the pointer
+        synchronize_stream(self.device)
         binding = session.io_binding()
         element_type = {torch.float32: np.float32, torch.float16: np.float16}[x.dtype]
         binding.bind_input(self.input_name, self.device.type, self.device.index or 0, element_type, tuple(x.shape),
@@ -111,14 +127,18 @@ class OnnxRuntimeBackend(Backend):
         return forward
 
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        feed = {self.input_name: x.to(TORCH_DTYPES[self.precision]).cpu().numpy()}
+        feed = {self.input_name: x.to(TORCH_DTYPES[self.graph_precision()]).cpu().numpy()}
         return torch.as_tensor(self.session.run(None, feed)[0]).float()
 
     def describe(self) -> dict[str, Any]:
         described = super().describe()
         described.update(provider=self._provider(self.device), onnx_file=str(self.onnx_path),
                          export_cached=self.export_cached,
-                         intra_op_threads=self.threads or torch.get_num_threads())
+                         intra_op_threads=self.threads or torch.get_num_threads(),
+                         graph_precision=self.graph_precision(),
+                         provider_options=[_recordable(p) for p in getattr(self, "provider_options", [])])
+        if self.device.type == "cuda":  # TensorRT's TF32 switch (set by the worker; see the module docstring)
+            described["nvidia_tf32_override"] = os.environ.get("NVIDIA_TF32_OVERRIDE")
         return described
 
     def versions(self) -> dict[str, str]:
@@ -147,29 +167,39 @@ class TensorRTBackend(OnnxRuntimeBackend):
             return "dnnbench drives TensorRT through ONNX Runtime in fp32 or fp16 (its trt_fp16_enable flag)"
         return None
 
-    def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
-        # TensorRT builds its own fp16 engine from the fp32 graph when asked: export fp32
-        self._trt_precision = self.precision
-        self.precision = "fp32"
-        try:
-            super().prepare(model, example, key)
-        finally:
-            self.precision = self._trt_precision
-        self.executed_precision = self.precision
+    def graph_precision(self) -> str:
+        # TensorRT builds its own fp16 engine from the fp32 graph (trt_fp16_enable): the graph, and the
+        # input bound to it, stay fp32 at every precision
+        return "fp32"
 
     def _providers(self) -> list[Any]:
-        engine_cache = cache_dir() / "tensorrt"
+        # engines built with and without fp16 or TF32 are different engines: one cache folder each
+        mode = self.precision if self.precision != "fp32" else ("tf32" if self.tf32 else "fp32")
+        engine_cache = cache_dir() / "tensorrt" / mode
         engine_cache.mkdir(parents=True, exist_ok=True)
-        trt = {"device_id": self.device.index or 0, "trt_fp16_enable": self.precision == "fp16",
+        cuda = self._cuda_options()
+        trt = {"device_id": cuda["device_id"], "trt_fp16_enable": self.precision == "fp16",
                "trt_max_workspace_size": self.options.workspace_mb * 2**20, "trt_engine_cache_enable": True,
-               "trt_engine_cache_path": str(engine_cache)}
-        return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", {"device_id": self.device.index or 0})]
+               "trt_engine_cache_path": str(engine_cache), "user_compute_stream": cuda["user_compute_stream"]}
+        return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", cuda)]
 
-    def bind(self, x: torch.Tensor) -> Callable[[], Any]:
-        return OnnxRuntimeBackend.bind(self, x.float())
 
-    def outputs(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(self.session.run(None, {self.input_name: x.float().cpu().numpy()})[0]).float()
+def torch_stream_pointer(device: torch.device) -> int:
+    """The raw cudaStream_t of PyTorch's current stream on `device` (ONNX Runtime's user_compute_stream)."""
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def synchronize_stream(device: torch.device) -> None:
+    """Wait until the work queued on PyTorch's current stream of `device` is done."""
+    torch.cuda.current_stream(device).synchronize()
+
+
+def _recordable(provider: Any) -> Any:
+    """A provider entry for the record: the stream pointer is an address of this process, not a setting."""
+    if isinstance(provider, tuple):
+        name, options = provider
+        return [name, {k: v for k, v in options.items() if k != "user_compute_stream"}]
+    return provider
 
 
 # ----------------------------------------------------------------------------------------- OpenVINO

@@ -166,12 +166,12 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
                         "the spread between trials and within one, and memory", title_justify="left")
     for header in ["model", "deployment", "threads", "batch", "status", "median ms", "interval", "trials",
                    "between %", "within ±%", "ms/image", "images/s", "sustained img/s", "stop", "set-up s", "check",
-                   "peak MB", "estimate MB", "note"]:
+                   "peak MB", "estimate MB", "J/image", "note"]:
         table.add_column(header, justify="left" if header in ("model", "deployment", "status", "interval", "stop",
                                                               "check", "note") else "right")
     cells: dict[tuple, dict[str, ResultRecord]] = {}
     for r in records:
-        if r.metric in ("time", "memory"):
+        if r.metric in ("time", "memory", "energy"):
             key = (r.model, f"{r.config.get('backend', 'eager')} {r.config.get('dtype', 'fp32')}",
                    r.config.get("threads"), r.config.get("batch_size"))
             cells.setdefault(key, {})[r.metric] = r
@@ -194,6 +194,9 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
                     _number(memory.analytic.total_peak_bytes if memory.analytic else None, 2**-20, ".0f")]
         else:
             row += ["-", "-"]
+        energy_r = metrics.get("energy")
+        energy = energy_r.values if energy_r is not None and energy_r.status == "ok" else None
+        row.append(_number(getattr(energy, "joules_per_image", None), 1, ".3f"))
         failed = next((m for m in metrics.values() if m.status != "ok"), None)
         note = (failed.error or "").splitlines()[0][:60] if failed is not None and failed.error else ""
         if isinstance(timed, TimeValue) and timed.contended:

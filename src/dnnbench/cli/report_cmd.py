@@ -85,6 +85,8 @@ def select(
     min_fps: float | None = typer.Option(None, "--min-fps", help="Throughput floor, images/s."),
     max_memory_mb: float | None = typer.Option(None, "--max-memory-mb", help="Memory limit, MB (2^20 bytes)."),
     min_top1: float | None = typer.Option(None, "--min-top1", help="Top-1 accuracy floor, %."),
+    max_joules_per_image: float | None = typer.Option(None, "--max-joules-per-image",
+                                                      help="Energy limit, joules per image (--metrics energy cells)."),
     top: int = typer.Option(5, "--top", help="How many models to list (and how many excluded ones to explain)."),
     fmt: str = FormatOpt,
     output: Path | None = typer.Option(None, "--output", help="Write to this file."),
@@ -97,7 +99,7 @@ def select(
 
     check_format(fmt)
     limits = Constraints(batch_size=batch_size, max_latency_ms=max_latency_ms, min_images_per_s=min_fps,
-                         max_memory_mb=max_memory_mb, min_top1=min_top1)
+                         max_memory_mb=max_memory_mb, min_top1=min_top1, max_joules_per_image=max_joules_per_image)
     frames = load_frames(db or DEFAULT_DB)
     frames.require_data()
     chosen = frames.machine(machine)
@@ -124,12 +126,15 @@ def _selection_table(selection, machine_label: str) -> Table:
     title = (f"Models that fit on {machine_label}" + (f", {next(iter(setups))}" if one_setup else "")
              + f": {selection.constraints.describe()}. {selection.eligible} fit; ranked by top-1, then speed")
     table = Table(title=title, title_justify="left")
-    headers = ["#", "model", "top-1 %", "acc.", "ms/batch", "images/s", "MB"] + ([] if one_setup else ["config"])
+    energy = any(c.joules_per_image is not None for c in selection.chosen)
+    headers = (["#", "model", "top-1 %", "acc.", "ms/batch", "images/s", "MB"] + (["J/image"] if energy else [])
+               + ([] if one_setup else ["config"]))
     for header in headers:
         table.add_column(header, justify="left" if header in ("model", "acc.", "config") else "right")
     for i, c in enumerate(selection.chosen, 1):
         row = [str(i), c.name, _fmt(c.top1, 2), SOURCE_MARK.get(c.accuracy_source, c.accuracy_source),
                _fmt(c.latency_ms, 2), _fmt(c.images_per_s), _fmt(c.memory_mb, 0)]
+        row += [_fmt(c.joules_per_image, 3)] if energy else []
         table.add_row(*row + ([] if one_setup else [c.setup]))
     return table
 

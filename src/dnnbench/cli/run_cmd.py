@@ -28,7 +28,7 @@ BatchSizes = Annotated[str, typer.Option("--batch-sizes", help="Comma-separated;
 Threads = Annotated[str | None, typer.Option(
     "--threads", help="Intra-op threads, e.g. 1 or 1,2 (a sweep). Default: PyTorch's.")]
 InteropThreads = Annotated[int | None, typer.Option("--interop-threads", help="Inter-op threads.")]
-Metrics = Annotated[str, typer.Option("--metrics", help="Any of time, memory, complexity.")]
+Metrics = Annotated[str, typer.Option("--metrics", help="Any of time, memory, complexity, energy (J/image: NVML, RAPL).")]
 InputSize = Annotated[int | None, typer.Option("--input-size", help="Square input side (default: native).")]
 TimeBudget = Annotated[float, typer.Option(
     "--time-budget", help="Seconds of timed iterations per cell, after warm-up.")]

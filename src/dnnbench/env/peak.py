@@ -7,7 +7,9 @@ Two estimates are made and both are kept:
   instruction path (`avx512_bf16` dot products, AMX tiles, VNNI, ...); the clock is the maximum frequency the
   kernel reports (cpufreq, else `lscpu`), else the `cpu MHz` of /proc/cpuinfo, which in a VM is the nominal
   clock and misses turbo. On a CUDA device: streaming multiprocessors x FLOP per cycle per SM of the compute
-  capability (`CUDA_FLOP_PER_CYCLE_PER_SM`) x the maximum SM clock (NVML).
+  capability (`CUDA_FLOP_PER_CYCLE_PER_SM`) x the maximum SM clock (NVML) is only the labelled fallback: the
+  figure is NVIDIA's datasheet one (`CUDA_DATASHEETS`, dense, keyed by the device's name), because datasheets
+  use the boost clock and NVML's maximum SM clock is higher (1070 against 989 TFLOP/s fp16 on an H100 SXM).
 * **measured**: the best rate of two short dense kernels through PyTorch on the device itself, a square
   matrix product (`torch.mm`: MKL or oneDNN on a CPU, cuBLAS on a GPU) and a 3x3 convolution
   (`conv2d`, channels-last: oneDNN or cuDNN), each the best of several calls over about `seconds` / 2. Their
@@ -16,8 +18,9 @@ Two estimates are made and both are kept:
 
 `peak_flops`, the number efficiencies are divided by, is the spec estimate, raised to the measured rate when a
 kernel beats it (the spec's clock was too low, e.g. turbo hidden by a VM), and the measured rate alone where no
-spec is known (`basis` says which). A short copy (`measure_bandwidth`) gives the memory bandwidth that draws the
-slanted roof of the roofline figure.
+spec is known (`basis` says which). A datasheet figure is never raised, and on a GPU the 3x3 convolution never
+raises the peak: cuDNN may serve it with Winograd, which does fewer FLOPs than counted. A short copy
+(`measure_bandwidth`) gives the memory bandwidth that draws the slanted roof of the roofline figure.
 """
 
 from __future__ import annotations
@@ -176,6 +179,8 @@ class SpecPeak:
     def describe(self) -> str:
         if self.flops is None:
             return f"no spec estimate ({'; '.join(self.notes) or self.core})"
+        if self.clock_source == DATASHEET:
+            return f"{self.core}: {self.flops / 1e12:,.1f} T{unit(self.precision)}, dense"
         per = f"{self.flop_per_cycle_per_unit:g} {unit(self.precision)[:-2]}/cycle/{self.unit_kind}"
         text = (f"{self.units} {self.unit_kind}{'s' if self.units != 1 else ''} x {per} x {self.clock_mhz:.0f} MHz "
                 f"({self.core}; clock from {self.clock_source})")
@@ -222,12 +227,81 @@ CUDA_FLOP_PER_CYCLE_PER_SM: dict[tuple[int, int], dict[str, int]] = {
     (7, 5): {"fp32": 128, "fp16": 1024},  # T4, RTX 20
     (8, 0): {"fp32": 128, "fp16": 2048, "bf16": 2048, "tf32": 1024},  # A100
     (8, 6): {"fp32": 256, "fp16": 1024, "bf16": 1024, "tf32": 512},  # A10, A40, RTX 30 (GeForce: half with fp32 acc.)
+    (8, 7): {"fp32": 256, "fp16": 2048, "bf16": 2048, "tf32": 1024},  # Jetson Orin (A100-class tensor cores)
     (8, 9): {"fp32": 256, "fp16": 1024, "bf16": 1024, "tf32": 512},  # L4, L40S, RTX 40 (GeForce: idem)
     (9, 0): {"fp32": 256, "fp16": 4096, "bf16": 4096, "tf32": 2048},  # H100, H200
     (10, 0): {"fp32": 256, "fp16": 8192, "bf16": 8192, "tf32": 4096},  # B200
 }
 _CUDA_NOTES = {(8, 6): "GeForce cards run fp16/bf16 tensor cores with fp32 accumulation at half this rate",
                (8, 9): "GeForce cards run fp16/bf16 tensor cores with fp32 accumulation at half this rate"}
+
+
+@dataclass(frozen=True)
+class CudaDatasheet:
+    """NVIDIA's rated dense peaks of one product, FLOP/s (int8: OP/s), by precision."""
+
+    product: str
+    pattern: str  # a regular expression searched in the lower-cased device name PyTorch reports
+    flops: Mapping[str, float]
+    source: str
+    sm_count: int | None = None  # variants sharing a name (Jetson modules) are told apart by their SMs
+    note: str = ""
+
+
+T = 1e12
+# Dense figures: datasheets print tensor-core rates "with sparsity", twice the dense ones; those are halved here.
+CUDA_DATASHEETS: tuple[CudaDatasheet, ...] = (
+    CudaDatasheet("A100", r"a100", {"fp32": 19.5 * T, "tf32": 156 * T, "bf16": 312 * T, "fp16": 312 * T,
+                                    "int8": 624 * T}, "NVIDIA A100 Tensor Core GPU datasheet (SXM4 and PCIe alike)"),
+    CudaDatasheet("H100 PCIe", r"h100.*pcie", {"fp32": 51 * T, "tf32": 378 * T, "bf16": 756 * T, "fp16": 756 * T,
+                                               "int8": 1513 * T}, "NVIDIA H100 Tensor Core GPU datasheet (PCIe)"),
+    CudaDatasheet("H100 SXM", r"h100(?!.*(pcie|nvl))", {"fp32": 67 * T, "tf32": 494.7 * T, "bf16": 989.4 * T,
+                                                        "fp16": 989.4 * T, "int8": 1979 * T},
+                  "NVIDIA H100 Tensor Core GPU datasheet (SXM)"),
+    CudaDatasheet("H200 SXM", r"h200(?!.*nvl)", {"fp32": 67 * T, "tf32": 494.7 * T, "bf16": 989.4 * T,
+                                                 "fp16": 989.4 * T, "int8": 1979 * T},
+                  "NVIDIA H200 Tensor Core GPU datasheet (SXM)"),
+    CudaDatasheet("L4", r"\bl4\b", {"fp32": 30.3 * T, "tf32": 60 * T, "bf16": 121 * T, "fp16": 121 * T,
+                                    "int8": 242.5 * T}, "NVIDIA L4 Tensor Core GPU datasheet"),
+    CudaDatasheet("GeForce RTX 4090", r"rtx 4090(?!.*laptop)", {"fp32": 82.6 * T, "tf32": 82.6 * T,
+                                                               "bf16": 165.2 * T, "fp16": 165.2 * T,
+                                                               "int8": 660.6 * T},
+                  "NVIDIA Ada GPU architecture whitepaper, GeForce RTX 4090",
+                  note="fp16/bf16 with fp32 accumulation, as PyTorch and cuDNN run them (fp16 accumulation: 330.3)"),
+    CudaDatasheet("Jetson AGX Orin 64GB", r"orin", {"fp32": 5.3 * T, "tf32": 21.25 * T, "bf16": 42.5 * T,
+                                                    "fp16": 42.5 * T, "int8": 85 * T},
+                  "NVIDIA Jetson AGX Orin series technical brief (GPU only, no DLA)", sm_count=16,
+                  note="fp16/bf16/tf32 derived from the int8 tensor figure by Ampere's ratios (1/2, 1/2, 1/4)"),
+)
+
+
+def cuda_datasheet(device_name: str, sm_count: int | None = None) -> CudaDatasheet | None:
+    """The datasheet row of a device, by the name PyTorch reports (and its SM count where a name is shared)."""
+    name = device_name.lower()
+    for row in CUDA_DATASHEETS:
+        if re.search(row.pattern, name) and (row.sm_count is None or row.sm_count == sm_count):
+            return row
+    return None
+
+
+def cuda_spec(device_name: str, compute_capability: str | tuple[int, int], sm_count: int, clock_mhz: float | None,
+              precision: str = "fp32", clock_source: str = "given") -> SpecPeak:
+    """The spec peak of a CUDA device (pure): its datasheet figure; the SM x clock formula only where the device
+    has no datasheet row (or the row no figure at this precision), labelled as such."""
+    precision = normalise_precision(precision)
+    row = cuda_datasheet(device_name, sm_count)
+    if row is not None and precision in row.flops:
+        path = "CUDA cores (FMA)" if precision == "fp32" else f"tensor cores ({precision}, dense)"
+        notes = tuple(n for n in (row.note,) if n)
+        return SpecPeak(precision, row.flops[precision], sm_count, "SM", None, None, DATASHEET,
+                        f"{device_name}: {row.product} datasheet ({row.source})", path, False, notes)
+    spec = theoretical_cuda_peak(compute_capability, sm_count, clock_mhz, precision, clock_source)
+    why = (f"no datasheet figure for {device_name or 'this device'}: SMs x FLOP/cycle/SM x the {clock_source}, "
+           "a maximum clock above the boost clock datasheets use (an upper bound)")
+    return dataclasses.replace(spec, core=f"{device_name}, {spec.core}", notes=spec.notes + (why,))
+
+
+DATASHEET = "datasheet"
 
 
 def theoretical_cuda_peak(compute_capability: str | tuple[int, int], sm_count: int, clock_mhz: float | None,
@@ -398,9 +472,8 @@ def cuda_spec_peak(device: str, precision: str) -> SpecPeak:
     index = _cuda_index(device)
     props = torch.cuda.get_device_properties(index)
     clock, source = _cuda_max_sm_clock_mhz(index)
-    spec = theoretical_cuda_peak((props.major, props.minor), int(props.multi_processor_count), clock, precision,
-                                 source)
-    return dataclasses.replace(spec, core=f"{props.name}, {spec.core}")
+    return cuda_spec(props.name, (props.major, props.minor), int(props.multi_processor_count), clock, precision,
+                     source)
 
 
 # -------------------------------------------------------------------------------------- measurement
@@ -748,6 +821,12 @@ def combine(spec: SpecPeak | None, kernels: Sequence[KernelMeasurement]) -> tupl
     if theoretical is None:
         return measured, f"measured {best.kernel}", (f"measured {best.kernel} {measured / g:,.1f} G{u} ({best.shape}); "
                                                       f"{spec.describe() if spec else 'no spec estimate'}")
+    if measured > theoretical and not _may_raise(spec, best):
+        return theoretical, "spec", (f"spec {theoretical / g:,.1f} G{u} ({spec.describe()}); measured {best.kernel} "
+                                     f"{measured / g:,.1f} G{u} ({best.shape}) is above it but does not raise it: "
+                                     + ("a datasheet figure is the device's rating" if spec.clock_source == DATASHEET
+                                        else "cuDNN may serve a 3x3 convolution with Winograd (fewer FLOPs than "
+                                             "counted)"))
     if measured > theoretical:
         detail = (f"measured {best.kernel} {measured / g:,.1f} G{u} ({best.shape}) beats the spec "
                   f"{theoretical / g:,.1f} G{u} ({spec.describe()})")
@@ -757,6 +836,14 @@ def combine(spec: SpecPeak | None, kernels: Sequence[KernelMeasurement]) -> tupl
         return measured, f"measured {best.kernel}", detail
     return theoretical, "spec", (f"spec {theoretical / g:,.1f} G{u} ({spec.describe()}); best measured kernel "
                                  f"{best.kernel} {measured / g:,.1f} G{u} = {measured / theoretical:.0%} of it")
+
+
+def _may_raise(spec: SpecPeak, kernel: KernelMeasurement) -> bool:
+    """Whether a kernel measured above the spec raises the peak: never above a datasheet figure, and on a GPU
+    never by the 3x3 convolution."""
+    if spec.clock_source == DATASHEET:
+        return False
+    return not (spec.unit_kind == "SM" and kernel.kernel == "conv3x3")
 
 
 def estimate_peak(device: str = "cpu", precision: str = "fp32", threads: int | None = None,

@@ -31,7 +31,7 @@ from ..data.dataset import EvaluationDataset
 from ..data.imagenet import ImageNetSplit, open_imagenet
 from ..data.preprocessing import InputPlan, input_plan
 from ..data.transforms import build_transform
-from ..devices import PRECISIONS, torch_dtype
+from ..devices import PRECISIONS, fp32_math, torch_dtype
 from ..errors import DnnbenchError, UsageError
 from ..zoo import ModelSpec
 from ..zoo.weights import WeightsIdentity, WeightsUnavailableError, load_model, weights_key
@@ -329,7 +329,8 @@ def evaluate(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weigh
         if result.plan.transform_input is not None:
             model.transform_input = result.plan.transform_input
         model = model.to(device=settings.device, dtype=settings.torch_dtype)
-        top5, errors, seconds = _predict(model, split, result.plan, settings, progress)
+        with fp32_math(tf32=False):  # fp32 accuracy is fp32 accuracy: cuDNN's TF32 default is switched off
+            top5, errors, seconds = _predict(model, split, result.plan, settings, progress)
         del model, loaded
         if len(errors) == len(split):
             raise DnnbenchError(f"none of the {len(split)} images could be decoded (first: "

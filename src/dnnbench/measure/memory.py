@@ -22,7 +22,8 @@ METHOD_MAXRSS = (
     "getrusage ru_maxrss: the peak of the whole process lifetime, as the peak could not be reset "
     "(so an upper bound on the block's peak)"
 )
-METHOD_CUDA = "torch.cuda.max_memory_allocated / max_memory_reserved, reset at the start of the block"
+METHOD_CUDA = ("torch.cuda.max_memory_allocated / max_memory_reserved, reset after warm-up (cuDNN's autotuning "
+               "workspaces left out)")
 
 # After a reset the peak must equal the current RSS; this much slack covers pages another thread
 # freed between the reset and the read.
@@ -132,7 +133,10 @@ class CpuMemory:
 class CudaPeak:
     """Context manager: peak GPU memory of one CUDA device during the block.
 
-    At enter: synchronize and reset PyTorch's peak counters; at exit: synchronize and read.
+    At enter: synchronize and reset PyTorch's peak counters; `reset()` (called by the latency measurement
+    once warm-up is over) resets them again, so that the peak is the steady state's and not that of cuDNN's
+    autotuning, which tries algorithms with large workspaces at the first calls of every shape; at exit:
+    synchronize and read.
 
     - ``max_allocated_bytes``: the peak of memory in live tensors of PyTorch's caching allocator on
       that device (weights, input, activations, and the cuDNN/cuBLAS workspaces PyTorch allocates
@@ -148,11 +152,13 @@ class CudaPeak:
       shows host PIDs); ``method`` says why.
     """
 
-    def __init__(self, device: torch.device | str | int | None = None) -> None:
+    def __init__(self, device: torch.device | str | int | None = None, baseline: CudaBaseline | None = None) -> None:
         self.device = torch.device("cuda" if device is None else device)
+        self.baseline = baseline or CudaBaseline()
         self.max_allocated_bytes = 0
         self.max_reserved_bytes = 0
         self.nvml_process_bytes: int | None = None
+        self.device_used_bytes: int | None = None
         self.device_name = ""
         self.method = ""
 
@@ -160,10 +166,16 @@ class CudaPeak:
         return self.device.index if self.device.index is not None else torch.cuda.current_device()
 
     def __enter__(self) -> CudaPeak:
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        """Start the peak afresh from what is allocated now; blocks PyTorch cached but no longer uses (the
+        autotuning workspaces) go back to the driver, so that NVML's figure at the end leaves them out too."""
         index = self._index()
         torch.cuda.synchronize(index)
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(index)
-        return self
 
     def __exit__(self, *exc) -> bool:
         index = self._index()
@@ -171,8 +183,9 @@ class CudaPeak:
         self.max_allocated_bytes = torch.cuda.max_memory_allocated(index)
         self.max_reserved_bytes = torch.cuda.max_memory_reserved(index)
         self.nvml_process_bytes, nvml_note = _nvml_process_bytes(index)
+        self.device_used_bytes = _device_used_bytes(index)
         self.device_name = torch.cuda.get_device_name(index)
-        self.method = f"{METHOD_CUDA}; {nvml_note}"
+        self.method = f"{METHOD_CUDA}; {nvml_note}; {METHOD_DEVICE_USED}"
         return False
 
     def result(self) -> CudaMemory:
@@ -187,13 +200,48 @@ class CudaMemory:
     max_reserved_bytes: int
     nvml_process_bytes: int | None
     device_name: str
+    nvml_baseline_bytes: int | None = None  # NVML's figure for this process before the model was built
+    device_used_bytes: int | None = None  # cudaMemGetInfo: total - free at the end of the block (every process)
+    device_used_baseline_bytes: int | None = None  # the same before the model was built
+    method: str = ""
 
     @classmethod
     def from_peak(cls, peak: CudaPeak) -> CudaMemory:
-        return cls(peak.max_allocated_bytes, peak.max_reserved_bytes, peak.nvml_process_bytes, peak.device_name)
+        return cls(peak.max_allocated_bytes, peak.max_reserved_bytes, peak.nvml_process_bytes, peak.device_name,
+                   peak.baseline.nvml_process_bytes, peak.device_used_bytes, peak.baseline.device_used_bytes,
+                   peak.method)
 
     def to_dict(self) -> dict[str, int | str | None]:
         return asdict(self)
+
+
+METHOD_DEVICE_USED = "device used: torch.cuda.mem_get_info (cudaMemGetInfo total - free) at the end of the block"
+
+
+@dataclass(frozen=True)
+class CudaBaseline:
+    """The device memory of this process (NVML) and of the whole device (cudaMemGetInfo) before the model is
+    built, with the CUDA context already created: what the memory cells' figures are taken above."""
+
+    nvml_process_bytes: int | None = None
+    device_used_bytes: int | None = None
+
+
+def cuda_baseline(device: torch.device | str | int) -> CudaBaseline:
+    """Create the CUDA context on `device` (if it is not yet), then read the baseline. Never raises on NVML."""
+    index = torch.device(device).index
+    index = index if index is not None else torch.cuda.current_device()
+    torch.cuda.init()
+    torch.cuda.synchronize(index)
+    return CudaBaseline(_nvml_process_bytes(index)[0], _device_used_bytes(index))
+
+
+def _device_used_bytes(device_index: int) -> int | None:
+    try:
+        free, total = torch.cuda.mem_get_info(device_index)
+    except RuntimeError:
+        return None
+    return int(total - free)
 
 
 def _nvml_process_bytes(device_index: int) -> tuple[int | None, str]:
@@ -201,7 +249,7 @@ def _nvml_process_bytes(device_index: int) -> tuple[int | None, str]:
     try:
         import pynvml
     except ImportError:
-        return None, "nvml: unavailable (pynvml not installed)"
+        return None, "nvml: unavailable (pynvml not installed: pip install 'dnnbench[cuda]' or nvidia-ml-py)"
     try:
         # NVML numbers devices differently from CUDA (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER): match by UUID.
         uuid = str(torch.cuda.get_device_properties(device_index).uuid)

@@ -30,11 +30,18 @@ other processes used the worker's CPUs beyond the cores its threads leave free a
 the best deployment is chosen only among uncontended, converged cells.</dd>
 
 <dt>Memory</dt>
-<dd>On a CUDA device: PyTorch's peak allocated memory during the timed block
-(<code>torch.cuda.max_memory_allocated</code>): weights, input, activations and library workspaces; the CUDA
-context and the allocator's cache are excluded (so it is lower than what nvidia-smi shows). On the CPU: the
+<dd>On a CUDA device: the worker's device memory per NVML after the timed calls, above its figure before the
+model was built (the CUDA context made): every runtime's allocations (PyTorch's, ONNX Runtime's arena, TensorRT's
+engine), library kernels and workspaces; where NVML has no figure, the device's used memory above the same
+baseline. Cells from before that was kept: <code>torch.cuda.max_memory_allocated</code>, which sees PyTorch's
+tensors only. On the CPU: the
 worker's peak resident set during the block above its resident set before the model was built (VmHWM): weights,
 activations, allocator caches and lazily loaded kernels. MB means 2<sup>20</sup> bytes.</dd>
+
+<dt>Energy</dt>
+<dd>With <code>--metrics energy</code>: joules per image from NVML's total-energy counter (NVIDIA GPUs) or RAPL's
+package counters (CPUs), read at the start and end of at least 3 s of forward passes, idle power measured just
+before subtracted. Unavailable (with the reason) where no counter can be read.</dd>
 
 <dt>Accuracy</dt>
 <dd>Top-1 and top-5 accuracy (%) on the ImageNet-1k validation set. A <b>measured</b> figure (dnnbench evaluated

@@ -21,13 +21,15 @@ from ..measure.stats import StoppingRule
 if TYPE_CHECKING:
     from .executor import Executor
 
-METRICS = ("time", "memory", "complexity")
+METRICS = ("time", "memory", "complexity", "energy")
+# energy only when asked for: it adds a timed block per cell
+DEFAULT_METRICS = ("time", "memory", "complexity")
 PAPER_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 MIN_MEMORY_LIMIT_MB = 256  # below this a worker cannot even import PyTorch: every cell would be a start-up crash
 
 # kept for callers that still import them from here; the vocabulary lives in dnnbench.devices
 parse_dtype = torch_dtype
-__all__ = ["METRICS", "PAPER_BATCH_SIZES", "ResumePolicy", "Scope", "SweepConfig", "WorkerLimits",
+__all__ = ["DEFAULT_METRICS", "METRICS", "PAPER_BATCH_SIZES", "ResumePolicy", "Scope", "SweepConfig", "WorkerLimits",
            "build_sweep_config", "parse_backend_option", "parse_dtype", "parse_int_list", "parse_metrics",
            "resolve_device"]
 
@@ -99,7 +101,7 @@ class Scope:
     precisions: tuple[str, ...] = ("fp32",)  # each backend at each precision; the first is the complexity cell's
     batch_sizes: tuple[int, ...] = PAPER_BATCH_SIZES
     threads: tuple[int, ...] = ()  # intra-op threads per cell; () = PyTorch's default here, recorded
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     input_size: int | None = None  # None: each model's native size
     backends: tuple[str, ...] = ("eager",)  # deployment backends, each timed (see dnnbench.backends)
     backend_options: tuple[tuple[str, str, str], ...] = ()  # (backend, option, value), e.g. compile mode

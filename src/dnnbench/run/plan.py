@@ -97,7 +97,7 @@ def _first_trials(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob
                         cells.append(Cell(key, 1, None))
                     first = False
                     for batch_size in sorted(scope.batch_sizes):
-                        for metric in ("time", "memory"):
+                        for metric in ("time", "memory", "energy"):
                             if metric in scope.metrics:
                                 cfg = cell_config(spec, config, metric, batch_size, threads, backend, precision)
                                 cells.append(Cell(CellKey(spec.id, metric, cfg), batch_size, threads))

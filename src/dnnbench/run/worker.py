@@ -25,6 +25,7 @@ from ..store.values import (
     BackendInfo,
     ComplexityValue,
     ContentionInfo,
+    EnergyValue,
     LatencyStats,
     MemoryValue,
     OutputCheckInfo,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from ..env.fingerprint import RuntimeSettings
     from ..measure.analytic_memory import MemoryEstimate
     from ..measure.contention import ContentionReport
+    from ..measure.energy import EnergyResult
     from ..measure.latency import LatencyResult
     from ..measure.memory import CpuMemory, CudaMemory
 
@@ -174,7 +176,13 @@ def memory_value(m: Measured, deployment: Deployment, shape: ShapeSetup, weight_
                     executed_precision=deployment.executed_precision, output_check=shape.output_check,
                     weight_bytes=weight_bytes, baseline_rss_bytes=baseline_rss,
                     analytic=AnalyticMemory.from_dict(asdict(estimate)))
-    return replace(value, analytic_ratio=value.ratio_to_estimate())
+    # the headline is the figure that sees the whole deployment (NVML's on CUDA), recorded by its kind
+    return replace(value, analytic_ratio=value.ratio_to_estimate(), headline_kind=value.headline()[1] or None)
+
+
+def energy_value(result: EnergyResult, deployment: Deployment, shape: ShapeSetup) -> EnergyValue:
+    return replace(EnergyValue.from_dict(result.to_dict()), backend=deployment.backend,
+                   executed_precision=deployment.executed_precision, output_check=shape.output_check)
 
 
 class EagerReference:
@@ -204,13 +212,14 @@ class EagerReference:
 
         from ..backends import as_tensor
         from ..backends.output_check import tile_check
+        from ..devices import fp32_math
         from ..zoo import build_model
 
         needed = min(batch_size, len(self.images))
         if self.rows is None or len(self.rows) < needed:
             model = build_model(self.spec, self.device)
             model.load_state_dict(torch.load(self.path, map_location=self.device))
-            with torch.inference_mode():
+            with torch.inference_mode(), fp32_math(tf32=False):  # exact fp32, even in a tf32 sweep
                 self.rows = as_tensor(model(self.images[:needed].to(self.device)))
             model = None
             if needed == len(self.images):
@@ -275,13 +284,21 @@ class _Measurer:
         reason = backend_type.unavailable_reason(self.device)
         if reason:
             return self._fail_all(cells, "unavailable", f"backend {job.backend} is not available here: {reason}")
-        backend = backend_type(self.device, job.precision, job.threads, self.scope.options_for(job.backend))
+        backend = backend_type(self.device, job.precision, job.threads, self.scope.options_for(job.backend),
+                               tf32=self.scope.tf32)
         reason = backend.unsupported_reason()
         if reason:
             return self._fail_all(cells, "unsupported", f"{job.backend} at {job.precision}: {reason}")
+        cells = self.energy_cells_checked(cells)
+        if not cells:
+            return
 
         self.send(Begin(tuple(c.digest for c in cells), "build"))
         baseline_rss = current_rss_bytes()
+        if self.device.type == "cuda":  # the CUDA context exists before the baseline: it is no model's memory
+            from ..measure.memory import cuda_baseline
+
+            self.cuda_baseline = cuda_baseline(self.device)
         started = time.perf_counter()
         try:
             model = build_model(self.spec, self.device)  # fp32: the reference, then the backend's input
@@ -353,9 +370,12 @@ class _Measurer:
                                             prepared.build_s, prepared.prepare_steps,
                                             backend.compiles_at_first_call)
                 shape = ShapeSetup(bind_s, first_s, OutputCheckInfo.from_dict(asdict(check)))
-                measured = self.measure(forward, batch_size, baseline_rss, backend.blocking)
+                if any(c.metric in ("time", "memory") for c in batch_cells):
+                    measured = self.measure(forward, batch_size, baseline_rss, backend.blocking)
                 if any(c.metric == "memory" for c in batch_cells):
                     estimate = estimate_inference_memory(prepared.meta_model, tuple(x.shape), self.dtype)
+                if any(c.metric == "energy" for c in batch_cells):
+                    energy = self.energy(forward, batch_size)
             except PrecisionUnsupported as exc:
                 return self._fail_all([c for c in cells if c.batch_size >= batch_size], "unsupported",
                                       f"{job.backend} at {job.precision}: {exc}")
@@ -379,10 +399,35 @@ class _Measurer:
             for cell in batch_cells:
                 if cell.metric == "time":
                     value = time_value(measured, deployment, shape)
+                elif cell.metric == "energy":
+                    value = energy_value(energy, deployment, shape)
                 else:
                     value = memory_value(measured, deployment, shape, prepared.weight_bytes, baseline_rss,
                                          estimate)
                 self.send(Finished(record(cell, "ok", value, started_at=started_at)))
+
+    def energy_cells_checked(self, cells: list[Cell]) -> list[Cell]:
+        """The cells left to measure: energy cells are recorded as unavailable, with the reason, where no energy
+        counter can be read here (the other cells go on)."""
+        if not any(c.metric == "energy" for c in cells):
+            return cells
+        from ..measure.energy import EnergyUnavailable, energy_meter
+
+        try:
+            self.energy_meter = energy_meter(str(self.device))
+            return cells
+        except EnergyUnavailable as exc:
+            self._fail_all([c for c in cells if c.metric == "energy"], "unavailable",
+                           f"energy is unavailable here, because {exc}")
+            return [c for c in cells if c.metric != "energy"]
+
+    def energy(self, forward, batch_size: int) -> EnergyResult:
+        import torch
+
+        from ..measure.energy import measure_energy
+
+        with torch.inference_mode():
+            return measure_energy(forward, batch_size, self.energy_meter, self.sync)
 
     def sync(self) -> None:
         import torch
@@ -402,23 +447,33 @@ class _Measurer:
         return time.perf_counter() - started
 
     def measure(self, forward, batch_size: int, baseline_rss: int, blocking: bool = False) -> Measured:
-        """Time `forward` (one forward pass per call). A blocking call (ONNX Runtime, OpenVINO) returns
-        when its work is done and is timed by the host clock, even on a GPU; PyTorch on CUDA by events."""
+        """Time `forward` (one forward pass per call) by the device's one clock, whatever the backend (see
+        `clock_device`). On CUDA the memory peak is reset once warm-up is over."""
         import torch
 
         from ..env import collect_runtime
+        from ..measure import latency as latency_module
+        from ..measure import memory as memory_module
         from ..measure.contention import ContentionMonitor
-        from ..measure.latency import measure_latency
-        from ..measure.memory import CudaPeak, PeakRSS
 
         rule = replace(self.config.stopping)  # a fresh one per cell: the rule caches its last CI
         warmup = self.config.warmup
-        peak = CudaPeak(self.device) if self.device.type == "cuda" else PeakRSS()
+        cuda = self.device.type == "cuda"
+        peak = (memory_module.CudaPeak(self.device, getattr(self, "cuda_baseline", None)) if cuda
+                else memory_module.PeakRSS())
         with torch.inference_mode(), peak, ContentionMonitor() as monitor:
-            clock_device = torch.device("cpu") if blocking else self.device
-            latency = measure_latency(forward, batch_size, clock_device, rule, warmup)
-        memory = peak.result(baseline_rss) if isinstance(peak, PeakRSS) else peak.result()
+            latency = latency_module.measure_latency(forward, batch_size, clock_device(self.device, blocking), rule,
+                                                     warmup, on_warm=peak.reset if cuda else None)
+        memory = peak.result() if cuda else peak.result(baseline_rss)
         return Measured(latency, memory, monitor.report, collect_runtime())
+
+
+def clock_device(device, blocking: bool):
+    """The clock a backend is timed by: the device's, for every backend. On CUDA that is CUDA events on PyTorch's
+    current stream, which ONNX Runtime's CUDA and TensorRT providers run on too (user_compute_stream): a
+    blocking call is bracketed by the same events as PyTorch's asynchronous one, so a comparison between
+    backends is never one of two clocks (docs/BACKENDS.md). `blocking` is recorded with the backend only."""
+    return device
 
 
 def _exception_line(exc: BaseException) -> str:
@@ -440,8 +495,17 @@ def configure_process(job: WorkerJob) -> None:
     torch.backends.cudnn.benchmark = True
     # ...and on CPUs with bf16/AMX units, fp32 matmuls stay fp32 unless --tf32 says otherwise
     torch.set_float32_matmul_precision("high" if scope.tf32 else "highest")
+    tf32_environment(scope.device, scope.tf32, os.environ)
     if limits.memory_limit_mb and scope.device == "cpu":
         _limit_address_space(limits.memory_limit_mb)
+
+
+def tf32_environment(device: str, tf32: bool, environ) -> None:
+    """TensorRT enables TF32 by default and ONNX Runtime exposes no switch for it: NVIDIA_TF32_OVERRIDE=0 (read by
+    TensorRT, cuBLAS and cuDNN when they start, hence set before any of them is loaded) keeps fp32 fp32 in every
+    library of a CUDA worker; a tf32 cell leaves the libraries' defaults alone."""
+    if device.startswith("cuda") and not tf32:
+        environ["NVIDIA_TF32_OVERRIDE"] = "0"
 
 
 def leave_signals_to_the_runner() -> None:

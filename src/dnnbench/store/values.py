@@ -159,6 +159,7 @@ class BackendInfo(_Part):
     executed_precision: str | None = _nullable()
     versions: Mapping[str, str] | None = None
     blocking: bool | None = None
+    tf32: bool | None = None  # CUDA fp32 with TF32 tensor cores allowed (the runtime's setting, as built)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -468,7 +469,11 @@ class AnalyticMemory(_Part):
 
 
 MEMORY_KINDS = {
-    "cuda_max_allocated": "CUDA peak allocated by PyTorch (torch.cuda.max_memory_allocated)",
+    "cuda_nvml_process_above_baseline": "CUDA memory of the worker per NVML after the timed calls, above its "
+                                        "pre-model figure (every runtime's allocations; not PyTorch's alone)",
+    "cuda_device_used_above_baseline": "CUDA memory in use on the device (cudaMemGetInfo) after the timed calls, "
+                                       "above the pre-model figure (every runtime; other processes too)",
+    "cuda_max_allocated": "CUDA peak allocated by PyTorch (torch.cuda.max_memory_allocated): PyTorch's tensors only",
     "cpu_peak_rss_above_baseline": "peak resident set of the worker above its pre-model baseline (VmHWM)",
 }
 
@@ -494,6 +499,11 @@ class MemoryValue(_Value):
     max_reserved_bytes: int | None = None
     nvml_process_bytes: int | None = _nullable("max_allocated_bytes")
     device_name: str | None = None
+    # CUDA figures that see every runtime (ONNX Runtime's and TensorRT's memory too), with their pre-model baselines
+    nvml_baseline_bytes: int | None = None
+    device_used_bytes: int | None = None
+    device_used_baseline_bytes: int | None = None
+    headline_kind: str | None = None  # the MEMORY_KINDS key of the headline, as the worker chose it
     # the deployment and the estimate
     backend: BackendInfo | None = None
     executed_precision: str | None = _nullable("backend")
@@ -507,16 +517,34 @@ class MemoryValue(_Value):
     def is_cuda(self) -> bool:
         return self.max_allocated_bytes is not None or self.device_name is not None
 
+    def figures(self) -> dict[str, int]:
+        """Every headline candidate this cell has, by MEMORY_KINDS key."""
+        out: dict[str, int] = {}
+        if self.nvml_process_bytes is not None and self.nvml_baseline_bytes is not None:
+            out["cuda_nvml_process_above_baseline"] = self.nvml_process_bytes - self.nvml_baseline_bytes
+        if self.device_used_bytes is not None and self.device_used_baseline_bytes is not None:
+            out["cuda_device_used_above_baseline"] = self.device_used_bytes - self.device_used_baseline_bytes
+        if self.max_allocated_bytes is not None:
+            out["cuda_max_allocated"] = self.max_allocated_bytes
+        if self.peak_above_baseline_bytes is not None:
+            out["cpu_peak_rss_above_baseline"] = self.peak_above_baseline_bytes
+        return out
+
     def headline(self) -> tuple[int | None, str]:
         """The one measured number a memory cell is compared and plotted by, and its kind (a MEMORY_KINDS key).
 
-        CUDA: `max_memory_allocated` (live tensors at the peak); CPU: the worker's peak RSS above its
-        pre-model baseline (weights, activations, allocator slack). (None, "") when neither was measured.
+        The figure that sees the whole deployment, whatever runtime holds the memory: CUDA: NVML's figure for
+        the worker above its pre-model baseline, else the device's used memory above its baseline, else (cells
+        from before those were kept, or no reading) `max_memory_allocated`, which sees PyTorch's tensors only;
+        CPU: the worker's peak RSS above its pre-model baseline. `headline_kind`, when stored, picks the figure.
+        (None, "") when nothing was measured.
         """
-        if self.max_allocated_bytes is not None:
-            return self.max_allocated_bytes, "cuda_max_allocated"
-        if self.peak_above_baseline_bytes is not None:
-            return self.peak_above_baseline_bytes, "cpu_peak_rss_above_baseline"
+        figures = self.figures()
+        if self.headline_kind in figures:
+            return figures[self.headline_kind], self.headline_kind
+        for kind in MEMORY_KINDS:
+            if kind in figures:
+                return figures[kind], kind
         return None, ""
 
     @property
@@ -528,6 +556,37 @@ class MemoryValue(_Value):
         value = self.headline_bytes
         estimate = self.analytic.total_peak_bytes if self.analytic else None
         return value / estimate if value and estimate else None
+
+
+# --- energy ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnergyValue(_Value):
+    """An energy cell (measure/energy.EnergyResult): joules of `calls` forward passes read from NVML's or
+    RAPL's energy counter at the start and end of the block, idle power (measured before) subtracted."""
+
+    METRIC: ClassVar[str] = "energy"
+    LAYOUT: ClassVar[int] = 1
+    _NESTED: ClassVar[Mapping[str, type]] = {"backend": BackendInfo, "output_check": OutputCheckInfo}
+
+    batch_size: int | None = None
+    calls: int | None = None
+    seconds: float | None = None
+    joules: float | None = None
+    idle_watts: float | None = None
+    idle_seconds: float | None = None
+    net_joules: float | None = None
+    joules_per_batch: float | None = None
+    joules_per_image: float | None = None
+    images_per_joule: float | None = _nullable("joules_per_image")
+    method: str | None = None
+    sampling_interval_s: float | None = None
+    domains: tuple[str, ...] | None = None
+    backend: BackendInfo | None = None
+    executed_precision: str | None = _nullable("backend")
+    output_check: OutputCheckInfo | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 # --- complexity ------------------------------------------------------------------------------------
@@ -763,11 +822,11 @@ class RawValue:
         return _thaw(self.data)
 
 
-Value = TimeValue | MemoryValue | ComplexityValue | AccuracyValue | PeakValue | RawValue
+Value = TimeValue | MemoryValue | EnergyValue | ComplexityValue | AccuracyValue | PeakValue | RawValue
 
 VALUE_TYPES: dict[str, type[_Value]] = {
-    "time": TimeValue, "memory": MemoryValue, "complexity": ComplexityValue, "accuracy": AccuracyValue,
-    "peak": PeakValue,
+    "time": TimeValue, "memory": MemoryValue, "energy": EnergyValue, "complexity": ComplexityValue,
+    "accuracy": AccuracyValue, "peak": PeakValue,
 }
 
 
@@ -791,7 +850,7 @@ def encode(value: Any) -> dict[str, Any]:
 
 __all__ = [
     "MEMORY_KINDS", "SETUP_PARTS", "VALUE_TYPES", "AccuracyValue", "AnalyticMemory", "BackendInfo", "ClassCount",
-    "ComplexityValue", "ContentionInfo", "KernelInfo", "LatencyStats", "MemoryValue", "OutputCheckInfo",
+    "ComplexityValue", "ContentionInfo", "EnergyValue", "KernelInfo", "LatencyStats", "MemoryValue", "OutputCheckInfo",
     "PeakValue", "PreprocessingInfo", "RawValue", "RuntimeInfo", "SetupInfo", "SpecPeakInfo", "TimeValue",
     "Value", "ValueLayoutError", "WeightsInfo", "decode", "encode",
 ]
