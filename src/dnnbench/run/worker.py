@@ -447,8 +447,11 @@ class _Measurer:
         return time.perf_counter() - started
 
     def measure(self, forward, batch_size: int, baseline_rss: int, blocking: bool = False) -> Measured:
-        """Time `forward` (one forward pass per call) by the device's one clock, whatever the backend (see
-        `clock_device`). On CUDA the memory peak is reset once warm-up is over."""
+        """Time `forward` (one forward pass per call) by the device's one clock, whatever the backend: on CUDA,
+        CUDA events on PyTorch's current stream, which ONNX Runtime's CUDA and TensorRT providers run on too
+        (user_compute_stream), so a blocking call is bracketed by the same events as PyTorch's asynchronous one
+        and backends are never compared across two clocks (docs/BACKENDS.md); `blocking` is recorded with the
+        backend only. On CUDA the memory peak is reset once warm-up is over."""
         import torch
 
         from ..env import collect_runtime
@@ -462,18 +465,10 @@ class _Measurer:
         peak = (memory_module.CudaPeak(self.device, getattr(self, "cuda_baseline", None)) if cuda
                 else memory_module.PeakRSS())
         with torch.inference_mode(), peak, ContentionMonitor() as monitor:
-            latency = latency_module.measure_latency(forward, batch_size, clock_device(self.device, blocking), rule,
-                                                     warmup, on_warm=peak.reset if cuda else None)
+            latency = latency_module.measure_latency(forward, batch_size, self.device, rule, warmup,
+                                                     on_warm=peak.reset if cuda else None)
         memory = peak.result() if cuda else peak.result(baseline_rss)
         return Measured(latency, memory, monitor.report, collect_runtime())
-
-
-def clock_device(device, blocking: bool):
-    """The clock a backend is timed by: the device's, for every backend. On CUDA that is CUDA events on PyTorch's
-    current stream, which ONNX Runtime's CUDA and TensorRT providers run on too (user_compute_stream): a
-    blocking call is bracketed by the same events as PyTorch's asynchronous one, so a comparison between
-    backends is never one of two clocks (docs/BACKENDS.md). `blocking` is recorded with the backend only."""
-    return device
 
 
 def _exception_line(exc: BaseException) -> str:
