@@ -127,6 +127,11 @@ class Backend(ABC):
         per-shape state keep nothing to drop."""
         return None
 
+    def is_reference(self) -> bool:
+        """Whether this deployment computes exactly what the output check's eager fp32 reference does (then the
+        worker checks it against itself instead of rebuilding the model for a reference)."""
+        return False
+
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for `x` as an fp32 CPU tensor, for the output check."""
         return as_tensor(self.bind(x)())

@@ -30,6 +30,10 @@ class EagerBackend(Backend):
         self.model = model if self._autocast else model.to(TORCH_DTYPES[self.precision])
         self.executed_precision = self.precision
 
+    def is_reference(self) -> bool:
+        # the model as built, in fp32, contiguous, no TF32: the very computation of the eager reference
+        return type(self) is EagerBackend and self.precision == "fp32" and not self.tf32
+
     @property
     def _autocast(self) -> bool:
         return bool(getattr(self.options, "autocast", False)) and self.precision != "fp32"

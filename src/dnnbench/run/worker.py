@@ -185,6 +185,22 @@ def energy_value(result: EnergyResult, deployment: Deployment, shape: ShapeSetup
                    executed_precision=deployment.executed_precision, output_check=shape.output_check)
 
 
+class SelfReference:
+    """The output check's reference for a deployment that is eager fp32 itself (Backend.is_reference): its own
+    logits, computed after the shape's first inference, with no rebuild of the model and no copy of its weights."""
+
+    def __init__(self, backend, images):
+        self.backend, self.images = backend, images
+
+    def logits(self, batch_size: int):
+        from ..backends.output_check import tile_check
+
+        return self.backend.outputs(tile_check(self.images, batch_size).to(self.backend.device))
+
+    def close(self) -> None:
+        return None
+
+
 class EagerReference:
     """Eager fp32 logits of the check images, for the output check of every batch size.
 
@@ -316,7 +332,8 @@ class _Measurer:
         self.send(Begin(first_batch, f"{job.backend} set-up", setup=True))
         try:
             images = check_images(self.input_size)
-            reference = EagerReference(self.spec, self.device, model, images)
+            reference = (SelfReference(backend, images) if backend.is_reference()
+                         else EagerReference(self.spec, self.device, model, images))
             example = tile_check(images, by_batch[0]).to(self.device)  # traced/exported, never run by the backend
             try:
                 backend.prepare(model, example, key=f"{self.spec.id}-{self.input_size}")
