@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from scipy.stats import t as student_t
+from scipy.special import stdtrit
 
 from ..store.values import TimeValue
 
@@ -64,7 +64,7 @@ def latency_interval_s(value: TimeValue | None, pooled: PooledSpread | None = No
     median = value.latency_s
     if pooled is not None and value.trial_count == 1 and median and median > 0:
         within = (high - low) / 2 / median / _Z95 if low is not None and high is not None else 0.0
-        half = float(student_t.ppf((1 + ci_level) / 2, pooled.df)) * math.sqrt(pooled.log_sd ** 2 + within ** 2)
+        half = float(stdtrit(pooled.df, (1 + ci_level) / 2)) * math.sqrt(pooled.log_sd ** 2 + within ** 2)
         return (median * math.exp(-half), median * math.exp(half),
                 f"one trial + between-process sd pooled from {pooled.cells} cells (df = {pooled.df})")
     if low is None or high is None:

@@ -247,6 +247,22 @@ class EagerReference:
             os.unlink(self.path)
 
 
+def return_freed_memory() -> None:
+    """Collect garbage, then hand the heap's free pages back to the OS (glibc's malloc_trim), so the peak RSS
+    of the next block starts from what is really in use: freed artefacts of other shapes otherwise stay
+    resident in malloc's arenas, fragmented, and inflate the next shape's memory (OpenVINO: +37 MB at batch 8
+    after batch 1, measured). A no-op where the C library has no malloc_trim."""
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
 def _limit_address_space(megabytes: int) -> None:
     """Cap the worker's virtual memory at what it has now plus `megabytes`: past it allocations fail
     inside PyTorch (recorded as `oom`) instead of the kernel's OOM killer picking a process."""
@@ -388,6 +404,7 @@ class _Measurer:
                                             backend.compiles_at_first_call)
                 shape = ShapeSetup(bind_s, first_s, OutputCheckInfo.from_dict(asdict(check)))
                 if any(c.metric in ("time", "memory") for c in batch_cells):
+                    return_freed_memory()  # what the released shapes and the reference freed is not this shape's
                     measured = self.measure(forward, batch_size, baseline_rss, backend.blocking)
                 if any(c.metric == "memory" for c in batch_cells):
                     estimate = estimate_inference_memory(prepared.meta_model, tuple(x.shape), self.dtype)
