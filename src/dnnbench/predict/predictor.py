@@ -113,7 +113,7 @@ def resolve_calibration(store, machine: str | None, device: str, backend: str, p
                              f"({', '.join(sorted(ids))}) or run `dnnbench calibrate`")
     else:
         machine_ids = [m for m in machines if m.startswith(machine)
-                       or str(machines[m].get("hostname", "")) == machine]
+                       or str(machines[m]["fingerprint"].get("hostname", "")) == machine]
         if len(machine_ids) != 1:
             raise UsageError(f"--machine {machine} names {len(machine_ids)} machines of {store.path}; "
                              f"machines: {', '.join(sorted(machines))}")
