@@ -125,16 +125,39 @@ def resolve_op(name: str) -> Any:
     return getattr(getattr(getattr(torch.ops, namespace), packet), overload)
 
 
-def replay(op: str, args: Any, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
-           ) -> Callable[[], object]:
-    """A call of `op` on fresh real tensors of the recorded shapes and strides (random values, fixed seed)."""
+# Operators whose tensor arguments after the first are weights. In a model each layer's weights were last touched
+# a whole forward pass ago (cold in cache, streamed from memory); an operator timed in a loop would find them hot.
+# So these are timed cycling through enough copies of their weights to overflow the caches.
+WEIGHTED_OPS = {"conv2d", "convolution", "_convolution", "conv1d", "conv3d", "linear", "addmm", "batch_norm",
+                "native_batch_norm", "_native_batch_norm_legit_no_training", "layer_norm", "group_norm"}
+COLD_BYTES = 64 * 2**20  # weight copies cycled through: at least this many bytes (twice a large L3)
+MAX_COPIES = 256
+
+
+def replay(op: str, args: Any, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+           cold_weights: bool = True) -> Callable[[], object]:
+    """A call of `op` on fresh real tensors of the recorded shapes and strides (random values, fixed seed); with
+    `cold_weights`, an operator of WEIGHTED_OPS cycles through copies of its weights (see COLD_BYTES)."""
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     positional, keywords = args
     decoded_args = _decode(positional, device, dtype, generator)
     decoded_kwargs = _decode(keywords, device, dtype, generator) if keywords else {}
     func = resolve_op(op)
-    return lambda: func(*decoded_args, **decoded_kwargs)
+    weights = [i for i, a in enumerate(decoded_args) if i > 0 and isinstance(a, torch.Tensor)]
+    weight_bytes = sum(decoded_args[i].numel() * decoded_args[i].element_size() for i in weights)
+    if not (cold_weights and op.split(".")[1] in WEIGHTED_OPS and weight_bytes):
+        return lambda: func(*decoded_args, **decoded_kwargs)
+    copies = min(MAX_COPIES, -(-COLD_BYTES // weight_bytes))
+    variants = [decoded_args] + [[_decode(positional[i], device, dtype, generator) if i in weights else a
+                                  for i, a in enumerate(decoded_args)] for _ in range(copies - 1)]
+    state = {"next": 0}
+
+    def call() -> object:
+        state["next"] = (state["next"] + 1) % copies
+        return func(*variants[state["next"]], **decoded_kwargs)
+
+    return call
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
