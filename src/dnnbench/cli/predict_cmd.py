@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .options import DB_HELP, DEFAULT_DB, MACHINE_HELP, FormatOpt, check_format, console, err_console, model_names
+from .options import DB_HELP, DEFAULT_DB, FormatOpt, check_format, console, err_console, model_names
 
 
 def calibrate(
@@ -59,7 +59,8 @@ def calibrate(
 
 def predict(
     model: list[str] | None = typer.Argument(None, help="Zoo names, timm:NAME, torchvision:NAME or python:..."),
-    machine: str | None = typer.Option(None, "--machine", help=MACHINE_HELP + " Default: this machine."),
+    machine: str | None = typer.Option(None, "--machine", help="Machine: an id prefix or its host name. Default: "
+                                       "this machine, or the only one calibrated."),
     device: str = typer.Option("cpu", "--device"),
     backend: str = typer.Option("eager", "--backend"),
     precision: str = typer.Option("fp32", "--precision", "--dtype"),

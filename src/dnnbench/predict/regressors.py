@@ -1,11 +1,11 @@
 """Latency models fitted on a calibration: one regressor per operator kind, and the cost of a module call.
 
 Per kind the target is log(seconds) (operator times span five orders of magnitude; an error in log space is a
-relative error). The regressor is a ridge line on log FLOPs and log bytes in and out (the roofline's two costs:
-it extrapolates sensibly past the shapes calibrated) plus scikit-learn's GradientBoostingRegressor on the line's
-residuals over all features (kernel, stride, groups, channels, spatial size: the kernel choices and cache effects
-a line cannot follow). Operators whose exact shape was calibrated take their measured time: the calibration is
-sampled from the shapes real models contain, so most operators of a known model were timed. The module-call
+relative error). The regressor is a line on log FLOPs, log bytes in and log bytes out with non-negative slopes
+(a power law in the roofline's two costs: it extrapolates sensibly past the shapes calibrated) plus
+scikit-learn's GradientBoostingRegressor on the line's residuals over all features (kernel, stride, groups,
+channels, spatial size: the kernel choices and cache effects a line cannot follow). Operators whose exact shape
+was calibrated take their measured time: the calibration is sampled from the shapes real models contain. The module-call
 overhead is the slope of a line through the module-call probes' times. See docs/PREDICTION.md for the argument.
 """
 
@@ -30,6 +30,7 @@ from ..measure.operators import FEATURES, MODULE_CALL
 LINE_FEATURES = (FEATURES.index("flops"), FEATURES.index("in_bytes"), FEATURES.index("out_bytes"))
 MIN_FOR_BOOSTING = 8  # fewer timings than this: the line alone
 MIN_FOR_CV = 5
+MIN_FOR_OWN_INTERVAL = 20  # fewer timings: the kind's bounds are the quantiles of all kinds' residuals pooled
 INTERVAL = (0.05, 0.95)  # quantiles of the cross-validated residuals that bound a fitted operator's time
 
 
@@ -42,7 +43,8 @@ def feature_matrix(features: Sequence[Mapping[str, float]]) -> np.ndarray:
 
 
 class KindRegressor(RegressorMixin, BaseEstimator):
-    """log seconds ~ ridge line on log FLOPs and bytes + gradient-boosted trees on the line's residuals."""
+    """log seconds ~ a line on log FLOPs, log bytes in and log bytes out with non-negative slopes, plus
+    gradient-boosted trees on the line's residuals over all features. X is `feature_matrix`; y is log seconds."""
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.05, max_depth: int = 3,
                  random_state: int = 0):
@@ -52,10 +54,14 @@ class KindRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> KindRegressor:
-        self.line_ = Ridge(alpha=1e-3).fit(X[:, LINE_FEATURES], y)
+        # Non-negative slopes: more work never takes less time, and a few timings cannot make the line extrapolate
+        # downwards (an unconstrained line through 6 nearly collinear points can, by orders of magnitude).
+        # A power law rather than overhead + work / throughput: per FLOP, large operators run slower than small
+        # ones here (their working sets leave the caches), which a sum of costs cannot follow.
+        self.line_ = Ridge(alpha=1.0, positive=True).fit(X[:, LINE_FEATURES], y)
         residual = y - self.line_.predict(X[:, LINE_FEATURES])
         self.trees_ = None
-        if len(y) >= MIN_FOR_BOOSTING and np.ptp(residual) > 1e-12:
+        if len(y) >= MIN_FOR_BOOSTING and np.ptp(residual) > 1e-9:
             self.trees_ = GradientBoostingRegressor(
                 n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
                 min_samples_leaf=2, random_state=self.random_state).fit(X, residual)
@@ -134,19 +140,23 @@ def fit_latency_model(rows: Sequence[Mapping[str, Any]]) -> LatencyModel:
         module_call_s = max(float(LinearRegression().fit(modules, [p["seconds"] for p in probes]).coef_[0]), 0.0)
     measured: dict[str, list[float]] = defaultdict(list)
     kinds = {}
+    ratios: dict[str, np.ndarray] = {}
     for kind, kind_rows in sorted(by_kind.items()):
         for r in kind_rows:
             measured[r["signature"]].append(float(r["seconds"]))
         X = feature_matrix([r["features"] for r in kind_rows])
         y = np.log([float(r["seconds"]) for r in kind_rows])
-        model = KindModel(kind, KindRegressor().fit(X, y), len(kind_rows))
+        kinds[kind] = KindModel(kind, KindRegressor().fit(X, y), len(kind_rows))
         if len(kind_rows) >= MIN_FOR_CV:
             folds = KFold(n_splits=min(5, len(kind_rows)), shuffle=True, random_state=0)
-            ratio = np.exp(y - cross_val_predict(KindRegressor(), X, y, cv=folds))
-            model.low, model.high = (float(q) for q in np.quantile(ratio, INTERVAL))
-            model.low, model.high = min(model.low, 1.0), max(model.high, 1.0)
-            model.cv_median_abs_error = float(np.median(np.abs(ratio - 1.0)))
-        kinds[kind] = model
+            ratios[kind] = np.exp(y - cross_val_predict(KindRegressor(), X, y, cv=folds))
+            kinds[kind].cv_median_abs_error = float(np.median(np.abs(ratios[kind] - 1.0)))
+    # A 5-95% quantile of a handful of residuals is their extreme: kinds with few timings share the pooled bounds.
+    pooled = np.concatenate(list(ratios.values())) if ratios else np.ones(1)
+    for kind, model in kinds.items():
+        own = ratios.get(kind)
+        low, high = np.quantile(own if own is not None and len(own) >= MIN_FOR_OWN_INTERVAL else pooled, INTERVAL)
+        model.low, model.high = min(float(low), 1.0), max(float(high), 1.0)
     return LatencyModel(kinds, {s: median(v) for s, v in measured.items()}, module_call_s, len(rows))
 
 

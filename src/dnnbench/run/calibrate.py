@@ -247,7 +247,7 @@ def calibrate(db: str | Path, config: CalibrationConfig, *, timer: OperatorTimer
     started = time.perf_counter()
     models = tuple(s.id for s in resolve_models(config.models)) if config.models else tuple(list_models(suite="paper"))
     population = operator_population(models, config.batch_sizes, config.precision)
-    items = sample_items(population, config.operators, config.seed) + module_call_items()
+    items = module_call_items() + sample_items(population, config.operators, config.seed)  # probes first: cheap
     times = (timer or WorkerTimer())(items, config)
     now = time.time()
     rows = [{"kind": item.kind, "op": item.op, "signature": item.signature, "features": item.features,
