@@ -15,6 +15,7 @@ measured cells were taken while other processes used the CPU (their times are no
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import tempfile
 import time
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--backend", default="eager", help="eager (the only backend calibrated so far).")
     parser.add_argument("--quick", action="store_true", help="The quick calibration size (about a minute).")
     parser.add_argument("--time-budget", type=float, default=2.0, help="Seconds of timing per measured cell.")
+    parser.add_argument("--min-samples", type=int, default=3, help="Timed forwards per measured cell at least.")
+    parser.add_argument("--output", type=Path, help="Also write every model's prediction and measurement (CSV).")
     parser.add_argument("--db", type=Path, help="Store to use (default: a fresh one in a temporary folder).")
     parser.add_argument("--skip-calibrate", action="store_true", help="Use the calibration --db holds.")
     args = parser.parse_args()
@@ -62,12 +65,17 @@ def main() -> None:
 
     started = time.perf_counter()
     benchmark(models, db=db, backends=args.backend, precisions="fp32", batch_sizes=batches, threads=[args.threads],
-              metrics="time", time_budget_s=args.time_budget, force=True)
+              metrics="time", time_budget_s=args.time_budget, min_samples=args.min_samples, warmup_iters=1,
+              warmup_s=0.5, force=True)
     print(f"measured {len(models)} models x {len(batches)} batch sizes in {time.perf_counter() - started:.0f} s")
 
+    rows = []
     for batch in batches:
         predictions = [p for p in predict(models, db, threads=args.threads, batch_size=batch, backend=args.backend)
                        if p.measured_s]
+        rows += [{"model": p.model, "batch_size": batch, "predicted_ms": p.seconds * 1e3, "low_ms": p.low * 1e3,
+                  "high_ms": p.high * 1e3, "measured_ms": p.measured_s * 1e3, "error": p.error,
+                  "fitted": p.fitted, "operators": p.operators} for p in predictions]
         errors = [p.error for p in predictions]
         absolute = [abs(e) for e in errors]
         tau = kendalltau([p.seconds for p in predictions], [p.measured_s for p in predictions]).statistic
@@ -82,6 +90,12 @@ def main() -> None:
                 print(f"  miss {p.model}: predicted {p.seconds * 1e3:.1f} ms [{p.low * 1e3:.1f}-{p.high * 1e3:.1f}], "
                       f"measured {p.measured_s * 1e3:.1f} ms, error {p.error:+.1%}, {p.fitted}/{p.operators} operators "
                       f"fitted{' (contended)' if p.model in contended else ''}")
+    if args.output:
+        with args.output.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
