@@ -5,6 +5,7 @@ predicted offline. The timer is injected through `calibrate(timer=...)`: no proc
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -111,6 +112,7 @@ def test_a_calibration_is_replaced_whole_and_old_stores_read_none(tmp_path):
             {"kind": "relu", "op": "aten.relu.default", "signature": "s", "features": {}, "seconds": 1e-6}])
         assert [r["kind"] for r in store.calibration(MACHINE, "cpu", "eager", "fp32", 1)] == ["relu"]
         assert store.calibration(MACHINE, "cpu", "eager", "fp32", 2) == []
-    fixture = Path(__file__).parent / "fixtures" / "store-v0.sqlite"
-    with Store(fixture, create=False) as old:
+    old_store = tmp_path / "store-v0.sqlite"  # a copy: opening a store for writing adds the newer tables
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "store-v0.sqlite", old_store)
+    with Store(old_store, create=False) as old:
         assert old.calibrations() == []
