@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .options import DB_HELP, DEFAULT_DB, FormatOpt, check_format, console, err_console, model_names
+from .options import DB_HELP, DEFAULT_DB, FormatOpt, check_format, console, err_console, model_names, printable
 
 
 def calibrate(
@@ -23,8 +23,8 @@ def calibrate(
     batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Batch sizes the operator shapes are taken at."),
     operators: int | None = typer.Option(None, "--operators", min=1, help="Operators to time (default 900; "
                                          "--quick 180)."),
-    seconds: float | None = typer.Option(None, "--seconds", min=1.0, help="Time budget of the timing (default 270 "
-                                         "s; --quick 60 s)."),
+    seconds: float | None = typer.Option(None, "--seconds", min=1.0, help="Time budget of the timing (default 210 "
+                                         "s; --quick 45 s)."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
 ) -> None:
     """Time a sample of the operators the zoo's models are made of (convolutions, matrix products, pooling,
@@ -44,10 +44,10 @@ def calibrate(
     with console.status("tracing the models' operators") as status:
         timer = WorkerTimer(progress=lambda done, total: status.update(f"timed {done} of {total} operators"))
         summary = run_calibration(db, config, timer=timer)
-    table = Table(title=f"Calibration of machine {summary.machine_id} ({config.device}, {config.backend}, "
-                        f"{config.precision}, {config.threads} thread(s)): {summary.timed} of {summary.sampled} "
-                        f"operators timed in {summary.wall_s:.0f} s, from {summary.distinct} distinct shapes",
-                  title_justify="left")
+    table = Table(title=printable(f"Calibration of machine {summary.machine_id} ({config.device}, {config.backend}, "
+                                  f"{config.precision}, {config.threads} thread(s)): {summary.timed} of "
+                                  f"{summary.sampled} operators timed in {summary.wall_s:.0f} s, from "
+                                  f"{summary.distinct} distinct shapes"), title_justify="left")
     table.add_column("operator kind")
     table.add_column("timed", justify="right")
     for kind, count in sorted(summary.kinds.items()):
@@ -105,12 +105,12 @@ def predict(
         writer.writerows(rows)
         return
     key = predictions[0].calibration
-    table = Table(title=f"Predicted on {key.describe()}", title_justify="left")
+    table = Table(title=printable(f"Predicted on {key.describe()}"), title_justify="left")
     for header in ("model", "batch", "size", "predicted ms", "5-95% ms", "images/s", "memory MB", "operators",
                    "fitted", "measured ms", "error"):
         table.add_column(header, justify="left" if header == "model" else "right")
     for r in rows:
-        table.add_row(r["model"], str(r["batch_size"]), str(r["input_size"]), f"{r['predicted_ms']:.2f}",
+        table.add_row(printable(r["model"]), str(r["batch_size"]), str(r["input_size"]), f"{r['predicted_ms']:.2f}",
                       f"{r['low_ms']:.2f}-{r['high_ms']:.2f}", f"{r['images_per_s']:.1f}",
                       "-" if r["memory_mb"] is None else f"{r['memory_mb']:.0f}", str(r["operators"]),
                       str(r["fitted_operators"]), "-" if r["measured_ms"] is None else f"{r['measured_ms']:.2f}",
@@ -119,12 +119,12 @@ def predict(
     if per_layer:
         for p in predictions:
             layers = sorted(p.layers, key=lambda layer: -layer.seconds)[:top] if top else p.layers
-            detail = Table(title=f"{p.model}: where the time goes (operators {p.operators_s * 1e3:.2f} ms + module "
-                                 f"calls {p.overhead_s * 1e3:.2f} ms)", title_justify="left")
+            detail = Table(title=printable(f"{p.model}: where the time goes (operators {p.operators_s * 1e3:.2f} ms + module "
+                                 f"calls {p.overhead_s * 1e3:.2f} ms)"), title_justify="left")
             for header in ("module", "operator kinds", "operators", "ms", "share"):
                 detail.add_column(header, justify="left" if header in ("module", "operator kinds") else "right")
             for layer in layers:
-                detail.add_row(layer.module, layer.kinds, str(layer.operators), f"{layer.seconds * 1e3:.3f}",
+                detail.add_row(printable(layer.module), layer.kinds, str(layer.operators), f"{layer.seconds * 1e3:.3f}",
                                f"{layer.seconds / p.seconds:.1%}")
             console.print(detail)
 

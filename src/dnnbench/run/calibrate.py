@@ -16,6 +16,7 @@ single-operator graph; it plugs in as another `OperatorTimer` chosen by `config.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -33,7 +34,9 @@ from ..errors import UsageError
 from ..measure.operators import MODULE_CALL, OperatorCall
 
 CALIBRATION_BACKENDS = ("eager",)
-SIZES = {"quick": (180, 60.0), "default": (900, 270.0)}  # size -> (operators sampled, seconds of timing at most)
+# size -> (operators sampled, seconds of timing at most); tracing the 46 paper models at two batch sizes takes
+# another 40-90 s on 2 cores, so the default stays within 5 minutes in all
+SIZES = {"quick": (180, 45.0), "default": (900, 210.0)}
 MODULE_CALL_COUNTS = (16, 64, 256)  # the module-call probes: chains of this many modules that dispatch nothing
 ITEMS_PER_WORKER = 120
 
@@ -54,13 +57,17 @@ class CalibrationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise UsageError(f"--device {self.device!r} is not a device operators can be timed on; use cpu, cuda, "
+                             "cuda:N or mps")
         if self.backend not in CALIBRATION_BACKENDS:
             raise UsageError(f"calibrate --backend {self.backend}: only {', '.join(CALIBRATION_BACKENDS)} operators "
                              "can be timed so far; use --backend eager")
         if self.threads < 1 and normalise_device(self.device) == "cpu":
             raise UsageError(f"--threads must be at least 1, not {self.threads}")
-        if self.operators < 1 or self.seconds <= 0:
-            raise UsageError("a calibration needs at least one operator and a positive time budget")
+        if self.operators < 1 or not 0 < self.seconds < math.inf:
+            raise UsageError(f"a calibration needs at least one operator and a finite positive time budget, not "
+                             f"{self.operators} operators in {self.seconds} s")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise UsageError(f"--batch-sizes must be positive, not {self.batch_sizes}")
 
