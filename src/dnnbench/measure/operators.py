@@ -279,8 +279,10 @@ class OperatorTiming:
 
 
 # Each operator gets a short budget: micro-benchmarks are many, and a kernel's time varies little.
-OPERATOR_RULE = StoppingRule(ci_target=0.05, min_samples=5, time_budget_s=0.25)
-OPERATOR_WARMUP = WarmupPolicy(min_iters=2, min_seconds=0.02, max_seconds=0.5)
+# A slow operator (a large convolution at batch 8 takes a second on one core) stops after 3 timings and one
+# warm-up call: what bounds a calibration is the few slowest operators.
+OPERATOR_RULE = StoppingRule(ci_target=0.05, min_samples=3, time_budget_s=0.25)
+OPERATOR_WARMUP = WarmupPolicy(min_iters=1, min_seconds=0.02, max_seconds=0.5)
 
 
 def time_operator(op: str, args: Any, device: str = "cpu", dtype: torch.dtype | None = None,

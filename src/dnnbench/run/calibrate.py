@@ -138,12 +138,20 @@ def operator_population(models: Sequence[str], batch_sizes: Sequence[int], preci
     return population
 
 
-def _allocation(kinds: dict[str, list[str]], total: int) -> dict[str, int]:
-    """Operators to sample per kind: at least a few of each kind, the rest in proportion to its distinct shapes."""
+def _allocation(population: Population, kinds: dict[str, list[str]], total: int) -> dict[str, int]:
+    """Operators to sample per kind: at least a few of each kind; the rest half in proportion to the kind's distinct
+    shapes, half to the square root of its share of the models' work (FLOPs + bytes, over every occurrence):
+    convolutions, where the time goes, get more timings than the many cheap concatenations and activations."""
     floor = {k: min(len(v), 6) for k, v in kinds.items()}
     room = max(total - sum(floor.values()), 0)
     distinct = sum(len(v) for v in kinds.values()) or 1
-    return {k: min(len(v), floor[k] + round(room * len(v) / distinct)) for k, v in kinds.items()}
+    work = {k: sum(population.counts[s] * (population.calls[s].features["flops"]
+                                           + population.calls[s].features["in_bytes"]) for s in v)
+            for k, v in kinds.items()}
+    # square roots: a kind with 1% of the FLOPs (depthwise convolutions) still matters to the models made of it
+    all_work = sum(math.sqrt(w) for w in work.values()) or 1.0
+    share = {k: 0.5 * len(v) / distinct + 0.5 * math.sqrt(work[k]) / all_work for k, v in kinds.items()}
+    return {k: min(len(v), floor[k] + round(room * share[k])) for k, v in kinds.items()}
 
 
 def sample_items(population: Population, total: int, seed: int = 0) -> list[CalibrationItem]:
@@ -152,7 +160,7 @@ def sample_items(population: Population, total: int, seed: int = 0) -> list[Cali
     rng = np.random.default_rng(seed)
     per_kind: dict[str, list[str]] = {}
     kinds = population.by_kind()
-    quotas = _allocation(kinds, total)
+    quotas = _allocation(population, kinds, total)
     for kind, signatures in sorted(kinds.items()):
         quota = quotas[kind]
         size = sorted(signatures, key=lambda s: (population.calls[s].features["flops"],
