@@ -70,7 +70,7 @@ def test_unknown_operator_kinds_are_named_not_guessed(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "dnnbench", "predict", UNUSUAL, "--db", str(db), "--machine",
                           MACHINE, "--input-size", "32"], capture_output=True, text=True, env=env, timeout=300)
     assert cli.returncode == 2, cli.stderr
-    assert "gelu, hardswish" in cli.stderr and "dnnbench calibrate --models" in cli.stderr
+    assert "gelu, hardswish" in cli.stderr and "dnnbench calibrate --suite paper --models" in cli.stderr
 
 
 def test_a_timm_model_outside_the_paper_suite_is_predicted_offline(tmp_path, monkeypatch):

@@ -20,6 +20,8 @@ def calibrate(
     quick: bool = typer.Option(False, "--quick", help="A first answer: about 180 operators in at most a minute."),
     models: str | None = typer.Option(None, "--models", help="Comma-separated models whose operators are sampled "
                                       "(default: the paper suite's 46)."),
+    suite: str | None = typer.Option(None, "--suite", "-s", help="A suite whose models' operators are sampled, with "
+                                     "--models' (e.g. --suite paper --models timm:efficientnet_b0)."),
     batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Batch sizes the operator shapes are taken at."),
     operators: int | None = typer.Option(None, "--operators", min=1, help="Operators to time (default 900; "
                                          "--quick 180)."),
@@ -39,7 +41,7 @@ def calibrate(
     except ValueError:
         raise UsageError(f"--batch-sizes must be whole numbers separated by commas, not {batch_sizes!r}") from None
     config = calibration_config("quick" if quick else "default", device=device, backend=backend, precision=precision,
-                                threads=threads, models=tuple(model_names(None, models)), batch_sizes=sizes,
+                                threads=threads, models=tuple(model_names(None, models)), suite=suite, batch_sizes=sizes,
                                 operators=operators, seconds=seconds)
     with console.status("tracing the models' operators") as status:
         timer = WorkerTimer(progress=lambda done, total: status.update(f"timed {done} of {total} operators"))

@@ -74,7 +74,8 @@ def predict_trace(trace: OperatorTrace, model: LatencyModel, key: CalibrationKey
     if missing:
         raise MissingOperatorKinds(
             f"{trace.model} uses operator kind(s) {', '.join(missing)} that the calibration of {key.describe()} has "
-            f"no timings for; calibrate with this model's operators: dnnbench calibrate --models {trace.model}")
+            f"no timings for; calibrate again with this model's operators too: dnnbench calibrate --suite paper "
+            f"--models {trace.model}")
     estimates = model.estimate(trace.calls)
     layers: dict[str, list] = defaultdict(lambda: [set(), 0, 0.0])
     for call, estimate in zip(trace.calls, estimates):

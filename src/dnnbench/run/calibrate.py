@@ -51,6 +51,7 @@ class CalibrationConfig:
     precision: str = "fp32"
     threads: int = 1
     models: tuple[str, ...] = ()
+    suite: str | None = None  # with models: both; neither: the paper suite
     batch_sizes: tuple[int, ...] = (1, 8)
     operators: int = SIZES["default"][0]
     seconds: float = SIZES["default"][1]
@@ -260,7 +261,10 @@ def calibrate(db: str | Path, config: CalibrationConfig, *, timer: OperatorTimer
     from ..zoo import list_models, resolve_models
 
     started = time.perf_counter()
-    models = tuple(s.id for s in resolve_models(config.models)) if config.models else tuple(list_models(suite="paper"))
+    if config.models or config.suite:
+        models = tuple(s.id for s in resolve_models(config.models, config.suite))
+    else:
+        models = tuple(list_models(suite="paper"))
     population = operator_population(models, config.batch_sizes, config.precision)
     items = module_call_items() + sample_items(population, config.operators, config.seed)  # probes first: cheap
     times = (timer or WorkerTimer())(items, config)
