@@ -4,6 +4,7 @@ latency on a calibrated machine from them (docs/PREDICTION.md)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -89,7 +90,7 @@ def predict(
     predictions = run_prediction(model, db, machine, device, backend, parse_precision(precision), threads, batch_size,
                                  input_size)
     rows = [{"model": p.model, "batch_size": p.batch_size, "input_size": p.input_size, "predicted_ms": p.seconds * 1e3,
-             "low_ms": p.low * 1e3, "high_ms": p.high * 1e3, "images_per_s": p.images_per_s,
+             "low_ms": p.low * 1e3, "high_ms": p.high * 1e3 if math.isfinite(p.high) else None, "images_per_s": p.images_per_s,
              "memory_mb": p.memory_bytes / 2**20 if p.memory_bytes else None, "operators": p.operators,
              "fitted_operators": p.fitted, "overhead_ms": p.overhead_s * 1e3,
              "measured_ms": p.measured_s * 1e3 if p.measured_s else None, "error": p.error,
@@ -112,8 +113,9 @@ def predict(
                    "fitted", "measured ms", "error"):
         table.add_column(header, justify="left" if header == "model" else "right")
     for r in rows:
+        high = "?" if r["high_ms"] is None else f"{r['high_ms']:.2f}"  # "?": too few timings to bound the error
         table.add_row(printable(r["model"]), str(r["batch_size"]), str(r["input_size"]), f"{r['predicted_ms']:.2f}",
-                      f"{r['low_ms']:.2f}-{r['high_ms']:.2f}", f"{r['images_per_s']:.1f}",
+                      f"{r['low_ms']:.2f}-{high}", f"{r['images_per_s']:.1f}",
                       "-" if r["memory_mb"] is None else f"{r['memory_mb']:.0f}", str(r["operators"]),
                       str(r["fitted_operators"]), "-" if r["measured_ms"] is None else f"{r['measured_ms']:.2f}",
                       "-" if r["error"] is None else f"{r['error']:+.1%}")

@@ -152,10 +152,12 @@ def fit_latency_model(rows: Sequence[Mapping[str, Any]]) -> LatencyModel:
             ratios[kind] = np.exp(y - cross_val_predict(KindRegressor(), X, y, cv=folds))
             kinds[kind].cv_median_abs_error = float(np.median(np.abs(ratios[kind] - 1.0)))
     # A 5-95% quantile of a handful of residuals is their extreme: kinds with few timings share the pooled bounds.
-    pooled = np.concatenate(list(ratios.values())) if ratios else np.ones(1)
+    # No kind with enough timings to cross-validate: the error is unknown, and the interval says so (0 to inf).
+    pooled = np.concatenate(list(ratios.values())) if ratios else np.array([0.0, math.inf])
     for kind, model in kinds.items():
         own = ratios.get(kind)
-        low, high = np.quantile(own if own is not None and len(own) >= MIN_FOR_OWN_INTERVAL else pooled, INTERVAL)
+        sample = own if own is not None and len(own) >= MIN_FOR_OWN_INTERVAL else pooled
+        low, high = (0.0, math.inf) if not ratios else np.quantile(sample, INTERVAL)
         model.low, model.high = min(float(low), 1.0), max(float(high), 1.0)
     return LatencyModel(kinds, {s: median(v) for s, v in measured.items()}, module_call_s, len(rows))
 
