@@ -1,6 +1,6 @@
 """Hostile values for every option of every command: the CLI answers each with a message and exit code 0, 1
 or 2, never a traceback. Run in-process (Typer's CliRunner); the two calls that would measure or draw for real
-(run_sweep, build_report) are replaced, so that parsing and validation are what is exercised."""
+(run_sweep, build_report, calibrate) are replaced, so that parsing and validation are what is exercised."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ BASE: dict[str, tuple[list[str], list[str]]] = {
     "compare": ([], ["--db", "{db}"]),
     "merge": (["merged.sqlite", "{db}"], []),
     "peak": ([], ["--spec-only", "--no-store"]),
+    "calibrate": ([], ["--db", "new.sqlite", "--models", TINY, "--quick"]),
+    "predict": ([TINY], ["--db", "{db}"]),
 }
 INTS = ["-1", "0", "99999999999999999999", "nan", "", "1.5"]
 FLOATS = ["-1", "0", "nan", "inf", "1e999", ""]
@@ -75,6 +77,14 @@ def workdir(tmp_path, monkeypatch):
 
         return RunSummary("run", "machine", 0, 0)
 
+    def fake_calibrate(db, config, timer=None):
+        from dnnbench.run.calibrate import CalibrationSummary
+        from dnnbench.store import Store
+
+        with Store(db):
+            pass
+        return CalibrationSummary("machine", config, {}, 0, 0, 0, 0, 0.0)
+
     def fake_report(db, output, options):
         from dnnbench.analysis import load_frames
 
@@ -97,6 +107,7 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.setattr("dnnbench.analysis.load_frames", load_frames_once)
     monkeypatch.setattr("dnnbench.run.runner.run_sweep", fake_sweep)
     monkeypatch.setattr("dnnbench.report.build_report", fake_report)
+    monkeypatch.setattr("dnnbench.run.calibrate.calibrate", fake_calibrate)
     return db
 
 

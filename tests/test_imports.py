@@ -13,11 +13,15 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # layer -> layers it must never import
 FORBIDDEN = {
-    **{low: ("store", "run", "analysis", "report", "cli") for low in ("measure", "env", "zoo", "data", "backends")},
-    "store": ("measure", "backends", "run", "analysis", "report", "cli"),
-    "analysis": ("measure", "backends", "run", "report", "cli"),
+    **{low: ("store", "run", "predict", "analysis", "report", "cli")
+       for low in ("measure", "env", "zoo", "data", "backends")},
+    "store": ("measure", "backends", "run", "predict", "analysis", "report", "cli"),
+    # predict reads the store and traces with measure; it runs nothing (run) and analysis does not import it
+    "predict": ("backends", "run", "analysis", "report", "cli"),
+    "analysis": ("measure", "backends", "run", "predict", "report", "cli"),
     "report": ("run", "cli"),
-    **{vocabulary: ("zoo", "measure", "env", "data", "backends", "run", "store", "analysis", "report", "cli")
+    **{vocabulary: ("zoo", "measure", "env", "data", "backends", "run", "store", "predict", "analysis", "report",
+                    "cli")
        for vocabulary in ("devices", "errors", "files")},
 }
 

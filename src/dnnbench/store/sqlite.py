@@ -81,8 +81,28 @@ _RUN_PROCESSES_TABLE = """CREATE TABLE IF NOT EXISTS run_processes (
     pid_started TEXT
 )"""
 
+# Operator micro-benchmarks of a machine and configuration (`dnnbench calibrate`): one row per operator shape, its
+# features (dnnbench.measure.operators.FEATURES) and its measured median time. A calibration is replaced whole.
+# Added after schema 1 like `peaks`.
+_CALIBRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS calibrations (
+    machine_id TEXT NOT NULL REFERENCES machines(machine_id),
+    device TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    op TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    features_json TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    weight REAL NOT NULL,
+    measured_at REAL NOT NULL,
+    PRIMARY KEY (machine_id, device, backend, precision, threads, signature)
+)"""
+
 # Tables added after schema 1, created when a store is opened for writing; readers tolerate their absence.
-_ADDED_TABLES = {"peaks": _PEAKS_TABLE, "result_history": _HISTORY_TABLE, "run_processes": _RUN_PROCESSES_TABLE}
+_ADDED_TABLES = {"peaks": _PEAKS_TABLE, "result_history": _HISTORY_TABLE, "run_processes": _RUN_PROCESSES_TABLE,
+                 "calibrations": _CALIBRATIONS_TABLE}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -626,6 +646,54 @@ class Store:
         """The stored peak of exactly this (machine, device, precision, threads), or None (threads None: 0)."""
         return next((p for p in self.peaks(machine_id) if p["device"] == device and p["precision"] == precision
                      and p["threads"] == int(threads or 0)), None)
+
+    # --- calibrations ----------------------------------------------------------------------------
+
+    def put_calibration(self, machine_id: str, device: str, backend: str, precision: str, threads: int,
+                        rows: Iterable[Mapping[str, Any]]) -> int:
+        """Replaces the calibration of (machine, device, backend, precision, threads) by `rows`, each with kind,
+        op, signature, features (a dict), seconds and weight (how often the shape occurs in the models sampled).
+        Returns the number of rows kept."""
+        key = (machine_id, device, backend, precision, int(threads))
+        try:
+            values = [(*key, str(r["kind"]), str(r["op"]), str(r["signature"]), canonical_json(dict(r["features"])),
+                       float(r["seconds"]), float(r.get("weight", 1.0)), float(r.get("measured_at") or time.time()))
+                      for r in rows]
+        except (KeyError, TypeError, ValueError) as e:
+            raise StoreError(f"malformed calibration row for machine {machine_id!r}: {e!r}") from e
+        with self._write() as con:
+            con.execute(_CALIBRATIONS_TABLE)
+            con.execute("DELETE FROM calibrations WHERE machine_id = ? AND device = ? AND backend = ? "
+                        "AND precision = ? AND threads = ?", key)
+            con.executemany("INSERT OR REPLACE INTO calibrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        return len(values)
+
+    def calibration(self, machine_id: str, device: str, backend: str, precision: str, threads: int
+                    ) -> list[dict[str, Any]]:
+        """The rows of one calibration ([] if there is none): kind, op, signature, features, seconds, weight,
+        measured_at."""
+        if not self._has_table("calibrations"):
+            return []
+        sql = ("SELECT kind, op, signature, features_json, seconds, weight, measured_at FROM calibrations WHERE "
+               "machine_id = ? AND device = ? AND backend = ? AND precision = ? AND threads = ? ORDER BY kind, signature")
+        return [{"kind": kind, "op": op, "signature": sig, "features": json.loads(features), "seconds": seconds,
+                 "weight": weight, "measured_at": at}
+                for kind, op, sig, features, seconds, weight, at in
+                self._con.execute(sql, (machine_id, device, backend, precision, int(threads)))]
+
+    def calibrations(self, machine_id: str | None = None) -> list[dict[str, Any]]:
+        """One summary per stored calibration: machine_id, device, backend, precision, threads, rows, kinds,
+        measured_at (the latest row's)."""
+        if not self._has_table("calibrations"):
+            return []
+        sql = ("SELECT machine_id, device, backend, precision, threads, COUNT(*), COUNT(DISTINCT kind), "
+               "MAX(measured_at) FROM calibrations" + (" WHERE machine_id = ?" if machine_id else "")
+               + " GROUP BY machine_id, device, backend, precision, threads ORDER BY machine_id, device, backend, "
+               "precision, threads")
+        return [{"machine_id": mid, "device": device, "backend": backend, "precision": precision, "threads": threads,
+                 "rows": rows, "kinds": kinds, "measured_at": at}
+                for mid, device, backend, precision, threads, rows, kinds, at in
+                self._con.execute(sql, (machine_id,) if machine_id else ())]
 
     # --- results ---------------------------------------------------------------------------------
 

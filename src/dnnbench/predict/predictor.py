@@ -1,0 +1,173 @@
+"""`dnnbench predict`: a model's latency on a calibrated machine, without running it there.
+
+The model is traced on the meta device (`measure.operators`), each operator's time is estimated from the
+machine's calibration (`predict.regressors`), and the whole forward pass is their sum plus one module-call
+overhead per module called. The interval sums, per operator kind, the fitted operators' cross-validated 5-95%
+bounds (errors of one kind are taken as fully correlated: one kernel family, one bias), with calibrated shapes
+at their measured time. Memory is the analytic estimate (`measure.analytic_memory`). Where the store holds a
+measured time of the same model and configuration, it comes back beside the prediction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from ..measure.operators import OperatorTrace
+from .regressors import LatencyModel, MissingOperatorKinds, fit_latency_model, relative_error
+
+
+@dataclass(frozen=True)
+class CalibrationKey:
+    machine_id: str
+    device: str = "cpu"
+    backend: str = "eager"
+    precision: str = "fp32"
+    threads: int = 1
+
+    def describe(self) -> str:
+        return f"machine {self.machine_id} ({self.device}, {self.backend}, {self.precision}, {self.threads} thread(s))"
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    module: str
+    kinds: str
+    operators: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    calibration: CalibrationKey
+    batch_size: int
+    input_size: int
+    seconds: float
+    low: float
+    high: float
+    operators_s: float
+    overhead_s: float
+    operators: int
+    fitted: int  # operators whose shape was not calibrated (estimated by their kind's regressor)
+    module_calls: int
+    memory_bytes: int | None
+    layers: tuple[LayerPrediction, ...]
+    measured_s: float | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch_size / self.seconds
+
+    @property
+    def error(self) -> float | None:
+        return relative_error(self.seconds, self.measured_s) if self.measured_s else None
+
+
+def predict_trace(trace: OperatorTrace, model: LatencyModel, key: CalibrationKey, memory_bytes: int | None = None,
+                  measured_s: float | None = None) -> Prediction:
+    """The prediction for one traced forward pass."""
+    missing = model.missing(trace.kinds())
+    if missing:
+        raise MissingOperatorKinds(
+            f"{trace.model} uses operator kind(s) {', '.join(missing)} that the calibration of {key.describe()} has "
+            f"no timings for; calibrate again with this model's operators too: dnnbench calibrate --suite paper "
+            f"--models {trace.model}")
+    estimates = model.estimate(trace.calls)
+    layers: dict[str, list] = defaultdict(lambda: [set(), 0, 0.0])
+    for call, estimate in zip(trace.calls, estimates):
+        row = layers[call.module]
+        row[0].add(call.kind)
+        row[1] += 1
+        row[2] += estimate.seconds
+    overhead = trace.module_calls * model.module_call_s
+    operators_s = sum(e.seconds for e in estimates)
+    return Prediction(
+        model=trace.model, calibration=key, batch_size=trace.batch_size, input_size=trace.input_size,
+        seconds=operators_s + overhead, low=sum(e.low for e in estimates) + overhead,
+        high=sum(e.high for e in estimates) + overhead, operators_s=operators_s, overhead_s=overhead,
+        operators=len(estimates), fitted=sum(e.source == "fitted" for e in estimates), module_calls=trace.module_calls,
+        memory_bytes=memory_bytes,
+        layers=tuple(LayerPrediction(m, ",".join(sorted(k)), n, s) for m, (k, n, s) in layers.items()),
+        measured_s=measured_s)
+
+
+def resolve_calibration(store, machine: str | None, device: str, backend: str, precision: str,
+                        threads: int | None) -> CalibrationKey:
+    """The stored calibration meant: `machine` is an id, an id's prefix or a hostname (None: this machine, or the
+    only calibrated one); `threads` None: the only thread count calibrated."""
+    stored = store.calibrations()
+    if not stored:
+        raise UsageError(f"the store {store.path} holds no calibration; run `dnnbench calibrate` first")
+    machines = store.machines()
+    if machine is None:
+        from ..env import collect_machine
+
+        here = collect_machine().machine_id
+        ids = {c["machine_id"] for c in stored}
+        machine_ids = [here] if here in ids else sorted(ids) if len(ids) == 1 else []
+        if not machine_ids:
+            raise UsageError(f"this machine has no calibration in {store.path}; name one with --machine "
+                             f"({', '.join(sorted(ids))}) or run `dnnbench calibrate`")
+    else:
+        machine_ids = [m for m in machines if m.startswith(machine)
+                       or str(machines[m]["fingerprint"].get("hostname", "")) == machine]
+        if len(machine_ids) != 1:
+            raise UsageError(f"--machine {machine} names {len(machine_ids)} machines of {store.path}; "
+                             f"machines: {', '.join(sorted(machines))}")
+    candidates = [c for c in stored if c["machine_id"] == machine_ids[0] and c["device"] == device
+                  and c["backend"] == backend and c["precision"] == precision
+                  and (threads is None or c["threads"] == threads)]
+    if len(candidates) != 1:
+        have = "; ".join(f"{c['device']} {c['backend']} {c['precision']} {c['threads']} thread(s)"
+                         for c in stored if c["machine_id"] == machine_ids[0]) or "none"
+        raise UsageError(f"no single calibration of machine {machine_ids[0]} for {device} {backend} {precision}"
+                         f"{'' if threads is None else f' {threads} thread(s)'} (calibrated: {have}); run "
+                         "`dnnbench calibrate` with these settings or give --threads")
+    c = candidates[0]
+    return CalibrationKey(c["machine_id"], c["device"], c["backend"], c["precision"], int(c["threads"]))
+
+
+def measured_time(store, key: CalibrationKey, model: str, batch_size: int, input_size: int) -> float | None:
+    """The latest measured median time of `model` in this configuration, if the store holds one."""
+    found = None
+    for record in store.results(machine_id=key.machine_id, metric="time", models=[model]):
+        c = record.config
+        if (record.status == "ok" and c.get("device") == key.device and c.get("backend", "eager") == key.backend
+                and c.get("dtype") == key.precision and c.get("batch_size") == batch_size
+                and c.get("input_size") == input_size and int(c.get("threads") or 0) == key.threads
+                and not c.get("backend_options") and getattr(record.values, "median_s", None)):
+            found = record.values.median_s
+    return found
+
+
+def predict(models: Sequence[str], db: str | Path, machine: str | None = None, device: str = "cpu",
+            backend: str = "eager", precision: str = "fp32", threads: int | None = None, batch_size: int = 1,
+            input_size: int | None = None) -> list[Prediction]:
+    """Predict each model's latency from a stored calibration (see the module docstring)."""
+    from ..devices import torch_dtype
+    from ..measure.analytic_memory import estimate_inference_memory
+    from ..measure.operators import trace_operators
+    from ..store import Store
+    from ..zoo import build_model, resolve_models
+
+    if batch_size < 1 or (input_size is not None and input_size < 1):
+        raise UsageError(f"--batch-size and --input-size must be positive, not {batch_size} and {input_size}")
+    specs = resolve_models(tuple(models))
+    with Store(db, create=False) as store:
+        key = resolve_calibration(store, machine, device, backend, precision, threads)
+        latency_model = fit_latency_model(store.calibration(key.machine_id, key.device, key.backend, key.precision,
+                                                            key.threads))
+        dtype = torch_dtype(key.precision)
+        predictions = []
+        for spec in specs:
+            size = input_size or spec.input_size
+            net = build_model(spec, "meta").to(dtype)
+            trace = trace_operators(net, size, batch_size, dtype, spec.id)
+            memory = estimate_inference_memory(net, (batch_size, 3, size, size), dtype).total_peak_bytes
+            predictions.append(predict_trace(trace, latency_model, key, memory,
+                                             measured_time(store, key, spec.id, batch_size, size)))
+    return predictions

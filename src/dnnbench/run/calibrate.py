@@ -1,0 +1,285 @@
+"""`dnnbench calibrate`: time a sample of the operators real models are made of, and keep them in the store.
+
+The operators come from meta-device traces of zoo models (`measure.operators.trace_operators`, at each batch
+size asked for): every distinct operator shape is counted over the models. Per operator kind a sample is drawn,
+without repeats, weighted by how often each shape occurs, with the kind's smallest and largest shapes always in
+(a regressor should interpolate, not extrapolate), so that every kind gets timings early: items are ordered
+round-robin over kinds and the timing stops at the size's time budget. A few probes time the cost of a module
+call itself (`MODULE_CALL`). Each operator is timed in an isolated worker process
+(`python -m dnnbench.run.calibrate_worker`) with `run`'s timer and stopping rule at a small budget per operator.
+No whole model is timed. The timer is a parameter: tests give one whose costs are known.
+
+Backends: eager PyTorch only so far. Another backend (ONNX Runtime, OpenVINO) would time each operator as a
+single-operator graph; it plugs in as another `OperatorTimer` chosen by `config.backend`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..devices import normalise_device, parse_precision
+from ..errors import UsageError
+from ..measure.operators import MODULE_CALL, OperatorCall
+
+CALIBRATION_BACKENDS = ("eager",)
+# size -> (operators sampled, seconds of timing at most); tracing the 46 paper models at two batch sizes takes
+# another 40-90 s on 2 cores, so the default stays within 5 minutes in all
+SIZES = {"quick": (180, 45.0), "default": (900, 210.0)}
+MODULE_CALL_COUNTS = (16, 64, 256)  # the module-call probes: chains of this many modules that dispatch nothing
+ITEMS_PER_WORKER = 120
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """What is calibrated (device, backend, precision, threads: a calibration is a property of these and the
+    machine), from which models' operators, and how much."""
+
+    device: str = "cpu"
+    backend: str = "eager"
+    precision: str = "fp32"
+    threads: int = 1
+    models: tuple[str, ...] = ()
+    suite: str | None = None  # with models: both; neither: the paper suite
+    batch_sizes: tuple[int, ...] = (1, 8)
+    operators: int = SIZES["default"][0]
+    seconds: float = SIZES["default"][1]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
+            raise UsageError(f"--device {self.device!r} is not a device operators can be timed on; use cpu, cuda, "
+                             "cuda:N or mps")
+        if self.backend not in CALIBRATION_BACKENDS:
+            raise UsageError(f"calibrate --backend {self.backend}: only {', '.join(CALIBRATION_BACKENDS)} operators "
+                             "can be timed so far; use --backend eager")
+        if self.threads < 1 and normalise_device(self.device) == "cpu":
+            raise UsageError(f"--threads must be at least 1, not {self.threads}")
+        if self.operators < 1 or not 0 < self.seconds < math.inf:
+            raise UsageError(f"a calibration needs at least one operator and a finite positive time budget, not "
+                             f"{self.operators} operators in {self.seconds} s")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise UsageError(f"--batch-sizes must be positive, not {self.batch_sizes}")
+
+
+def calibration_config(size: str = "default", **settings: Any) -> CalibrationConfig:
+    """A config of the named size ("quick" or "default"); `settings` override its fields."""
+    if size not in SIZES:
+        raise UsageError(f"calibration size {size!r} is unknown; sizes: {', '.join(SIZES)}")
+    operators, seconds = SIZES[size]
+    settings = {k: v for k, v in settings.items() if v is not None}
+    settings.setdefault("operators", operators)
+    settings.setdefault("seconds", seconds)
+    if "precision" in settings:
+        settings["precision"] = parse_precision(settings["precision"])
+    if "device" in settings:
+        settings["device"] = normalise_device(settings["device"])
+    return CalibrationConfig(**settings)
+
+
+@dataclass(frozen=True)
+class CalibrationItem:
+    """One micro-benchmark: an operator shape (or a module-call probe), with how often it occurs in the models."""
+
+    kind: str
+    op: str
+    args: Any
+    signature: str
+    features: dict[str, float]
+    weight: float = 1.0
+
+
+# A timer takes the items and the config, and gives each item's median seconds (None: not timed).
+OperatorTimer = Callable[[Sequence[CalibrationItem], CalibrationConfig], list]
+
+
+@dataclass
+class Population:
+    """Distinct operator shapes over some models and batch sizes, with their number of occurrences."""
+
+    calls: dict[str, OperatorCall] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, calls: Sequence[OperatorCall]) -> None:
+        for call in calls:
+            self.calls.setdefault(call.signature, call)
+            self.counts[call.signature] += 1
+
+    def by_kind(self) -> dict[str, list[str]]:
+        kinds: dict[str, list[str]] = defaultdict(list)
+        for signature, call in self.calls.items():
+            kinds[call.kind].append(signature)
+        return dict(kinds)
+
+
+def operator_population(models: Sequence[str], batch_sizes: Sequence[int], precision: str = "fp32") -> Population:
+    """The operators of each model's forward pass at its native input size, at each batch size (meta device)."""
+    from ..devices import torch_dtype
+    from ..measure.operators import trace_operators
+    from ..zoo import build_model, get
+
+    population = Population()
+    dtype = torch_dtype(precision)
+    for name in models:
+        spec = get(name)
+        net = build_model(spec, "meta").to(dtype)
+        for batch in batch_sizes:
+            population.add(trace_operators(net, spec.input_size, batch, dtype, spec.id).calls)
+    return population
+
+
+def _allocation(population: Population, kinds: dict[str, list[str]], total: int) -> dict[str, int]:
+    """Operators to sample per kind: at least a few of each kind; the rest half in proportion to the kind's distinct
+    shapes, half to the square root of its share of the models' work (FLOPs + bytes, over every occurrence):
+    convolutions, where the time goes, get more timings than the many cheap concatenations and activations."""
+    floor = {k: min(len(v), 6) for k, v in kinds.items()}
+    room = max(total - sum(floor.values()), 0)
+    distinct = sum(len(v) for v in kinds.values()) or 1
+    work = {k: sum(population.counts[s] * (population.calls[s].features["flops"]
+                                           + population.calls[s].features["in_bytes"]) for s in v)
+            for k, v in kinds.items()}
+    # square roots: a kind with 1% of the FLOPs (depthwise convolutions) still matters to the models made of it
+    all_work = sum(math.sqrt(w) for w in work.values()) or 1.0
+    share = {k: 0.5 * len(v) / distinct + 0.5 * math.sqrt(work[k]) / all_work for k, v in kinds.items()}
+    return {k: min(len(v), floor[k] + round(room * share[k])) for k, v in kinds.items()}
+
+
+def sample_items(population: Population, total: int, seed: int = 0) -> list[CalibrationItem]:
+    """Per kind, its smallest and largest shapes (by FLOPs, then bytes) and a sample weighted by occurrences;
+    ordered round-robin over kinds so that a calibration cut short still covers every kind."""
+    rng = np.random.default_rng(seed)
+    per_kind: dict[str, list[str]] = {}
+    kinds = population.by_kind()
+    quotas = _allocation(population, kinds, total)
+    for kind, signatures in sorted(kinds.items()):
+        quota = quotas[kind]
+        size = sorted(signatures, key=lambda s: (population.calls[s].features["flops"],
+                                                 population.calls[s].features["in_bytes"], s))
+        chosen = list(dict.fromkeys([size[0], size[-1]]))[:quota]
+        rest = [s for s in size if s not in chosen]
+        if rest and quota > len(chosen):
+            weights = np.array([population.counts[s] for s in rest], dtype=float)
+            picks = rng.choice(len(rest), size=min(quota - len(chosen), len(rest)), replace=False,
+                               p=weights / weights.sum())
+            chosen += [rest[i] for i in picks]
+        per_kind[kind] = chosen
+    ordered: list[CalibrationItem] = []
+    for row in range(max((len(v) for v in per_kind.values()), default=0)):
+        for chosen in per_kind.values():
+            if row < len(chosen):
+                call = population.calls[chosen[row]]
+                ordered.append(CalibrationItem(call.kind, call.op, call.args, call.signature, call.features,
+                                               float(population.counts[chosen[row]])))
+    return ordered
+
+
+def module_call_items() -> list[CalibrationItem]:
+    return [CalibrationItem(MODULE_CALL, MODULE_CALL, {"modules": n}, f"{MODULE_CALL}:{n}",
+                            {"modules": float(n + 1)}) for n in MODULE_CALL_COUNTS]
+
+
+class WorkerTimer:
+    """Times items in isolated worker processes (`python -m dnnbench.run.calibrate_worker`), a chunk per worker,
+    all under one deadline: items a worker had no time left for come back None."""
+
+    def __init__(self, items_per_worker: int = ITEMS_PER_WORKER, progress: Callable[[int, int], None] | None = None):
+        self.items_per_worker = items_per_worker
+        self.progress = progress
+
+    def __call__(self, items: Sequence[CalibrationItem], config: CalibrationConfig) -> list:
+        deadline = time.time() + config.seconds
+        times: list = [None] * len(items)
+        done = 0
+        for start in range(0, len(items), self.items_per_worker):
+            if time.time() >= deadline:
+                break
+            chunk = items[start:start + self.items_per_worker]
+            job = {"device": config.device, "precision": config.precision, "threads": config.threads,
+                   "deadline": deadline, "items": [{"op": i.op, "args": i.args} for i in chunk]}
+            for index, seconds in self._run_worker(job, deadline):
+                times[start + index] = seconds
+                done += 1
+                if self.progress:
+                    self.progress(done, len(items))
+        return times
+
+    @staticmethod
+    def _run_worker(job: dict, deadline: float) -> list[tuple[int, float | None]]:
+        src = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+        process = subprocess.Popen([sys.executable, "-m", "dnnbench.run.calibrate_worker"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            out, err = process.communicate(json.dumps(job), timeout=max(deadline - time.time(), 0) + 60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        results = []
+        for line in out.splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            results.append((int(row["index"]), row.get("seconds")))
+        if process.returncode not in (0, None) and not results:
+            raise UsageError(f"the calibration worker failed (exit {process.returncode}): "
+                             f"{(err.strip().splitlines() or ['no message'])[-1]}")
+        return results
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    machine_id: str
+    config: CalibrationConfig
+    kinds: dict[str, int]  # kind -> operators timed
+    sampled: int
+    timed: int
+    failed: int
+    distinct: int  # distinct operator shapes in the models
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def calibrate(db: str | Path, config: CalibrationConfig, *, timer: OperatorTimer | None = None,
+              machine_id: str | None = None, fingerprint: dict | None = None) -> CalibrationSummary:
+    """Calibrate this machine (or `machine_id` with its `fingerprint`, for tests and remote nodes) for `config`
+    and keep the timings in the store at `db`, replacing any earlier calibration of the same configuration."""
+    from ..store import Store
+    from ..zoo import list_models, resolve_models
+
+    started = time.perf_counter()
+    if config.models or config.suite:
+        models = tuple(s.id for s in resolve_models(config.models, config.suite))
+    else:
+        models = tuple(list_models(suite="paper"))
+    population = operator_population(models, config.batch_sizes, config.precision)
+    items = module_call_items() + sample_items(population, config.operators, config.seed)  # probes first: cheap
+    times = (timer or WorkerTimer())(items, config)
+    now = time.time()
+    rows = [{"kind": item.kind, "op": item.op, "signature": item.signature, "features": item.features,
+             "seconds": float(t), "weight": item.weight, "measured_at": now}
+            for item, t in zip(items, times) if t is not None and t > 0]
+    if machine_id is None:
+        from ..env import collect_machine
+
+        machine = collect_machine()
+        machine_id, fingerprint = machine.machine_id, machine.to_dict()
+    with Store(db) as store:
+        store.register_machine(machine_id, fingerprint or {})
+        store.put_calibration(machine_id, config.device, config.backend, config.precision, config.threads, rows)
+    return CalibrationSummary(machine_id, config, dict(Counter(r["kind"] for r in rows)), len(items), len(rows),
+                              sum(1 for t in times if t is None), len(population.calls),
+                              time.perf_counter() - started)

@@ -1,0 +1,122 @@
+"""Calibration and prediction: a network of known layers on a timer whose cost per operator kind is known is
+predicted exactly; unknown operator kinds are named, never guessed; a timm model outside the paper suite is
+predicted offline. The timer is injected through `calibrate(timer=...)`: no process times anything here."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dnnbench.measure.operators import MODULE_CALL, trace_operators
+from dnnbench.predict import MissingOperatorKinds, predict
+from dnnbench.run.calibrate import Population, calibrate, calibration_config, sample_items
+from dnnbench.store import Store
+from dnnbench.zoo import build_model, get, list_models
+
+KNOWN = "python:dnnbench_prediction_models:known_layers"
+UNUSUAL = "python:dnnbench_prediction_models:with_unusual_kinds"
+KNOWN_KINDS = Counter({"conv2d": 1, "batch_norm": 1, "relu": 2, "max_pool2d": 1, "conv2d:pointwise": 1,
+                       "adaptive_avg_pool2d": 1, "flatten": 1, "linear": 1})
+COST_S = {"conv2d": 3e-3, "conv2d:pointwise": 1e-3, "batch_norm": 4e-4, "relu": 1e-4, "max_pool2d": 2e-4,
+          "adaptive_avg_pool2d": 5e-5, "flatten": 1e-6, "linear": 2e-4}
+MODULE_CALL_S = 2e-6  # per module call; the probes also pay a fixed 10 us
+MACHINE = "feedfacecafe0001"
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+def known_cost_timer(items, config):
+    """Each operator costs its kind's COST_S whatever its shape; a chain of n modules costs 10 us + n x 2 us."""
+    return [1e-5 + MODULE_CALL_S * item.features["modules"] if item.kind == MODULE_CALL else COST_S[item.kind]
+            for item in items]
+
+
+def calibrated_store(tmp_path: Path, models: tuple[str, ...], timer=known_cost_timer) -> Path:
+    db = tmp_path / "store.sqlite"
+    calibrate(db, calibration_config("quick", models=models), timer=timer, machine_id=MACHINE,
+              fingerprint={"hostname": "calibrated-only"})
+    return db
+
+
+def test_known_layers_on_a_known_timer_are_predicted_exactly(tmp_path):
+    db = calibrated_store(tmp_path, (KNOWN,))
+    net = build_model(get(KNOWN), "meta")
+    native = get(KNOWN).input_size
+    # batches 1 and 8 at the native size were calibrated shape by shape; others go through the fitted regressors
+    for batch, size in ((1, native), (8, native), (2, 32)):
+        trace = trace_operators(net, size, batch)
+        assert trace.kinds() == KNOWN_KINDS
+        assert trace.module_calls == 10  # the Sequential and its nine layers
+        expected = sum(COST_S[k] * n for k, n in KNOWN_KINDS.items()) + 10 * MODULE_CALL_S
+        [p] = predict([KNOWN], db, machine=MACHINE, batch_size=batch, input_size=size)
+        assert p.seconds == pytest.approx(expected, rel=1e-9)
+        if size == native:  # every operator looked up: no regressor error to bound
+            assert p.low == pytest.approx(expected, rel=1e-9) and p.high == pytest.approx(expected, rel=1e-9)
+        else:  # two timings per kind cannot be cross-validated: the interval says the error is unknown
+            assert p.low <= p.seconds and p.high == math.inf
+        assert p.fitted == (0 if size == native else 9)
+        assert p.images_per_s == pytest.approx(batch / expected)
+        assert sum(layer.seconds for layer in p.layers) == pytest.approx(expected - 10 * MODULE_CALL_S)
+        assert p.memory_bytes and p.memory_bytes > 0
+
+
+def test_unknown_operator_kinds_are_named_not_guessed(tmp_path):
+    db = calibrated_store(tmp_path, (KNOWN,))
+    with pytest.raises(MissingOperatorKinds, match=r"operator kind\(s\) gelu, hardswish that the calibration"):
+        predict([UNUSUAL], db, machine=MACHINE, input_size=32)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(Path(__file__).parent)])}
+    cli = subprocess.run([sys.executable, "-m", "dnnbench", "predict", UNUSUAL, "--db", str(db), "--machine",
+                          MACHINE, "--input-size", "32"], capture_output=True, text=True, env=env, timeout=300)
+    assert cli.returncode == 2, cli.stderr
+    assert "gelu, hardswish" in cli.stderr and "dnnbench calibrate --suite paper --models" in cli.stderr
+
+
+def test_a_timm_model_outside_the_paper_suite_is_predicted_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def flops_timer(items, config):  # 1 us per operator plus 1 ns per FLOP: shape-dependent, like a real device
+        return [1e-5 + MODULE_CALL_S * i.features["modules"] if i.kind == MODULE_CALL
+                else 1e-6 + 1e-9 * i.features["flops"] for i in items]
+
+    db = calibrated_store(tmp_path, ("resnet18", "densenet121"), flops_timer)
+    assert "timm:resnet10t" not in list_models(suite="paper")
+    [p] = predict(["timm:resnet10t"], db, machine="calibrated-only", batch_size=4)
+    trace = trace_operators(build_model(get("timm:resnet10t"), "meta"), p.input_size, 4)
+    exact = sum(1e-6 + 1e-9 * c.features["flops"] for c in trace.calls) + trace.module_calls * MODULE_CALL_S
+    assert p.fitted > 0 and p.operators == len(trace.calls)
+    assert p.seconds == pytest.approx(exact, rel=0.5)  # fitted, not looked up: close, not exact
+    assert p.low <= p.seconds <= p.high
+
+
+def test_the_sample_covers_every_kind_with_its_extremes_first():
+    net = build_model(get(KNOWN), "meta")
+    population = Population()
+    for batch in (1, 8):
+        population.add(trace_operators(net, 32, batch).calls)
+    items = sample_items(population, total=9)
+    kinds = [i.kind for i in items]
+    assert set(kinds) == set(KNOWN_KINDS)
+    assert kinds[:len(KNOWN_KINDS)] == sorted(KNOWN_KINDS)  # round-robin: one of each kind before any second
+    assert len({i.signature for i in items}) == len(items)
+
+
+def test_a_calibration_is_replaced_whole_and_old_stores_read_none(tmp_path):
+    db = calibrated_store(tmp_path, (KNOWN,))
+    with Store(db) as store:
+        [summary] = store.calibrations()
+        assert (summary["machine_id"], summary["backend"], summary["threads"]) == (MACHINE, "eager", 1)
+        assert summary["kinds"] == len(KNOWN_KINDS) + 1  # and the module-call probes
+        store.put_calibration(MACHINE, "cpu", "eager", "fp32", 1, [
+            {"kind": "relu", "op": "aten.relu.default", "signature": "s", "features": {}, "seconds": 1e-6}])
+        assert [r["kind"] for r in store.calibration(MACHINE, "cpu", "eager", "fp32", 1)] == ["relu"]
+        assert store.calibration(MACHINE, "cpu", "eager", "fp32", 2) == []
+    old_store = tmp_path / "store-v0.sqlite"  # a copy: opening a store for writing adds the newer tables
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "store-v0.sqlite", old_store)
+    with Store(old_store, create=False) as old:
+        assert old.calibrations() == []
