@@ -242,5 +242,9 @@ def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
 def selection_rows(selection: Selection, top: int) -> list[dict]:
     """The selection as flat rows (CSV, JSON): the chosen models ranked, then the first `top` excluded ones
     with why they do not fit."""
-    return ([_candidate_row(c, i, "") for i, c in enumerate(selection.chosen, 1)]
+    rows = ([_candidate_row(c, i, "") for i, c in enumerate(selection.chosen, 1)]
             + [_candidate_row(r.candidate, None, r.describe()) for r in selection.rejected[:top]])
+    if all(row["joules_per_image"] is None for row in rows):  # no energy cells: the columns of before
+        for row in rows:
+            del row["joules_per_image"]
+    return rows

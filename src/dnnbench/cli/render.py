@@ -164,9 +164,10 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
     table = Table(title="Inference time (median over trials of the per-batch wall time; interval: 95% CI over "
                         "trials, or within one process for one trial; \"range (n = k)\" where too few samples for a CI), "
                         "the spread between trials and within one, and memory", title_justify="left")
+    energy_cells = any(r.metric == "energy" for r in records)  # a J/image column only for sweeps that asked
     for header in ["model", "deployment", "threads", "batch", "status", "median ms", "interval", "trials",
                    "between %", "within ±%", "ms/image", "images/s", "sustained img/s", "stop", "set-up s", "check",
-                   "peak MB", "estimate MB", "J/image", "note"]:
+                   "peak MB", "estimate MB", *(["J/image"] if energy_cells else []), "note"]:
         table.add_column(header, justify="left" if header in ("model", "deployment", "status", "interval", "stop",
                                                               "check", "note") else "right")
     cells: dict[tuple, dict[str, ResultRecord]] = {}
@@ -194,9 +195,10 @@ def run_summary_table(records: Sequence[ResultRecord]) -> Table:
                     _number(memory.analytic.total_peak_bytes if memory.analytic else None, 2**-20, ".0f")]
         else:
             row += ["-", "-"]
-        energy_r = metrics.get("energy")
-        energy = energy_r.values if energy_r is not None and energy_r.status == "ok" else None
-        row.append(_number(getattr(energy, "joules_per_image", None), 1, ".3f"))
+        if energy_cells:
+            energy_r = metrics.get("energy")
+            energy = energy_r.values if energy_r is not None and energy_r.status == "ok" else None
+            row.append(_number(getattr(energy, "joules_per_image", None), 1, ".3f"))
         failed = next((m for m in metrics.values() if m.status != "ok"), None)
         note = (failed.error or "").splitlines()[0][:60] if failed is not None and failed.error else ""
         if isinstance(timed, TimeValue) and timed.contended:

@@ -527,7 +527,19 @@ def _results_section(perf: pd.DataFrame) -> Section:
                    "Between-trial %: the spread of the trial medians (sd / mean); within-trial ±%: one process's "
                    "own interval. Sustained img/s: images over the whole timed time, beside the median-derived "
                    "images/s.",
-                   [controls, table_html(RESULT_COLUMNS, rows, table_id="results")])
+                   [controls, table_html(_with_data(RESULT_COLUMNS, rows, ("#joules_per_image",)), rows,
+                                         table_id="results")])
+
+
+def _with_data(columns: list[tuple[str, str]], rows: list[dict], optional: tuple[str, ...]) -> list[tuple[str, str]]:
+    """`columns` less the `optional` ones that no row fills (energy where no sweep measured it)."""
+    empty = {key for key in optional if all(_is_blank(row.get(key)) for row in rows)}
+    return [(key, label) for key, label in columns if key not in empty]
+
+
+def _is_blank(cell) -> bool:
+    text = cell.get("text") if isinstance(cell, dict) else cell
+    return text in (None, "", "-", "–")
 
 
 def _failures_section(frames: BenchmarkFrames, chosen: set[str]) -> Section:
