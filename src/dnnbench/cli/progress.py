@@ -10,7 +10,7 @@ from ..run.plan import WorkerJob
 from ..store import ResultRecord
 
 STATUS_STYLE = {"ok": "green", "oom": "yellow", "skipped": "dim", "error": "red", "crash": "bold red",
-                "timeout": "red", "unavailable": "dim", "lost": "red"}
+                "timeout": "red", "unavailable": "dim", "lost": "red", "unsupported": "yellow"}
 
 
 class RichProgress:

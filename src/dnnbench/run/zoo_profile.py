@@ -30,7 +30,7 @@ from .lifecycle import RunLifecycle
 METRIC = "complexity"
 DEFAULT_TIMEOUT_S = 300.0  # the largest timm models count in seconds on the meta device
 DEFAULT_MAX_TASKS = 150
-DEFAULT_MAX_RSS = 1_500 * 2**20
+DEFAULT_MAX_RSS = 1_250 * 2**20  # two workers and the CLI stay under 4 GB
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class ProfileRequest:
 @dataclass(frozen=True)
 class Failure:
     model: str
-    status: str  # "error" (raised), "crash" (the worker died), "timeout"
+    status: str  # "unsupported" (its library cannot build it on the meta device), "error" (counting raised),
+    # "crash" (the worker died holding it), "timeout"
     reason: str
 
 
@@ -74,13 +75,28 @@ OnRecord = Callable[[ResultRecord], None]
 # --- the worker process ---------------------------------------------------------------------------
 
 
-def count_one(spec: ModelSpec, request: ProfileRequest) -> dict[str, Any]:
-    """The model's count as a stored value's dict (without per-layer rows)."""
-    from ..devices import parse_precision, torch_dtype
-    from ..measure.complexity import complexity
+class BuildError(Exception):
+    """The model's own library could not build it on the meta device (not a counting failure)."""
 
-    result = complexity(spec, request.input_size, request.batch_size, request.mode,
-                        torch_dtype(parse_precision(request.dtype)))
+
+def count_one(spec: ModelSpec, request: ProfileRequest) -> dict[str, Any]:
+    """The model's count as a stored value's dict (without per-layer rows); BuildError when its library
+    cannot build it on the meta device."""
+    import torch
+
+    from ..devices import parse_precision, torch_dtype
+    from ..measure.complexity import count_model
+    from ..zoo import build_model
+
+    dtype = torch_dtype(parse_precision(request.dtype))
+    try:
+        net = build_model(spec, "meta")
+        if dtype != torch.float32:
+            net = net.to(dtype)
+    except Exception as exc:
+        raise BuildError(_reason(exc)) from exc
+    result = count_model(net, request.input_size or spec.input_size, request.batch_size, request.mode, dtype,
+                         spec.id, spec.input_size)
     return result.to_dict()
 
 
@@ -112,6 +128,8 @@ def _worker_main(conn: Connection) -> None:
         spec, request = task
         try:
             reply = ("ok", count_one(spec, request))
+        except BuildError as exc:
+            reply = ("unsupported", f"cannot be built on the meta device: {exc}")
         except Exception as exc:  # any library's failure to build or run the model is that model's result
             reply = ("error", _reason(exc))
         conn.send((*reply, _rss_bytes()))
@@ -215,7 +233,7 @@ class ProfilePool:
             if status == "ok":
                 on_done(spec, "ok", payload, None, started, time.time())
             else:
-                on_done(spec, "error", None, payload, started, time.time())
+                on_done(spec, status, None, payload, started, time.time())
             if worker.tasks >= self.max_tasks or (self.max_rss_bytes and rss > self.max_rss_bytes):
                 self._retire(worker)  # a fresh one starts when there is work for it
         elif time.time() - started > self.timeout_s:
@@ -286,6 +304,8 @@ def profile_models(specs: Sequence[ModelSpec], store: Store, request: ProfileReq
                 started = time.time()
                 try:
                     done(spec, "ok", count_one(spec, request), None, started, time.time())
+                except BuildError as exc:
+                    done(spec, "unsupported", None, f"cannot be built on the meta device: {exc}", started, time.time())
                 except Exception as exc:  # the model's failure, recorded like a worker's
                     done(spec, "error", None, _reason(exc), started, time.time())
         else:
@@ -306,5 +326,5 @@ def as_result(value: ComplexityValue) -> Any:
     return ComplexityResult(**data, layers=(), halved=bool(value.extra.get("halved")))
 
 
-__all__ = ["Failure", "ProfileOutcome", "ProfilePool", "ProfileRequest", "as_result", "count_one", "profile_models",
+__all__ = ["BuildError", "Failure", "ProfileOutcome", "ProfilePool", "ProfileRequest", "as_result", "count_one", "profile_models",
            "stored_counts", "usable_cores"]
