@@ -79,6 +79,7 @@ def profile(
     db: Path = typer.Option(DEFAULT_DB, "--db", help=DB_HELP + " Counts are kept there and not counted again."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", min=0,
                                     help="Worker processes (default: the usable cores; 0: count in this process)."),
+    force: bool = typer.Option(False, "--force", help="Count again the models the store has counted already."),
     timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Seconds one model may take to count."),
     fmt: str = FormatOpt,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (CSV unless --format json)."),
@@ -113,7 +114,7 @@ def profile(
                 results.append(complexity(spec, input_size, batch_size, mode, weight_dtype))
         render.emit_layers(console, results, sort_by, top, fmt, output)
         return
-    results, failed = _count(specs, input_size, batch_size, mode, parse_precision(dtype), db, jobs, timeout)
+    results, failed = _count(specs, input_size, batch_size, mode, parse_precision(dtype), db, jobs, timeout, force)
     if failed:
         _say_failures(failed, len(specs))
     if not results:
@@ -127,7 +128,7 @@ class ProfileFailedError(UsageError):
     """Not one of the models asked for could be counted (each one's reason is printed)."""
 
 
-def _count(specs, input_size, batch_size, mode, dtype, db, jobs, timeout):
+def _count(specs, input_size, batch_size, mode, dtype, db, jobs, timeout, force):
     """Counts of `specs` from the store or a pool of workers, in the order of `specs`, and the failures."""
     import sys
 
@@ -141,7 +142,7 @@ def _count(specs, input_size, batch_size, mode, dtype, db, jobs, timeout):
     workers = jobs if jobs is not None else (0 if len(specs) == 1 else None)  # one model: no pool to start
     with Store(db) as store:
         try:
-            outcome = profile_models(specs, store, request, workers=workers, argv=sys.argv, timeout_s=timeout,
+            outcome = profile_models(specs, store, request, workers=workers, argv=sys.argv, timeout_s=timeout, recount=force,
                                      on_start=progress.start, on_record=progress.record)
         except KeyboardInterrupt as interrupt:  # Ctrl-C (130) or SIGTERM (143): what was counted is kept
             err_console.print("interrupted; the models counted so far are in the store and are not counted again",

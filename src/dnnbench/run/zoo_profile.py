@@ -268,15 +268,16 @@ def stored_counts(store: Store, specs: Sequence[ModelSpec], request: ProfileRequ
 
 def profile_models(specs: Sequence[ModelSpec], store: Store, request: ProfileRequest = ProfileRequest(), *,
                    workers: int | None = None, argv: Sequence[str] = (), timeout_s: float = DEFAULT_TIMEOUT_S,
-                   max_tasks: int = DEFAULT_MAX_TASKS, max_rss_bytes: int = DEFAULT_MAX_RSS,
+                   max_tasks: int = DEFAULT_MAX_TASKS, max_rss_bytes: int = DEFAULT_MAX_RSS, recount: bool = False,
                    on_start: Callable[[int, int], None] = lambda total, reused: None,
                    on_record: OnRecord = lambda record: None) -> ProfileOutcome:
     """Count `specs` not yet counted in `store`, keeping each result there as it arrives (one run of this
     machine). `workers`: processes in the pool (default: the usable cores, at most one per model); 0 counts
-    in this process, without isolation. `on_start(to_count, reused)` once, `on_record` per counted model."""
+    in this process, without isolation; `recount`: count again what the store has. `on_start(to_count,
+    reused)` once, `on_record` per counted model."""
     from .runner import this_machine
 
-    outcome = ProfileOutcome(counted=stored_counts(store, specs, request))
+    outcome = ProfileOutcome(counted={} if recount else stored_counts(store, specs, request))
     outcome.reused = len(outcome.counted)
     todo = [s for s in specs if s.id not in outcome.counted]
     on_start(len(todo), outcome.reused)
