@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -58,6 +59,12 @@ def profile_command(patterns: list[str], db: Path, out: Path | None = None) -> l
     return cmd + (["--format", "csv", "--output", str(out)] if out else ["--format", "csv", "--output", os.devnull])
 
 
+def _children_cpu() -> float:
+    """CPU seconds of every finished descendant (the CLI and, through it, its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rows(db: Path) -> list[tuple[str, str, str, str]]:
     """(model, status, error, run_id) of every complexity cell in the store."""
     if not db.exists():
@@ -74,13 +81,14 @@ def rows(db: Path) -> list[tuple[str, str, str, str]]:
 
 def full_run(patterns: list[str], db: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    started = time.perf_counter()
+    started, cpu_before, load_before = time.perf_counter(), _children_cpu(), os.getloadavg()[0]
     proc = subprocess.Popen(profile_command(patterns, db, db.with_suffix(".csv")), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     memory = TreeMemory(proc.pid)
     memory.start()
     _, stderr = proc.communicate()
     wall = time.perf_counter() - started
+    cpu, load = _children_cpu() - cpu_before, os.getloadavg()
     memory.stop.set()
     memory.join()
     cells = rows(db)
@@ -89,6 +97,8 @@ def full_run(patterns: list[str], db: Path) -> None:
     counted = status["ok"]
     print(f"dnnbench profile {' '.join(patterns)}: exit {proc.returncode}")
     print(f"  wall time        {wall:8.1f} s  (target <= 600 s)")
+    print(f"  CPU time         {cpu:8.1f} s  of the process tree ({cpu / wall:.2f} cores busy on average; the "
+          f"machine's load average {load_before:.1f} at the start, {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end)")
     print(f"  peak memory      {memory.peak / 2**30:8.2f} GiB for the process tree (target < 4 GB)")
     print(f"  models           {len(cells):8d}  ({', '.join(f'{k} {v}' for k, v in sorted(status.items()))})")
     print(f"  build on meta    {builds:8d}")
