@@ -174,3 +174,17 @@ def test_meta_build_skipping_value_init_counts_the_same(name):
     fast = zoo.build_model(spec, "meta")
     assert [(n, p.shape) for n, p in fast.named_parameters()] == [(n, p.shape) for n, p in initialised.named_parameters()]
     assert count_model(fast, spec.input_size).to_dict() == count_model(initialised, spec.input_size).to_dict()
+
+
+@pytest.mark.parametrize("name", ["regnet_y_400mf", "vit_h_14"])
+def test_torchvision_models_that_failed_on_meta_count_as_torchvision_publishes(name):
+    """RegNet computes its widths with tensors while it is built (no values on meta: it is built on the CPU
+    with its parameters registered on meta); vit_h_14's default weights are at 518, which its positional
+    embedding must be built for. Checked against torchvision's weights metadata (`_ops` is GMACs there)."""
+    import torchvision
+
+    spec = zoo.get(f"torchvision:{name}")
+    counted = count_one(spec, ProfileRequest())
+    meta = torchvision.models.get_model_weights(name).DEFAULT.meta
+    assert counted["params"] == meta["num_params"]
+    assert counted["macs"] / 1e9 == pytest.approx(meta["_ops"], rel=2e-3)

@@ -67,6 +67,30 @@ def _ValueInitSkipped() -> Any:  # noqa: N802  a context manager, built lazily: 
     return _value_init_skipped_class()()
 
 
+@contextlib.contextmanager
+def _registered_on_meta() -> Any:
+    """Every parameter and buffer a module registers goes to the meta device; other tensors stay where
+    they are made. CPU tensors from torch.empty are never written (the initialisers are skipped), so
+    their pages are never touched."""
+    from torch import nn
+
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(self: nn.Module, name: str, param: Any) -> None:
+        if param is not None and not param.is_meta:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(self, name, param)
+
+    def buffer(self: nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
+        register_buffer(self, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer  # type: ignore
+
+
 def matching(names: Iterable[str], pattern: str) -> list[str]:
     """`names` that match the fnmatch `pattern`, case-insensitively, in their order."""
     pattern = pattern.lower()
@@ -101,11 +125,21 @@ class ModelSource(ABC):
         and no time spent initialising values that do not exist)."""
         import torch
 
-        skip = _ValueInitSkipped() if torch.device(device).type == "meta" else contextlib.nullcontext()
-        with torch.device(device), warnings.catch_warnings(), skip:
-            warnings.simplefilter("ignore", FutureWarning)
-            model = self.construct(name, kwargs)
-        return model.eval()
+        if torch.device(device).type != "meta":
+            with torch.device(device), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return self.construct(name, kwargs).eval()
+        try:
+            with torch.device(device), warnings.catch_warnings(), _ValueInitSkipped():
+                warnings.simplefilter("ignore", FutureWarning)
+                return self.construct(name, kwargs).eval()
+        except NotImplementedError:
+            # the constructor computes with tensors (torchvision's RegNet derives its widths with
+            # torch.arange and reads them back), which the meta device has no values for: build on the CPU
+            # with only the parameters and buffers put on meta as they are registered
+            with _registered_on_meta(), warnings.catch_warnings(), _ValueInitSkipped():
+                warnings.simplefilter("ignore", FutureWarning)
+                return self.construct(name, kwargs).eval()
 
     def weights(self, tag: str) -> PublishedWeights:
         """The weights `PREFIX:TAG` with the preprocessing their publisher evaluates them with."""
