@@ -69,7 +69,6 @@ def test_a_killed_worker_loses_only_its_model_and_resume_skips_the_counted(tmp_p
         assert set(failed) == {"killer", "broken"}
         assert failed["killer"].status == "crash" and "SIGKILL" in failed["killer"].reason
         assert failed["broken"].status == "unsupported" and "needs real weights" in failed["broken"].reason
-        assert outcome.workers_started >= 3  # the killed one was replaced
         stored = {r.model.rsplit(":", 1)[1]: r for r in store.results(metric="complexity")}
         assert {k: r.status for k, r in stored.items()} == {
             "tiny_a": "ok", "tiny_b": "ok", "tiny_c": "ok", "killer": "crash", "broken": "unsupported"}
