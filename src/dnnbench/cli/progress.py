@@ -10,7 +10,7 @@ from ..run.plan import WorkerJob
 from ..store import ResultRecord
 
 STATUS_STYLE = {"ok": "green", "oom": "yellow", "skipped": "dim", "error": "red", "crash": "bold red",
-                "timeout": "red", "unavailable": "dim", "lost": "red"}
+                "timeout": "red", "unavailable": "dim", "lost": "red", "unsupported": "yellow"}
 
 
 class RichProgress:
@@ -60,6 +60,41 @@ class RichProgress:
         task = self.model_tasks.pop((id(job), where), None)
         if task is not None:
             self.bars.remove_task(task)
+
+    def finish(self) -> None:
+        self.bars.stop()
+
+
+class ProfileProgress:
+    """One bar for `dnnbench profile` over many models, with ETA; a failed model is printed above it.
+    Off a terminal (logs) a line every `log_every` models instead of a live bar."""
+
+    def __init__(self, console: Console, log_every: int = 100):
+        self.console, self.log_every = console, log_every
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                             transient=True)
+        self.task = None
+        self.done = self.total = 0
+
+    def start(self, total: int, reused: int) -> None:
+        self.total = total
+        if reused:
+            self.console.print(f"{reused} models already counted in the store: skipped", style="dim")
+        if total:
+            self.bars.start()
+            self.task = self.bars.add_task("counting", total=total)
+
+    def record(self, record: ResultRecord) -> None:
+        self.done += 1
+        if self.task is not None:
+            self.bars.update(self.task, advance=1, description=f"counting ({record.model})")
+        if record.status != "ok":
+            style = STATUS_STYLE.get(record.status, "red")
+            self.bars.console.print(f"[{style}]{record.status}[/] {record.model}: {(record.error or '')[:200]}",
+                                    highlight=False)
+        elif not self.console.is_terminal and (self.done % self.log_every == 0 or self.done == self.total):
+            self.console.print(f"counted {self.done}/{self.total}", highlight=False)
 
     def finish(self) -> None:
         self.bars.stop()

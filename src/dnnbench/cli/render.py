@@ -32,16 +32,26 @@ FLOPS_RULES = {"extended": "FLOPs = 2 x MACs + element ops",
                "bianco2018": "FLOPs = 2 x MACs + bias additions, halved for resnet*"}
 
 
+def reported_of(spec: ModelSpec) -> tuple[Any, str]:
+    """The figure shown as a model's reported accuracy: the 2018-era one, else its weights' publisher's
+    (timm's results for timm tags); with its source, or "accuracy unknown" where there is none."""
+    from ..zoo.timm_results import UNKNOWN
+
+    reported = spec.reported or spec.weights.reported
+    return reported, reported.source if reported else UNKNOWN
+
+
 def model_rows(specs: Iterable[ModelSpec]) -> list[dict[str, Any]]:
     rows = []
     for s in specs:
         w = s.weights
+        reported, source = reported_of(s)
         rows.append({
             "id": s.id, "paper_name": s.paper_name or "", "family": s.family, "year": s.year, "builder": s.builder,
             "input_size": s.input_size, "weights": w.ref or "", "weights_same_as_2018": w.same_as_2018,
-            "reported_top1": s.reported.top1 if s.reported else None,
-            "reported_top5": s.reported.top5 if s.reported else None,
-            "reported_source": s.reported.source if s.reported else "",
+            "reported_top1": reported.top1 if reported else None,
+            "reported_top5": reported.top5 if reported else None,
+            "reported_source": source,
             "preprocessing": s.preprocessing.describe() if s.preprocessing else "",
             "notes": s.notes,
         })
@@ -58,7 +68,9 @@ def models_table(specs: Sequence[ModelSpec], title: str) -> Table:
         w = s.weights
         flag = {True: "", False: " [yellow](not the 2018 weights)[/]", None: ""}[w.same_as_2018]
         weights = (w.ref or "[dim]none[/]") + flag
-        reported = f"{s.reported.top1:.2f} / {s.reported.top5:.2f}" if s.reported and s.reported.top5 else "[dim]-[/]"
+        figure, source = reported_of(s)
+        top5 = f" / {figure.top5:.2f}" if figure and figure.top5 is not None else ""
+        reported = f"{figure.top1:.2f}{top5}" if figure else f"[dim]{source}[/]"
         table.add_row(s.id, s.paper_name or "", s.family, str(s.year or ""), s.builder, str(s.input_size), weights,
                       reported)
     return table

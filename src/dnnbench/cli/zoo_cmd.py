@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
-from .options import FormatOpt, SuiteFileOpt, SuiteOpt, check_format, console, suite_files
+from .options import (
+    DB_HELP,
+    DEFAULT_DB,
+    FormatOpt,
+    SuiteFileOpt,
+    SuiteOpt,
+    check_format,
+    console,
+    err_console,
+    suite_files,
+)
 
 # Far beyond any real input, and small enough that the tensor sizes the counter builds fit in 64 bits.
 MAX_SIDE = 2**15
@@ -51,7 +61,8 @@ def models(
 
 
 def profile(
-    model: list[str] | None = typer.Argument(None, help="Zoo names or aliases, or timm:NAME / torchvision:NAME."),
+    model: list[str] | None = typer.Argument(None, help="Zoo names or aliases, timm:NAME / torchvision:NAME, or fnmatch "
+                                             "patterns: 'timm:*', 'torchvision:*', 'timm:convnext*'."),
     suite: str | None = SuiteOpt,
     suite_file: list[Path] | None = SuiteFileOpt,
     input_size: int | None = typer.Option(None, "--input-size", min=1, max=MAX_SIDE,
@@ -61,16 +72,23 @@ def profile(
     mode: str = typer.Option("standard", "--mode",
                              help="standard | extended | conv-only | bianco2018 (docs/METHODOLOGY.md)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16: the dtype weight bytes are given at."),
-    per_layer: bool = typer.Option(False, "--per-layer", help="One row per module with its own params and MACs."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="One row per module with its own params and MACs "
+                                   "(counted here, not kept in the store)."),
     sort_by: str = typer.Option("order", "--sort-by", help="Per-layer order: order | macs | params | path | type."),
     top: int | None = typer.Option(None, "--top", min=1, help="Only the first N layers after sorting."),
+    db: Path = typer.Option(DEFAULT_DB, "--db", help=DB_HELP + " Counts are kept there and not counted again."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=0,
+                                    help="Worker processes (default: the usable cores; 0: count in this process)."),
+    force: bool = typer.Option(False, "--force", help="Count again the models the store has counted already."),
+    timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Seconds one model may take to count."),
     fmt: str = FormatOpt,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (CSV unless --format json)."),
 ) -> None:
-    """Parameters and operations (MACs; FLOPs = 2 x MACs), counted on the meta device."""
+    """Parameters and operations (MACs; FLOPs = 2 x MACs), counted on the meta device by a pool of worker
+    processes; each count is kept in the store, and models already counted there are not counted again."""
     from .. import zoo
     from ..devices import parse_precision, torch_dtype
-    from ..measure.complexity import complexity, resolve_mode
+    from ..measure.complexity import resolve_mode
     from . import render
 
     check_format(fmt)
@@ -86,15 +104,61 @@ def profile(
         raise UsageError("name at least one model, or a suite with --suite (e.g. --suite paper)")
     weight_dtype = torch_dtype(parse_precision(dtype))
     specs = zoo.resolve_models(tuple(model or ()), suite, suite_files(suite_file))
-    results = []
-    with console.status("counting") as status:
-        for spec in specs:
-            status.update(f"counting {spec.id}")
-            results.append(complexity(spec, input_size, batch_size, mode, weight_dtype))
     if per_layer:
+        from ..measure.complexity import complexity
+
+        with err_console.status("counting") as status:
+            results = []
+            for spec in specs:
+                status.update(f"counting {spec.id}")
+                results.append(complexity(spec, input_size, batch_size, mode, weight_dtype))
         render.emit_layers(console, results, sort_by, top, fmt, output)
-    else:
-        render.emit(console, render.complexity_rows(results), render.complexity_table(results), fmt, output)
+        return
+    results, failed = _count(specs, input_size, batch_size, mode, parse_precision(dtype), db, jobs, timeout, force)
+    if failed:
+        _say_failures(failed, len(specs))
+    if not results:
+        first = failed[0]
+        raise ProfileFailedError(f"could not count {first.model}: {first.reason}" if len(failed) == 1 else
+                                 f"none of the {len(failed)} models could be counted; first: {first.model}: {first.reason}")
+    render.emit(console, render.complexity_rows(results), render.complexity_table(results), fmt, output)
+
+
+class ProfileFailedError(UsageError):
+    """Not one of the models asked for could be counted (each one's reason is printed)."""
+
+
+def _count(specs, input_size, batch_size, mode, dtype, db, jobs, timeout, force):
+    """Counts of `specs` from the store or a pool of workers, in the order of `specs`, and the failures."""
+    import sys
+
+    from ..run.lifecycle import exit_code
+    from ..run.zoo_profile import ProfileRequest, as_result, profile_models
+    from ..store import Store
+    from .progress import ProfileProgress
+
+    request = ProfileRequest(input_size, batch_size, mode, dtype)
+    progress = ProfileProgress(err_console)
+    workers = jobs if jobs is not None else (0 if len(specs) == 1 else None)  # one model: no pool to start
+    with Store(db) as store:
+        try:
+            outcome = profile_models(specs, store, request, workers=workers, argv=sys.argv, timeout_s=timeout, recount=force,
+                                     on_start=progress.start, on_record=progress.record)
+        except KeyboardInterrupt as interrupt:  # Ctrl-C (130) or SIGTERM (143): what was counted is kept
+            err_console.print("interrupted; the models counted so far are in the store and are not counted again",
+                              style="yellow")
+            raise typer.Exit(exit_code(interrupt)) from None
+        finally:
+            progress.finish()
+    return [as_result(v) for v in outcome.in_order(specs)], outcome.failed
+
+
+def _say_failures(failed, total: int) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[yellow]{len(failed)} of {total} models could not be counted on the meta device:[/]")
+    for f in failed:
+        err_console.print(f"  {escape(f.model)} ({f.status}): {escape(f.reason)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

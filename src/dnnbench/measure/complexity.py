@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -275,6 +277,23 @@ def _smallest_working_size(model: nn.Module, failed: int, native: int, device: s
     return high
 
 
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """Parameters that require no gradient while the counter runs, then as they were. The counter's module
+    tracker (torch.utils.module_tracker) hooks autograd on every module input that requires a gradient, and
+    fails ("'NoneType' object has no attribute 'next_functions'") on a view of a parameter taken under
+    inference mode, e.g. the learned query of an attention-pool head (timm's MAP heads); counting needs no
+    autograd at all."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
 def count_parameters(model: nn.Module, dtype: torch.dtype | None = None) -> tuple[int, int, int, int, int]:
     """(params, trainable params, param bytes, buffer elements, buffer bytes); shared tensors count once.
 
@@ -307,7 +326,7 @@ def count_model(model: nn.Module, input_size: int, batch_size: int = 1, mode: st
     tracker = _LayerTracker(model, counter)
     bianco = _Bianco2018Hooks(model) if mode == BIANCO2018 else None
     try:
-        with torch.inference_mode(), counter:
+        with _frozen(model), torch.inference_mode(), counter:
             output = model(x)
     except (RuntimeError, ValueError, AssertionError) as exc:
         too_small = native_size and input_size < native_size

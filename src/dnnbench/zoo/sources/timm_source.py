@@ -10,6 +10,7 @@ from typing import Any
 
 from ...errors import UnknownModelError, UsageError
 from ..spec import ModelSpec, Preprocessing, ReportedAccuracy, WeightsSpec
+from ..timm_results import timm_reported
 from .base import ModelSource, PublishedWeights
 
 
@@ -67,7 +68,8 @@ class TimmSource(ModelSource):
             full_tag = f"{arch}.{cfg.tag}" if cfg.tag else arch
             preprocessing = _preprocessing(_config(full_tag) or {})
             input_size = preprocessing.input_size
-            weights = WeightsSpec(ref=self.full_name(full_tag), same_as_2018=None, provenance="timm pretrained config")
+            weights = WeightsSpec(ref=self.full_name(full_tag), same_as_2018=None, provenance="timm pretrained config",
+                                  reported=timm_reported(full_tag))
         family = timm.models.model_entrypoint(arch).__module__.rsplit(".", 1)[-1]
         return ModelSpec(id=self.full_name(name), builder=self.full_name(arch), input_size=input_size, family=family,
                          preprocessing=preprocessing, weights=weights)

@@ -60,9 +60,12 @@ class TorchvisionSource(ModelSource):
         weights = WeightsSpec(ref=published.ref, same_as_2018=None, provenance="torchvision DEFAULT weights",
                               reported=reported)
         family = torchvision.models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
-        return ModelSpec(id=self.full_name(name), builder=self.full_name(name),
-                         input_size=published.preprocessing.input_size, family=family,
-                         preprocessing=published.preprocessing, weights=weights)
+        size = published.preprocessing.input_size
+        # a ViT's positional embedding is sized for one input: torchvision builds it for the weights' size
+        # (vit_h_14's default weights are at 518) only when given the weights, so say it when building without
+        kwargs = (("image_size", size),) if family == "vision_transformer" and size != 224 else ()
+        return ModelSpec(id=self.full_name(name), builder=self.full_name(name), input_size=size, family=family,
+                         preprocessing=published.preprocessing, weights=weights, builder_kwargs=kwargs)
 
     def construct(self, name: str, kwargs: dict[str, Any]) -> Any:
         import torchvision
