@@ -5,16 +5,21 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 DNNBENCH = [sys.executable, "-m", "dnnbench"]
 # a bare environment, but the sources under test first on the path when the caller put them there
-ENV = {"COLUMNS": "200", "PATH": "", **{k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HF_HUB_OFFLINE")}}
+ENV = {"COLUMNS": "200", "PATH": "", **{k: v for k, v in os.environ.items() if k == "HF_HUB_OFFLINE"}}
+if os.environ.get("PYTHONPATH"):
+    ENV["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep))
+# commands run in a folder of their own: `profile` keeps its counts in ./results, never in the repository's
+WORKDIR = tempfile.mkdtemp(prefix="dnnbench-test-cli-")
 
 
 def run(*args, check=True):
-    result = subprocess.run([*DNNBENCH, *args], capture_output=True, text=True, env=ENV)
+    result = subprocess.run([*DNNBENCH, *args], capture_output=True, text=True, env=ENV, cwd=WORKDIR)
     if check:
         assert result.returncode == 0, result.stderr
     return result

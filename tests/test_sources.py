@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,9 @@ def _run(code_or_args, *, module=False, timeout=600):
     env = {"PATH": os.environ.get("PATH", ""), "COLUMNS": "200", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
     args = ["-m", "dnnbench", *code_or_args] if module else ["-c", code_or_args]
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    # in a folder of its own: `profile` keeps its counts in ./results, never in the repository's
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=tempfile.mkdtemp(prefix="dnnbench-test-sources-"))
 
 
 def test_the_zoo_imports_no_torch_to_name_list_and_resolve_seed_models():
