@@ -123,7 +123,7 @@ class Prepared:
     and the figures every cell of the worker shares."""
 
     backend: Backend
-    reference: EagerReference
+    reference: EagerReference | None  # None: the deployment is the reference computation (Backend.is_reference)
     images: torch.Tensor
     build_s: float
     prepare_steps: dict[str, float]
@@ -183,22 +183,6 @@ def memory_value(m: Measured, deployment: Deployment, shape: ShapeSetup, weight_
 def energy_value(result: EnergyResult, deployment: Deployment, shape: ShapeSetup) -> EnergyValue:
     return replace(EnergyValue.from_dict(result.to_dict()), backend=deployment.backend,
                    executed_precision=deployment.executed_precision, output_check=shape.output_check)
-
-
-class SelfReference:
-    """The output check's reference for a deployment that is eager fp32 itself (Backend.is_reference): its own
-    logits, computed after the shape's first inference, with no rebuild of the model and no copy of its weights."""
-
-    def __init__(self, backend, images):
-        self.backend, self.images = backend, images
-
-    def logits(self, batch_size: int):
-        from ..backends.output_check import tile_check
-
-        return self.backend.outputs(tile_check(self.images, batch_size).to(self.backend.device))
-
-    def close(self) -> None:
-        return None
 
 
 class EagerReference:
@@ -348,13 +332,14 @@ class _Measurer:
         self.send(Begin(first_batch, f"{job.backend} set-up", setup=True))
         try:
             images = check_images(self.input_size)
-            reference = (SelfReference(backend, images) if backend.is_reference()
-                         else EagerReference(self.spec, self.device, model, images))
+            # a deployment that is the reference computation is checked against itself: no rebuild, no weight file
+            reference = None if backend.is_reference() else EagerReference(self.spec, self.device, model, images)
             example = tile_check(images, by_batch[0]).to(self.device)  # traced/exported, never run by the backend
             try:
                 backend.prepare(model, example, key=f"{self.spec.id}-{self.input_size}")
             except BaseException:
-                reference.close()
+                if reference is not None:
+                    reference.close()
                 raise
             model = example = None  # the backend keeps what it needs: memory cells see the deployed form only
             prepare_steps = dict(backend.setup.steps)  # export, trace, session, conversion
@@ -370,13 +355,14 @@ class _Measurer:
         try:
             self._batches(cells, by_batch, prepared)
         finally:
-            reference.close()
+            if reference is not None:
+                reference.close()
 
     def _batches(self, cells: list[Cell], by_batch: list[int], prepared: Prepared) -> None:
         """Each batch size in ascending order: release, bind, first inference, check, time."""
         import torch
 
-        from ..backends import PrecisionUnsupported, compare
+        from ..backends import PrecisionUnsupported, as_tensor, compare
         from ..backends.output_check import tile_check
         from ..measure.analytic_memory import estimate_inference_memory
 
@@ -394,10 +380,15 @@ class _Measurer:
                 with torch.inference_mode():
                     forward = backend.bind(x)
                 bind_s = backend.setup.total_s - before
-                first_s = self.first_inference(forward)  # before any other forward at this shape
+                first_s, first_output = self.first_inference(forward)  # before any other forward at this shape
                 with torch.inference_mode():
-                    check = compare(backend.outputs(x), reference.logits(batch_size),
-                                    backend.executed_precision or job.precision)
+                    if reference is None:  # the reference computation itself: its first output is the reference
+                        outputs = as_tensor(first_output)
+                        check = compare(outputs, outputs, backend.executed_precision or job.precision)
+                    else:
+                        check = compare(backend.outputs(x), reference.logits(batch_size),
+                                        backend.executed_precision or job.precision)
+                first_output = None
                 if deployment is None:
                     deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
                                             prepared.build_s, prepared.prepare_steps,
@@ -471,14 +462,15 @@ class _Measurer:
         elif self.device.type == "mps":
             torch.mps.synchronize()
 
-    def first_inference(self, forward) -> float:
+    def first_inference(self, forward) -> tuple[float, object]:
+        """Seconds of the first forward at a shape (cold), and what it returned."""
         import torch
 
         with torch.inference_mode():
             started = time.perf_counter()
-            forward()
+            output = forward()
             self.sync()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, output
 
     def measure(self, forward, batch_size: int, baseline_rss: int, blocking: bool = False) -> Measured:
         """Time `forward` (one forward pass per call) by the device's one clock, whatever the backend: on CUDA,
