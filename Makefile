@@ -44,7 +44,7 @@ benchmark: install
 	$(DNNBENCH) models --suite paper
 	$(DNNBENCH) run $(PROBE_MODELS) $(QUICK_SWEEP) --repeats $(PROBE_REPEATS) --db $(DB)
 	$(DNNBENCH) run --suite paper $(QUICK_SWEEP) --repeats $(REPEATS) --db $(DB)
-	$(DNNBENCH) profile --suite paper --output $(RESULTS)/complexity-paper.csv
+	$(DNNBENCH) profile --suite paper --db $(DB) --output $(RESULTS)/complexity-paper.csv
 	$(DNNBENCH) export $(RESULTS)/dnnbench.csv --db $(DB)
 	$(DNNBENCH) report --db $(DB) -o report
 
