@@ -5,17 +5,17 @@ DNNBENCH := $(VENV)/bin/dnnbench
 RESULTS ?= results
 DB ?= $(RESULTS)/dnnbench.sqlite
 # The main job: batch sizes 1 and 8, one thread, a short budget per cell (0.3 s). A worker's start-up costs more
-# than its timing, so 3 fresh-process trials of all 46 models would take ~2.2x as long (~25 minutes on 2 cores).
+# than its timing, so 3 fresh-process trials of all 46 models would take about twice as long (~30 minutes on 2 cores).
 # Instead a probe measures PROBE_MODELS in PROBE_REPEATS trials first: their trial medians give this machine's
 # between-process spread, pooled (docs/METHODOLOGY.md), which every single-trial cell's interval in the report
-# then carries. The probe adds about a minute. REPEATS=3 gives every cell trials of its own (~25 minutes).
+# then carries. The probe adds about two minutes. REPEATS=3 gives every cell trials of its own (~30 minutes).
 # For the study's full sweep: .venv/bin/dnnbench run --suite paper --repeats 3 (batch sizes 1..64).
 THREADS ?= 1
 REPEATS ?= 1
-PROBE_MODELS ?= resnet18 mobilenetv2 googlenet vgg16
+PROBE_MODELS ?= mobilenetv2 resnet18 vgg16
 PROBE_REPEATS ?= 3
 QUICK_SWEEP ?= --batch-sizes 1,8 --threads $(THREADS) --time-budget 0.3 --min-samples 3 \
-	--warmup-iters 1 --warmup-s 0.1 --warmup-settle-s 0.5
+	--warmup-iters 1 --warmup-s 0.1 --warmup-settle-s 0.25
 
 .PHONY: install test benchmark clean
 
