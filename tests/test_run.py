@@ -106,8 +106,11 @@ CHECKOUT_PATH = os.pathsep.join((str(SRC), str(TESTS)))
 
 def run_cli(*args, db, timeout=300, **kwargs):
     env = {**os.environ, "PYTHONPATH": CHECKOUT_PATH, "COLUMNS": "200"}
+    # a shell without job control starts background commands with SIGINT ignored, and Python keeps an ignored
+    # SIGINT ignored: the runner gets Ctrl-C's default, as in a terminal, wherever the tests themselves run
     return subprocess.Popen([sys.executable, "-m", "dnnbench", "run", *args, "--db", str(db)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def count_results(db):
