@@ -21,10 +21,10 @@ from ..store.values import IntervalInfo, TimeValue, TrialSummary
 def trial_of(value: TimeValue) -> TrialSummary:
     """One worker's measurement as a trial (values of any layout: an old cell is one trial)."""
     st = value.stats
-    low, high, method = _within(value)
+    low, high, method = value.within_trial_ci
     return TrialSummary(
         median_s=value.median_s if value.median_s is not None else (st.median if st else None),
-        n=value.sample_count, ci_low=low, ci_high=high, ci_method=method, stop_reason=value.stop_reason,
+        n=value.sample_count, ci_low=low, ci_high=high, ci_method=method or None, stop_reason=value.stop_reason,
         converged=value.converged, contended=bool(value.contention and value.contention.contended),
         timed_s=value.timed_s, sustained_images_per_s=value.sustained_images_per_s or _sustained(value),
         samples_s=value.samples_s)
@@ -70,17 +70,6 @@ def add_trial(stored: TimeValue | None, new: TimeValue, ci_level: float = 0.95) 
         converged=all(bool(t.converged) for t in trials),
         stop_reason=reasons[0] if len(reasons) == 1 else "mixed: " + "/".join(reasons) if reasons else None,
         timed_s=timed)
-
-
-def _within(value: TimeValue) -> tuple[float | None, float | None, str | None]:
-    st = value.stats
-    if st is None:
-        return None, None, None
-    if st.within_ci_method:
-        return st.within_ci_low, st.within_ci_high, st.within_ci_method
-    if st.ci_method and st.ci_method.startswith("min-max"):
-        return st.ci_low, st.ci_high, f"range (n = {st.n})"
-    return st.ci_low, st.ci_high, st.ci_method
 
 
 def _sustained(value: TimeValue) -> float | None:

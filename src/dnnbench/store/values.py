@@ -366,6 +366,12 @@ class TimeValue(_Value):
         few samples for an interval, the method is "range (n = k)": a min-max range, not a confidence interval."""
         if self.interval is not None and self.interval.method:
             return self.interval.low_s, self.interval.high_s, self.interval.method
+        return self.within_trial_ci
+
+    @property
+    def within_trial_ci(self) -> tuple[float | None, float | None, str]:
+        """This process's own interval `(low, high, method)`: batch medians, else (older cells) the stored
+        order-statistics interval, "range (n = k)" where there were too few samples."""
         st = self.stats
         if st is None:
             return None, None, ""
