@@ -84,6 +84,8 @@ def main() -> None:
         print(f"  within +-10%: {sum(a <= 0.10 for a in absolute) / len(absolute):.0%}   within +-15%: "
               f"{sum(a <= 0.15 for a in absolute) / len(absolute):.0%}   median |error|: "
               f"{statistics.median(absolute):.1%}   Kendall tau: {tau:.3f}")
+        inside = sum(p.low <= p.measured_s <= p.high for p in predictions)
+        print(f"  measured inside the prediction interval: {inside} of {len(predictions)}")
         print(f"  measured while other processes used the CPU: {len(contended)} of {len(predictions)}")
         for p in sorted(predictions, key=lambda p: -abs(p.error)):
             if abs(p.error) > 0.15:

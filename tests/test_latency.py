@@ -263,3 +263,48 @@ def test_settling_extends_warm_up_by_its_budget_only():
                           clock_ns=noisy.clock)
     assert not res.warmup_settled and not res.warmup_capped
     assert res.warmup_iters <= 3  # the cold call, then one chunk past the budget at most
+
+
+def test_interleaved_calls_are_timed_each_on_its_own_in_turn():
+    """Calls of known, different costs, taken in turn: each one's samples are its own cost, in round order,
+    and the group stops once every call meets the rule (the slow call does not keep the fast ones short)."""
+    now = {"ns": 0}
+    order: list[str] = []
+
+    def costing(name, seconds):
+        def call():
+            order.append(name)
+            now["ns"] += round(seconds * 1e9)
+        return call
+
+    costs = {"a": 1e-3, "b": 5e-5, "c": 2e-2}
+    rule = StoppingRule(ci_target=0.05, min_samples=4, time_budget_s=10.0)
+    results = lat.measure_interleaved([costing(n, s) for n, s in costs.items()], "cpu", rule,
+                                      WarmupPolicy(min_iters=2, min_seconds=0.0, max_seconds=1e9),
+                                      clock_ns=lambda: now["ns"])
+    assert order[:6] == ["a", "b", "c"] * 2  # warm-up rounds, in turn
+    assert len(order) % 3 == 0 and order == ["a", "b", "c"] * (len(order) // 3)
+    for result, seconds in zip(results, costs.values()):
+        assert result.samples_s and all(s == pytest.approx(seconds) for s in result.samples_s)
+        assert result.median_s == pytest.approx(seconds) and result.converged
+        assert result.warmup_iters == 2 and result.first_call_s == pytest.approx(seconds)
+        # constant costs converge together, at the first count with a 95% order-statistics interval (6)
+        assert len(result.samples_s) == 6
+
+
+def test_interleaved_group_budget_stops_a_noisy_call_at_its_minimum():
+    now = {"ns": 0}
+    rng = random.Random(3)
+
+    def noisy():
+        now["ns"] += round(rng.uniform(1e-3, 9e-3) * 1e9)
+
+    def steady():
+        now["ns"] += 1_000_000
+
+    rule = StoppingRule(ci_target=1e-6, min_samples=3, time_budget_s=0.05)
+    noisy_result, steady_result = lat.measure_interleaved([noisy, steady], "cpu", rule, NO_WARMUP,
+                                                          clock_ns=lambda: now["ns"])
+    assert noisy_result.stop_reason == STOP_TIME_BUDGET and not noisy_result.converged
+    # the group's budget is the calls' budgets together: 2 x 0.05 s of rounds of about 6 ms
+    assert 10 <= len(noisy_result.samples_s) == len(steady_result.samples_s) <= 25

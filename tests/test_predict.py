@@ -14,9 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from dnnbench.measure.operators import MODULE_CALL, trace_operators
+from dnnbench.measure.operators import FEATURES, MODULE_CALL, OperatorCall, trace_operators
 from dnnbench.predict import MissingOperatorKinds, predict
-from dnnbench.run.calibrate import Population, calibrate, calibration_config, sample_items
+from dnnbench.run.calibrate import (
+    FLOOR_PER_KIND,
+    CalibrationItem,
+    Population,
+    WorkerTimer,
+    calibrate,
+    calibration_config,
+    module_call_items,
+    sample_items,
+)
 from dnnbench.store import Store
 from dnnbench.zoo import build_model, get, list_models
 
@@ -120,3 +129,42 @@ def test_a_calibration_is_replaced_whole_and_old_stores_read_none(tmp_path):
     shutil.copyfile(Path(__file__).parent / "fixtures" / "store-v0.sqlite", old_store)
     with Store(old_store, create=False) as old:
         assert old.calibrations() == []
+
+
+def _call(kind: str, flops: float, name: str) -> OperatorCall:
+    features = {f: 0.0 for f in FEATURES}
+    features.update(flops=flops, in_bytes=0.0, out_bytes=0.0)
+    return OperatorCall(op=f"aten.{kind}.default", kind=kind, args=[[name], {}], features=features, module="m")
+
+
+def test_after_a_floor_per_kind_the_sample_follows_each_models_time():
+    """Past FLOOR_PER_KIND shapes per kind, shapes come by the share of each model's time they cover per second
+    of timing: a shape that is most of a small model outranks one that is a sliver of a large model, although
+    the large model spends more absolute time in it."""
+    population = Population()
+    filler = [_call("conv2d", 1e3 * (k + 1), f"filler{k}") for k in range(5 * FLOOR_PER_KIND)]  # the floor's pick
+    small_main, large_sliver = _call("conv2d", 2e7, "small"), _call("conv2d", 4e7, "sliver")
+    population.add(filler + [small_main])  # the small model: most of its time in one shape
+    population.add(filler + [large_sliver, _call("conv2d", 4e10, "huge")])  # a thousandth of its time
+    items = sample_items(population, total=len(population.calls))
+    signatures = [i.signature for i in items]
+    floor = signatures[:FLOOR_PER_KIND]
+    assert population.calls[floor[0]].features["flops"] == 1e3 and "huge" in floor[1]  # the extremes first
+    rest = signatures[FLOOR_PER_KIND:]
+    assert rest.index(small_main.signature) < rest.index(large_sliver.signature)
+    assert sorted(signatures) == sorted(population.calls)
+
+
+def test_the_calibration_worker_times_real_operators_in_groups(tmp_path):
+    """The real worker process: operators of a real model timed in interleaved groups, a module-call probe
+    alone, and an operator that cannot be replayed reported without ending its group."""
+    net = build_model(get(KNOWN), "meta")
+    population = Population()
+    population.add(trace_operators(net, 32, 1).calls)
+    items = module_call_items()[:1] + sample_items(population, total=6)
+    broken = CalibrationItem("relu", "aten.relu.default", [[{"opaque": "Widget"}], {}], "broken", {})
+    items.append(broken)
+    config = calibration_config("quick", seconds=60.0)
+    times = WorkerTimer(group_size=3)(items, config)
+    assert all(t is not None and 0 < t < 1.0 for t in times[:-1])
+    assert times[-1] is None

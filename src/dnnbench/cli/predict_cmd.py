@@ -18,16 +18,16 @@ def calibrate(
     backend: str = typer.Option("eager", "--backend", help="eager (PyTorch); the only backend calibrated so far."),
     precision: str = typer.Option("fp32", "--precision", "--dtype", help="fp32 | bf16 | fp16."),
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads (CPU)."),
-    quick: bool = typer.Option(False, "--quick", help="A first answer: about 180 operators in at most a minute."),
+    quick: bool = typer.Option(False, "--quick", help="A first answer: at most 300 operators in 45 s of timing."),
     models: str | None = typer.Option(None, "--models", help="Comma-separated models whose operators are sampled "
                                       "(default: the paper suite's 46)."),
     suite: str | None = typer.Option(None, "--suite", "-s", help="A suite whose models' operators are sampled, with "
                                      "--models' (e.g. --suite paper --models timm:efficientnet_b0)."),
     batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Batch sizes the operator shapes are taken at."),
-    operators: int | None = typer.Option(None, "--operators", min=1, help="Operators to time (default 900; "
-                                         "--quick 180)."),
-    seconds: float | None = typer.Option(None, "--seconds", min=1.0, help="Time budget of the timing (default 210 "
-                                         "s; --quick 45 s)."),
+    operators: int | None = typer.Option(None, "--operators", min=1, help="Operators to time at most, in order of "
+                                         "priority until the time budget (default 6000; --quick 300)."),
+    seconds: float | None = typer.Option(None, "--seconds", min=1.0, help="Time budget of the timing (default 230 "
+                                         "s, 5 minutes with the tracing; --quick 45 s)."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
 ) -> None:
     """Time a sample of the operators the zoo's models are made of (convolutions, matrix products, pooling,

@@ -200,6 +200,70 @@ def measure_latency(
     )
 
 
+def measure_interleaved(
+    forwards: list[Callable[[], object]],
+    device: torch.device | str,
+    rule: StoppingRule,
+    warmup: WarmupPolicy = WarmupPolicy(),
+    *,
+    clock_ns: Callable[[], int] = time.perf_counter_ns,
+) -> list[LatencyResult]:
+    """Time several calls taken in turn: a round calls each once, in order, each timed on its own with the same
+    timer as `measure_latency` (on CUDA its own pair of events, the device synchronised once per round). So each
+    call runs after the others, as an operator runs inside a model (its code, its data and the library's state
+    for it gone cold in between), not in a loop that keeps them hot.
+
+    Warm-up: rounds until `warmup.min_iters` rounds and `warmup.min_seconds` have passed (no settling: a round
+    mixes calls of very different lengths), at most `warmup.max_seconds`. Timed: rounds until every call's
+    samples meet `rule` (each call checked with its own copy of the rule, against the rounds' elapsed time
+    scaled by the number of calls, so that the group gets the budget its calls would get one by one), or the
+    group's budget is spent with every call at `rule.min_samples`. One LatencyResult per call, batch size 1."""
+    import dataclasses
+
+    if not forwards:
+        return []
+    timer = _make_timer(torch.device(device), clock_ns)
+    count = len(forwards)
+
+    def one_round() -> list[float]:
+        for forward in forwards:
+            timer.launch(forward)
+        return timer.collect()
+
+    timer.sync()
+    t0 = clock_ns()
+    first = one_round()
+    rounds, capped = 1, False
+    while True:
+        warmup_s = (clock_ns() - t0) / 1e9
+        if rounds >= warmup.min_iters and warmup_s >= warmup.min_seconds:
+            break
+        if warmup_s >= warmup.max_seconds:
+            capped = True
+            break
+        one_round()
+        rounds += 1
+
+    rules = [dataclasses.replace(rule) for _ in forwards]
+    samples: list[list[float]] = [[] for _ in forwards]
+    reasons: list[str | None] = [None] * count
+    start = clock_ns()
+    while True:
+        for i, seconds in enumerate(one_round()):
+            samples[i].append(seconds)
+        timed_s = (clock_ns() - start) / 1e9
+        # a call's first reason to stop is kept: it goes on being timed only while the others need rounds
+        reasons = [reason or r.check(s, timed_s / count) for reason, r, s in zip(reasons, rules, samples)]
+        if all(reason is not None for reason in reasons):
+            break
+    return [
+        LatencyResult(batch_size=1, samples_s=tuple(s), stats=summarize(s, rule.ci_level), stop_reason=reason,
+                      converged=reason == STOP_CONVERGED, warmup_iters=rounds, warmup_s=warmup_s,
+                      warmup_capped=capped, first_call_s=first[i], warmup_settled=False, timer=timer.name,
+                      timed_s=timed_s)
+        for i, (s, reason) in enumerate(zip(samples, reasons))]
+
+
 def _settled(durations: list[float], window: int, tolerance: float) -> bool:
     """Whether the median of the last `window` durations is within `tolerance` (relative) of the median
     of the `window` before them: the rolling median has stopped moving."""

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .latency import WarmupPolicy, measure_latency
+from .latency import WarmupPolicy, measure_interleaved, measure_latency
 from .stats import StoppingRule
 
 # The features of one operator, in this order everywhere (calibration rows, regressors).
@@ -291,6 +291,34 @@ def time_operator(op: str, args: Any, device: str = "cpu", dtype: torch.dtype | 
     call = replay(op, args, device, dtype)
     with torch.inference_mode():
         result = measure_latency(call, 1, device, rule, warmup)
+    return OperatorTiming(result.median_s, len(result.samples_s), result.converged)
+
+
+def time_operators_interleaved(ops: list[tuple[str, Any]], device: str = "cpu", dtype: torch.dtype | None = None,
+                               rule: StoppingRule = OPERATOR_RULE,
+                               warmup: WarmupPolicy = OPERATOR_WARMUP) -> list[OperatorTiming | Exception]:
+    """Each operator's median time with the others of the group run in between, in turn
+    (`measure.latency.measure_interleaved`), as operators follow one another in a model: timed alone in a loop
+    an operator keeps its code, its inputs and the library's state for it hot, and comes out faster than it
+    runs inside a model (ResNet-50 at batch 1 on one core here: 14% faster in all). An operator that cannot be
+    replayed comes back as its exception; the others are timed without it."""
+    calls: list[Callable[[], object] | None] = []
+    failures: dict[int, Exception] = {}
+    with torch.inference_mode():
+        for i, (op, args) in enumerate(ops):
+            try:
+                call = replay(op, args, device, dtype)
+                call()  # fails here, alone, rather than in the middle of the group's rounds
+                calls.append(call)
+            except Exception as exc:  # noqa: BLE001 - the caller records the reason, the group goes on
+                failures[i] = exc
+                calls.append(None)
+        runnable = [c for c in calls if c is not None]
+        results = iter(measure_interleaved(runnable, device, rule, warmup))
+    return [failures[i] if call is None else _timing(next(results)) for i, call in enumerate(calls)]
+
+
+def _timing(result) -> OperatorTiming:
     return OperatorTiming(result.median_s, len(result.samples_s), result.converged)
 
 

@@ -1,13 +1,14 @@
-"""`dnnbench calibrate`: time a sample of the operators real models are made of, and keep them in the store.
+"""`dnnbench calibrate`: time the operators real models are made of, and keep them in the store.
 
 The operators come from meta-device traces of zoo models (`measure.operators.trace_operators`, at each batch
-size asked for): every distinct operator shape is counted over the models. Per operator kind a sample is drawn,
-without repeats, weighted by how often each shape occurs, with the kind's smallest and largest shapes always in
-(a regressor should interpolate, not extrapolate), so that every kind gets timings early: items are ordered
-round-robin over kinds and the timing stops at the size's time budget. A few probes time the cost of a module
-call itself (`MODULE_CALL`). Each operator is timed in an isolated worker process
-(`python -m dnnbench.run.calibrate_worker`) with `run`'s timer and stopping rule at a small budget per operator.
-No whole model is timed. The timer is a parameter: tests give one whose costs are known.
+size asked for): every distinct operator shape is counted over the models and over each forward pass. The
+order of timing (`sample_items`): first a few shapes of every kind spread over its sizes (what each kind's
+regressor is fitted on), then every other shape by the share of the models' time it covers per second of
+timing it costs; the timing stops at the time budget. A few probes time the cost of a module call itself
+(`MODULE_CALL`). Operators are timed in isolated worker processes (`python -m dnnbench.run.calibrate_worker`),
+in groups taken in turn (each operator with the others of its group run in between, as in a model) with `run`'s
+timer and stopping rule at a small budget per operator. No whole model is timed. The timer is a parameter: tests
+give one whose costs are known.
 
 Backends: eager PyTorch only so far. Another backend (ONNX Runtime, OpenVINO) would time each operator as a
 single-operator graph; it plugs in as another `OperatorTimer` chosen by `config.backend`.
@@ -34,11 +35,13 @@ from ..errors import UsageError
 from ..measure.operators import MODULE_CALL, OperatorCall
 
 CALIBRATION_BACKENDS = ("eager",)
-# size -> (operators sampled, seconds of timing at most); tracing the 46 paper models at two batch sizes takes
-# another 40-90 s on 2 cores, so the default stays within 5 minutes in all
-SIZES = {"quick": (180, 45.0), "default": (900, 210.0)}
+# size -> (operators at most, seconds of timing at most); tracing the 46 paper models at two batch sizes takes
+# another 40-60 s on 2 cores, so the default stays within 5 minutes in all (about 1,400 of their 5,454 distinct
+# shapes get timed then; the rest are estimated by the regressors)
+SIZES = {"quick": (300, 45.0), "default": (6000, 230.0)}
 MODULE_CALL_COUNTS = (16, 64, 256)  # the module-call probes: chains of this many modules that dispatch nothing
 ITEMS_PER_WORKER = 120
+GROUP_SIZE = 8  # operators timed in turn with each other (see calibrate_worker): what a model puts between them
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ class CalibrationConfig:
     batch_sizes: tuple[int, ...] = (1, 8)
     operators: int = SIZES["default"][0]
     seconds: float = SIZES["default"][1]
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.device.split(":")[0] not in ("cpu", "cuda", "mps"):
@@ -106,15 +108,20 @@ OperatorTimer = Callable[[Sequence[CalibrationItem], CalibrationConfig], list]
 
 @dataclass
 class Population:
-    """Distinct operator shapes over some models and batch sizes, with their number of occurrences."""
+    """Distinct operator shapes over some models and batch sizes, with their number of occurrences overall and
+    in each traced forward pass (a model at a batch size)."""
 
     calls: dict[str, OperatorCall] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
+    passes: list[Counter] = field(default_factory=list)
 
     def add(self, calls: Sequence[OperatorCall]) -> None:
+        this_pass: Counter = Counter()
         for call in calls:
             self.calls.setdefault(call.signature, call)
-            self.counts[call.signature] += 1
+            this_pass[call.signature] += 1
+        self.counts.update(this_pass)
+        self.passes.append(this_pass)
 
     def by_kind(self) -> dict[str, list[str]]:
         kinds: dict[str, list[str]] = defaultdict(list)
@@ -139,49 +146,66 @@ def operator_population(models: Sequence[str], batch_sizes: Sequence[int], preci
     return population
 
 
-def _allocation(population: Population, kinds: dict[str, list[str]], total: int) -> dict[str, int]:
-    """Operators to sample per kind: at least a few of each kind; the rest half in proportion to the kind's distinct
-    shapes, half to the square root of its share of the models' work (FLOPs + bytes, over every occurrence):
-    convolutions, where the time goes, get more timings than the many cheap concatenations and activations."""
-    floor = {k: min(len(v), 6) for k, v in kinds.items()}
-    room = max(total - sum(floor.values()), 0)
-    distinct = sum(len(v) for v in kinds.values()) or 1
-    work = {k: sum(population.counts[s] * (population.calls[s].features["flops"]
-                                           + population.calls[s].features["in_bytes"]) for s in v)
-            for k, v in kinds.items()}
-    # square roots: a kind with 1% of the FLOPs (depthwise convolutions) still matters to the models made of it
-    all_work = sum(math.sqrt(w) for w in work.values()) or 1.0
-    share = {k: 0.5 * len(v) / distinct + 0.5 * math.sqrt(work[k]) / all_work for k, v in kinds.items()}
-    return {k: min(len(v), floor[k] + round(room * share[k])) for k, v in kinds.items()}
+# Before an operator is timed its cost is guessed with a roofline of deliberately round figures: the guess only
+# orders the sample (which shapes are worth a timing); the calibration measures the real times.
+GUESS_CALL_S = 5e-6
+GUESS_FLOPS_PER_S = 5e10
+GUESS_BYTES_PER_S = 1e10
+TIMING_OVERHEAD_S = 0.03  # warm-up and the stopping rule's minimum: what timing even the cheapest operator costs
+FLOOR_PER_KIND = 6  # timings per kind before any kind gets more: what a regressor is fitted on for unseen shapes
 
 
-def sample_items(population: Population, total: int, seed: int = 0) -> list[CalibrationItem]:
-    """Per kind, its smallest and largest shapes (by FLOPs, then bytes) and a sample weighted by occurrences;
-    ordered round-robin over kinds so that a calibration cut short still covers every kind."""
-    rng = np.random.default_rng(seed)
-    per_kind: dict[str, list[str]] = {}
+def guessed_seconds(features: dict[str, float]) -> float:
+    return (GUESS_CALL_S + features.get("flops", 0.0) / GUESS_FLOPS_PER_S
+            + (features.get("in_bytes", 0.0) + features.get("out_bytes", 0.0)) / GUESS_BYTES_PER_S)
+
+
+def coverage(population: Population) -> dict[str, float]:
+    """Per shape, the share of each traced forward pass's (guessed) time it accounts for, summed over the passes.
+    A shape that is a fifth of a small model counts as much as one that is a fifth of a large model, so every
+    model gets the operators it spends its time in timed, not only the large models' convolutions."""
+    guess = {s: guessed_seconds(c.features) for s, c in population.calls.items()}
+    cover: dict[str, float] = defaultdict(float)
+    for forward in population.passes:
+        total = sum(guess[s] * n for s, n in forward.items()) or 1.0
+        for s, n in forward.items():
+            cover[s] += guess[s] * n / total
+    return cover
+
+
+def _spread(signatures: list[str], population: Population, count: int) -> list[str]:
+    """`count` shapes evenly spaced over the kind's range of sizes (by FLOPs, then bytes), the extremes first."""
+    size = sorted(signatures, key=lambda s: (population.calls[s].features["flops"],
+                                             population.calls[s].features["in_bytes"], s))
+    if count >= len(size):
+        ranks = range(len(size))
+    else:
+        ranks = np.unique(np.round(np.linspace(0, len(size) - 1, count)).astype(int))
+    chosen = [size[i] for i in ranks]
+    return sorted(chosen, key=lambda s: s not in (size[0], size[-1]))
+
+
+def sample_items(population: Population, total: int) -> list[CalibrationItem]:
+    """The operators to time, in order (the timing stops at the calibration's budget): first a few shapes of every
+    kind spread over its sizes, round-robin over kinds (what each kind's regressor is fitted on, so that shapes no
+    model here has are predicted by interpolation); then the other shapes by how much of the models' time they
+    cover per second of timing they cost (`coverage`), so that the operators the models spend their time in
+    are looked up, not estimated."""
     kinds = population.by_kind()
-    quotas = _allocation(population, kinds, total)
-    for kind, signatures in sorted(kinds.items()):
-        quota = quotas[kind]
-        size = sorted(signatures, key=lambda s: (population.calls[s].features["flops"],
-                                                 population.calls[s].features["in_bytes"], s))
-        chosen = list(dict.fromkeys([size[0], size[-1]]))[:quota]
-        rest = [s for s in size if s not in chosen]
-        if rest and quota > len(chosen):
-            weights = np.array([population.counts[s] for s in rest], dtype=float)
-            picks = rng.choice(len(rest), size=min(quota - len(chosen), len(rest)), replace=False,
-                               p=weights / weights.sum())
-            chosen += [rest[i] for i in picks]
-        per_kind[kind] = chosen
-    ordered: list[CalibrationItem] = []
-    for row in range(max((len(v) for v in per_kind.values()), default=0)):
-        for chosen in per_kind.values():
-            if row < len(chosen):
-                call = population.calls[chosen[row]]
-                ordered.append(CalibrationItem(call.kind, call.op, call.args, call.signature, call.features,
-                                               float(population.counts[chosen[row]])))
-    return ordered
+    floors = {kind: _spread(signatures, population, FLOOR_PER_KIND) for kind, signatures in sorted(kinds.items())}
+    order: list[str] = []
+    for row in range(max((len(v) for v in floors.values()), default=0)):
+        order += [chosen[row] for chosen in floors.values() if row < len(chosen)]
+    cover = coverage(population)
+    taken = set(order)
+    rest = sorted((s for s in population.calls if s not in taken),
+                  key=lambda s: (-cover[s] / (TIMING_OVERHEAD_S + 4 * guessed_seconds(population.calls[s].features)), s))
+    items = []
+    for signature in (order + rest)[:total]:
+        call = population.calls[signature]
+        items.append(CalibrationItem(call.kind, call.op, call.args, signature, call.features,
+                                     float(population.counts[signature])))
+    return items
 
 
 def module_call_items() -> list[CalibrationItem]:
@@ -193,8 +217,10 @@ class WorkerTimer:
     """Times items in isolated worker processes (`python -m dnnbench.run.calibrate_worker`), a chunk per worker,
     all under one deadline: items a worker had no time left for come back None."""
 
-    def __init__(self, items_per_worker: int = ITEMS_PER_WORKER, progress: Callable[[int, int], None] | None = None):
+    def __init__(self, items_per_worker: int = ITEMS_PER_WORKER, progress: Callable[[int, int], None] | None = None,
+                 group_size: int = GROUP_SIZE):
         self.items_per_worker = items_per_worker
+        self.group_size = group_size
         self.progress = progress
 
     def __call__(self, items: Sequence[CalibrationItem], config: CalibrationConfig) -> list:
@@ -206,7 +232,8 @@ class WorkerTimer:
                 break
             chunk = items[start:start + self.items_per_worker]
             job = {"device": config.device, "precision": config.precision, "threads": config.threads,
-                   "deadline": deadline, "items": [{"op": i.op, "args": i.args} for i in chunk]}
+                   "deadline": deadline, "group_size": self.group_size,
+                   "items": [{"op": i.op, "args": i.args, "guess": guessed_seconds(i.features)} for i in chunk]}
             for index, seconds in self._run_worker(job, deadline):
                 times[start + index] = seconds
                 done += 1
@@ -266,7 +293,7 @@ def calibrate(db: str | Path, config: CalibrationConfig, *, timer: OperatorTimer
     else:
         models = tuple(list_models(suite="paper"))
     population = operator_population(models, config.batch_sizes, config.precision)
-    items = module_call_items() + sample_items(population, config.operators, config.seed)  # probes first: cheap
+    items = module_call_items() + sample_items(population, config.operators)  # probes first: cheap
     times = (timer or WorkerTimer())(items, config)
     now = time.time()
     rows = [{"kind": item.kind, "op": item.op, "signature": item.signature, "features": item.features,
