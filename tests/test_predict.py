@@ -12,10 +12,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dnnbench.measure.operators import FEATURES, MODULE_CALL, OperatorCall, trace_operators
 from dnnbench.predict import MissingOperatorKinds, predict
+from dnnbench.predict.predictor import VALIDATION_BAND, Prediction, add_model_bands
 from dnnbench.run.calibrate import (
     FLOOR_PER_KIND,
     CalibrationItem,
@@ -65,8 +67,10 @@ def test_known_layers_on_a_known_timer_are_predicted_exactly(tmp_path):
         expected = sum(COST_S[k] * n for k, n in KNOWN_KINDS.items()) + 10 * MODULE_CALL_S
         [p] = predict([KNOWN], db, machine=MACHINE, batch_size=batch, input_size=size)
         assert p.seconds == pytest.approx(expected, rel=1e-9)
-        if size == native:  # every operator looked up: no regressor error to bound
-            assert p.low == pytest.approx(expected, rel=1e-9) and p.high == pytest.approx(expected, rel=1e-9)
+        if size == native:  # every operator looked up: only the model-level error (no measured model: the validation's)
+            assert p.low == pytest.approx(expected * VALIDATION_BAND[0], rel=1e-9)
+            assert p.high == pytest.approx(expected * VALIDATION_BAND[1], rel=1e-9)
+            assert "validation on the development machine" in p.interval_basis
         else:  # two timings per kind cannot be cross-validated: the interval says the error is unknown
             assert p.low <= p.seconds and p.high == math.inf
         assert p.fitted == (0 if size == native else 9)
@@ -168,3 +172,23 @@ def test_the_calibration_worker_times_real_operators_in_groups(tmp_path):
     times = WorkerTimer(group_size=3)(items, config)
     assert all(t is not None and 0 < t < 1.0 for t in times[:-1])
     assert times[-1] is None
+
+
+def test_the_model_level_band_comes_from_the_other_measured_models_never_the_models_own():
+    """With enough measured models of a batch size, each prediction's interval takes the 5-95% quantiles of
+    measured / predicted over the OTHER models (leave-one-out); below that count, the validation's band."""
+    def prediction(name, measured, batch=1):
+        return Prediction(model=name, calibration=None, batch_size=batch, input_size=224, seconds=1.0, low=1.0,
+                          high=1.0, operators_s=1.0, overhead_s=0.0, operators=1, fitted=0, module_calls=1,
+                          memory_bytes=None, layers=(), measured_s=measured)
+
+    ratios = [0.9 + 0.01 * k for k in range(20)]  # 0.90 ... 1.09
+    outlier = prediction("outlier", 3.0)  # its own error must not widen its own interval
+    banded = add_model_bands([prediction(f"m{k}", r) for k, r in enumerate(ratios)]
+                             + [outlier, prediction("unmeasured", None), prediction("other-batch", None, batch=8)])
+    by_name = {p.model: p for p in banded}
+    expected_low, expected_high = np.exp(np.quantile(np.log(ratios), [0.05, 0.95]))  # log space
+    assert by_name["outlier"].low == pytest.approx(expected_low) and by_name["outlier"].high == pytest.approx(expected_high)
+    assert "20 other models measured on this machine" in by_name["outlier"].interval_basis
+    assert by_name["unmeasured"].high > by_name["outlier"].high  # the outlier is among its 21 others
+    assert by_name["other-batch"].low == pytest.approx(VALIDATION_BAND[0])  # nothing measured at batch 8

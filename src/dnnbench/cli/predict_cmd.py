@@ -77,7 +77,8 @@ def predict(
 ) -> None:
     """Predict each model's latency on a calibrated machine (from `dnnbench calibrate`) without running it: its
     operators traced on the meta device, each timed by its kind's regressor, plus module-call overheads; with a
-    5-95% interval, images/s, the analytic memory estimate, and the measured time where the store has one."""
+    5-95% interval (the regressors' error and the model-level error), images/s, the analytic memory estimate,
+    and the measured time where the store has one."""
     from ..devices import parse_precision
     from ..errors import UsageError
     from ..predict import predict as run_prediction
@@ -94,7 +95,7 @@ def predict(
              "memory_mb": p.memory_bytes / 2**20 if p.memory_bytes else None, "operators": p.operators,
              "fitted_operators": p.fitted, "overhead_ms": p.overhead_s * 1e3,
              "measured_ms": p.measured_s * 1e3 if p.measured_s else None, "error": p.error,
-             "machine_id": p.calibration.machine_id} for p in predictions]
+             "machine_id": p.calibration.machine_id, "interval_basis": p.interval_basis} for p in predictions]
     if fmt == "json":
         typer.echo(json.dumps(rows if not per_layer else [
             {**r, "layers": [vars(layer) for layer in p.layers]} for r, p in zip(rows, predictions)], indent=2))
@@ -120,6 +121,8 @@ def predict(
                       str(r["fitted_operators"]), "-" if r["measured_ms"] is None else f"{r['measured_ms']:.2f}",
                       "-" if r["error"] is None else f"{r['error']:+.1%}")
     console.print(table)
+    for basis in dict.fromkeys(p.interval_basis for p in predictions):
+        console.print(printable(f"5-95% interval: {basis}"))
     if per_layer:
         for p in predictions:
             layers = sorted(p.layers, key=lambda layer: -layer.seconds)[:top] if top else p.layers

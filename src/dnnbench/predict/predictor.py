@@ -2,22 +2,46 @@
 
 The model is traced on the meta device (`measure.operators`), each operator's time is estimated from the
 machine's calibration (`predict.regressors`), and the whole forward pass is their sum plus one module-call
-overhead per module called. The interval sums, per operator kind, the fitted operators' cross-validated 5-95%
-bounds (errors of one kind are taken as fully correlated: one kernel family, one bias), with calibrated shapes
-at their measured time. Memory is the analytic estimate (`measure.analytic_memory`). Where the store holds a
-measured time of the same model and configuration, it comes back beside the prediction.
+overhead per module called. The interval has two parts, combined in log space: the regressors' error (per
+operator kind, the fitted operators' cross-validated 5-95% bounds summed, errors of one kind taken as fully
+correlated: one kernel family, one bias; calibrated shapes at their measured time add none), and the
+model-level error, what a sum of operators misses (the allocator, caches shared between operators) and how far
+a fresh process's time moves: the 5-95% quantiles of measured / predicted over the other models measured on
+the machine, where the store holds at least MIN_MEASURED_FOR_BAND of them (leave-one-out, so a model's own
+measurement never sets its interval), else those of the validation on the development machine
+(VALIDATION_BAND, docs/PREDICTION.md). Memory is the analytic estimate (`measure.analytic_memory`). Where the
+store holds a measured time of the same model and configuration, it comes back beside the prediction.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import UsageError
 from ..measure.operators import OperatorTrace
 from .regressors import LatencyModel, MissingOperatorKinds, fit_latency_model, relative_error
+
+# 5-95% quantiles of measured / predicted over the 46 paper models at batch 1 and 8 (92 models x batch sizes),
+# eager fp32, 1 thread, on the development machine (2-core AMD EPYC Zen 4, idle; docs/PREDICTION.md)
+VALIDATION_BAND = (0.89, 1.13)
+VALIDATION_BASIS = "model-level error of the validation on the development machine (docs/PREDICTION.md)"
+MIN_MEASURED_FOR_BAND = 10
+BAND_QUANTILES = (0.05, 0.95)
+
+
+@dataclass(frozen=True)
+class ModelBand:
+    """The model-level error as a band of measured / predicted ratios, with where it comes from."""
+
+    low: float
+    high: float
+    basis: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,7 @@ class Prediction:
     memory_bytes: int | None
     layers: tuple[LayerPrediction, ...]
     measured_s: float | None = None
+    interval_basis: str = "operator regressors only"
 
     @property
     def images_per_s(self) -> float:
@@ -93,6 +118,38 @@ def predict_trace(trace: OperatorTrace, model: LatencyModel, key: CalibrationKey
         memory_bytes=memory_bytes,
         layers=tuple(LayerPrediction(m, ",".join(sorted(k)), n, s) for m, (k, n, s) in layers.items()),
         measured_s=measured_s)
+
+
+def with_band(prediction: Prediction, band: ModelBand) -> Prediction:
+    """The prediction with the model-level band combined into its interval: on each side the regressors' and the
+    band's log widths add in quadrature (independent errors)."""
+    s = prediction.seconds
+    regress_low = math.log(s / prediction.low) if prediction.low > 0 else math.inf
+    regress_high = math.log(prediction.high / s) if math.isfinite(prediction.high) else math.inf
+    band_low, band_high = -math.log(min(band.low, 1.0)), math.log(max(band.high, 1.0))
+    return replace(prediction, low=s * math.exp(-math.hypot(regress_low, band_low)),
+                   high=s * math.exp(math.hypot(regress_high, band_high)),
+                   interval_basis=f"operator regressors + {band.basis}")
+
+
+def measured_band(others: Sequence[Prediction]) -> ModelBand:
+    """The 5-95% quantiles of measured / predicted over predictions that have a measured time."""
+    ratios = np.log([p.measured_s / p.seconds for p in others])
+    low, high = np.exp(np.quantile(ratios, BAND_QUANTILES))
+    return ModelBand(float(low), float(high), f"model-level error of {len(others)} other models measured on this "
+                                              "machine (5-95%)")
+
+
+def add_model_bands(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """Each prediction with its model-level band: from the other measured predictions of the same batch size
+    where there are at least MIN_MEASURED_FOR_BAND of them, else VALIDATION_BAND."""
+    out = []
+    for p in predictions:
+        others = [q for q in predictions if q.measured_s and q.batch_size == p.batch_size and q.model != p.model]
+        band = (measured_band(others) if len(others) >= MIN_MEASURED_FOR_BAND
+                else ModelBand(*VALIDATION_BAND, VALIDATION_BASIS))
+        out.append(with_band(p, band))
+    return out
 
 
 def resolve_calibration(store, machine: str | None, device: str, backend: str, precision: str,
@@ -170,4 +227,4 @@ def predict(models: Sequence[str], db: str | Path, machine: str | None = None, d
             memory = estimate_inference_memory(net, (batch_size, 3, size, size), dtype).total_peak_bytes
             predictions.append(predict_trace(trace, latency_model, key, memory,
                                              measured_time(store, key, spec.id, batch_size, size)))
-    return predictions
+    return add_model_bands(predictions)
