@@ -1,0 +1,158 @@
+"""Predictions as tables, for the layers above `predict` (`report`, the CLI's `select`): a calibrated
+configuration's predictions beside the store's measured time cells of the same configuration, and predicted cells
+for the models a calibrated machine has not measured.
+
+A calibration is fitted once (`fit_latency_model`) and each model built on the meta device once, then traced at
+each batch and input size asked for (`predict_trace`, the step `predict.predict` takes per model): predicting the
+dozens of measured cells of a report would otherwise refit the calibration for every batch size. A model that
+cannot be predicted (operator kinds the calibration lacks, a model that cannot be built) gets a row with its
+reason in `note` and no figures, never a guess.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import UsageError
+from ..store import Store
+from .predictor import CalibrationKey, Prediction, predict_trace
+from .regressors import LatencyModel, fit_latency_model
+
+# the cell's configuration in the store's frame terms (analysis.frames.CONFIG_COLUMNS: `dtype` is the precision)
+PREDICTION_COLUMNS = ("machine_id", "model", "device", "dtype", "threads", "backend", "batch_size", "input_size",
+                      "latency_ms", "latency_low_ms", "latency_high_ms", "images_per_s", "memory_bytes", "operators",
+                      "fitted", "measured_ms", "error", "contended", "note")
+
+
+def calibrated_keys(store: Store, machine_ids: Iterable[str] | None = None) -> list[CalibrationKey]:
+    """Every calibration the store holds (of these machines, if given)."""
+    wanted = None if machine_ids is None else set(machine_ids)
+    return [CalibrationKey(c["machine_id"], c["device"], c["backend"], c["precision"], int(c["threads"]))
+            for c in store.calibrations() if wanted is None or c["machine_id"] in wanted]
+
+
+class CalibratedPredictor:
+    """One calibration, fitted once; models built once and traced per batch and input size."""
+
+    def __init__(self, store: Store, key: CalibrationKey) -> None:
+        rows = store.calibration(key.machine_id, key.device, key.backend, key.precision, key.threads)
+        if not rows:
+            raise UsageError(f"the store {store.path} holds no calibration of {key.describe()}")
+        self.key = key
+        self.latency_model: LatencyModel = fit_latency_model(rows)
+        self._nets: dict[str, Any] = {}
+
+    def predict(self, model: str, batch_size: int, input_size: int | None = None,
+                measured_s: float | None = None) -> Prediction:
+        from ..devices import torch_dtype
+        from ..measure.analytic_memory import estimate_inference_memory
+        from ..measure.operators import trace_operators
+        from ..zoo import build_model, get
+
+        spec = get(model)
+        dtype = torch_dtype(self.key.precision)
+        if spec.id not in self._nets:
+            self._nets[spec.id] = build_model(spec, "meta").to(dtype)
+        net = self._nets[spec.id]
+        size = input_size or spec.input_size
+        trace = trace_operators(net, size, batch_size, dtype, spec.id)
+        memory = estimate_inference_memory(net, (batch_size, 3, size, size), dtype).total_peak_bytes
+        return predict_trace(trace, self.latency_model, self.key, memory, measured_s)
+
+
+def measured_cells(store: Store, key: CalibrationKey, models: Sequence[str] | None = None
+                   ) -> dict[tuple[str, int, int | None], tuple[float, bool]]:
+    """The ok time cells measured in the calibration's configuration on its machine (plain backend: no backend
+    options), by (model, batch size, input size): (median seconds of one batch, timed under contention)."""
+    found: dict[tuple[str, int, int | None], tuple[float, bool]] = {}
+    records = store.results(machine_id=key.machine_id, metric="time", **({"models": list(models)} if models else {}))
+    for record in sorted(records, key=lambda r: r.finished_at):  # the latest measurement of a cell wins
+        c = record.config
+        seconds = getattr(record.values, "latency_s", None) if record.status == "ok" else None
+        if (seconds and c.get("device", "cpu") == key.device and c.get("backend", "eager") == key.backend
+                and c.get("dtype", "fp32") == key.precision and int(c.get("threads") or 0) == key.threads
+                and not c.get("backend_options")):
+            size = c.get("input_size")
+            found[(record.model, int(c.get("batch_size") or 1), int(size) if size else None)] = (
+                float(seconds), bool(getattr(record.values, "contended", False)))
+    return found
+
+
+def _row(key: CalibrationKey, model: str, batch_size: int, input_size: int | None, prediction: Prediction | None,
+         measured: tuple[float, bool] | None, note: str = "") -> dict[str, Any]:
+    p = prediction
+    return {"machine_id": key.machine_id, "model": model, "device": key.device, "dtype": key.precision,
+            "threads": key.threads, "backend": key.backend, "batch_size": batch_size,
+            "input_size": p.input_size if p else input_size,
+            "latency_ms": p.seconds * 1e3 if p else math.nan, "latency_low_ms": p.low * 1e3 if p else math.nan,
+            "latency_high_ms": p.high * 1e3 if p else math.nan, "images_per_s": p.images_per_s if p else math.nan,
+            "memory_bytes": float(p.memory_bytes) if p and p.memory_bytes else math.nan,
+            "operators": p.operators if p else 0, "fitted": p.fitted if p else 0,
+            "measured_ms": measured[0] * 1e3 if measured else math.nan,
+            "error": p.error if p and p.error is not None else math.nan,
+            "contended": bool(measured and measured[1]), "note": note}
+
+
+def _predict_or_note(predictor: CalibratedPredictor, model: str, batch_size: int, input_size: int | None,
+                     measured_s: float | None) -> tuple[Prediction | None, str]:
+    try:
+        return predictor.predict(model, batch_size, input_size, measured_s), ""
+    except UsageError as e:  # MissingOperatorKinds among them: named, never guessed
+        return None, str(e).splitlines()[0]
+    except Exception as e:  # noqa: BLE001 - a model that cannot be built or traced costs its row, not the table
+        return None, f"cannot be predicted: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+
+
+def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    return out.astype({"batch_size": int, "threads": int, "contended": bool})
+
+
+def predicted_vs_measured(db: Store | str | Path, machine_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """For every calibration of the store (of these machines), one row per measured ok time cell of the same
+    machine and configuration: the prediction (latency_ms with its 5-95% interval) beside the measured median
+    (measured_ms) and their relative error (predicted / measured - 1). Only the measured models are predicted."""
+    if not isinstance(db, Store):
+        with Store(db, create=False) as store:
+            return predicted_vs_measured(store, machine_ids)
+    rows = []
+    for key in calibrated_keys(db, machine_ids):
+        cells = measured_cells(db, key)
+        if not cells:
+            continue
+        predictor = CalibratedPredictor(db, key)
+        for (model, batch_size, input_size), measured in sorted(cells.items(), key=lambda kv: (
+                kv[0][0], kv[0][1], kv[0][2] or 0)):
+            prediction, note = _predict_or_note(predictor, model, batch_size, input_size, measured[0])
+            rows.append(_row(key, model, batch_size, input_size, prediction, measured, note))
+    return frame(rows)
+
+
+def predicted_cells(db: Store | str | Path, key: CalibrationKey, models: Sequence[str], batch_size: int,
+                    input_size: int | None = None) -> pd.DataFrame:
+    """One predicted cell per model at this batch size (input size None: each model's native one), with the
+    measured median beside it where the store holds one; models that cannot be predicted say why in `note`."""
+    if not isinstance(db, Store):
+        with Store(db, create=False) as store:
+            return predicted_cells(store, key, models, batch_size, input_size)
+    from ..zoo import get
+
+    measured = measured_cells(db, key)
+    predictor = CalibratedPredictor(db, key)
+    rows = []
+    for model in models:
+        try:
+            spec = get(model)
+        except UsageError as e:  # a model of the store this zoo no longer resolves (a python: module gone)
+            rows.append(_row(key, model, batch_size, input_size, None, None, str(e).splitlines()[0]))
+            continue
+        size = input_size or spec.input_size
+        cell = measured.get((spec.id, batch_size, size))
+        prediction, note = _predict_or_note(predictor, spec.id, batch_size, input_size, cell[0] if cell else None)
+        rows.append(_row(key, spec.id, batch_size, size, prediction, cell, note))
+    return frame(rows)
