@@ -125,9 +125,12 @@ def test_select_on_a_calibrated_only_machine_answers_from_predictions(tmp_path):
 def test_select_keeps_measured_rows_measured(tmp_path):
     db = calibrated_store(tmp_path, (KNOWN,))
     add_results(db, [measured(KNOWN, 1, EXPECTED_S * 2)])
-    code, rows = select(db, "--models", KNOWN)
-    assert code == 0 and rows[0]["latency_source"] == "measured"
+    code, rows = select(db, "--models", KNOWN)  # nothing predicted: the columns of before
+    assert code == 0 and "latency_source" not in rows[0]
     assert rows[0]["latency_ms"] == pytest.approx(EXPECTED_S * 2e3)
+    code, rows = select(db, "--models", f"{KNOWN},{UNUSUAL}")
+    assert code == 0 and [r["latency_source"] for r in rows] == ["measured", "predicted"]
+    assert rows[0]["latency_ms"] == pytest.approx(EXPECTED_S * 2e3)  # the measurement, not the prediction
     table = runner.invoke(app, ["select", "--db", str(db), "--machine", MACHINE, "--models", f"{KNOWN},{UNUSUAL}",
                                 "-b", "8"], catch_exceptions=False)
     assert table.exit_code == 0 and "predicted" in table.output and "5-95% ms" in table.output

@@ -278,4 +278,8 @@ def selection_rows(selection: Selection, top: int) -> list[dict]:
     if all(row["joules_per_image"] is None for row in rows):  # no energy cells: the columns of before
         for row in rows:
             del row["joules_per_image"]
+    if all(row["latency_source"] == "measured" for row in rows):  # nothing predicted: the columns of before
+        for row in rows:
+            for key in ("latency_source", "latency_low_ms", "latency_high_ms"):
+                del row[key]
     return rows
