@@ -510,8 +510,8 @@ def _prediction_section(builder: _Builder, source: str, machines: list[Machine])
                    "Where a machine has a calibration (`dnnbench calibrate`) and measured time cells of the same "
                    "configuration, each measured model is predicted (`dnnbench predict`) and set against its measured "
                    "median: predicted against measured ms per batch with y = x and the ±10% and ±15% bands, each "
-                   "prediction's 5-95% interval as an error bar (drawn to the top where the calibration was too "
-                   "small to bound it), and the distribution of the error (predicted / measured - 1). The table "
+                   "prediction's 5-95% interval as an error bar (a hollow marker without one where the calibration "
+                   "was too small to bound it), and the distribution of the error (predicted / measured - 1). The table "
                    "gives per batch size the share of models within ±10% and ±15%, the median absolute error and "
                    "Kendall's tau between the predicted and the measured order. See docs/PREDICTION.md.", blocks)
 

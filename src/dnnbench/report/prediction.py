@@ -2,9 +2,9 @@
 figures of one machine and configuration, static (matplotlib) and interactive (Plotly).
 
 Left: predicted against measured ms per batch on log-log axes, one colour per batch size, with y = x, the +-10%
-and +-15% bands, and each prediction's 5-95% interval as an error bar (an open interval, from a calibration too
-small to bound its error, is drawn to the top of the axes). Right: the error distribution (predicted / measured - 1)
-as a histogram with the bands marked. Rows come from `predict.frames.predicted_vs_measured`.
+and +-15% bands, and each prediction's 5-95% interval as an error bar (a prediction with an open interval, from a
+calibration too small to bound its error, is a hollow marker without one). Right: the error distribution
+(predicted / measured - 1) as a histogram with the bands marked. Rows come from `predict.frames.predicted_vs_measured`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from plotly.subplots import make_subplots
 
 from ..analysis.prediction import BANDS
-from .figures import EmptyFigureError, _plain, _styled, new_figure, usable
+from .figures import EmptyFigureError, _log_axis_formatter, _plain, _styled, new_figure, usable
 from .interactive import TEMPLATE, esc
 
 BATCH_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -35,10 +36,16 @@ def _drawable(rows: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
+def _bounded(data: pd.DataFrame) -> pd.Series:
+    """The predictions whose interval is bounded (an open one has an infinite upper end)."""
+    return pd.Series(np.isfinite(data["latency_high_ms"].astype(float)), index=data.index)
+
+
 def _span(data: pd.DataFrame) -> tuple[float, float]:
+    bounded = data[_bounded(data)]
     values = np.concatenate([data["latency_ms"], data["measured_ms"],
-                             data["latency_low_ms"][np.isfinite(data["latency_low_ms"]) & (data["latency_low_ms"] > 0)],
-                             data["latency_high_ms"][np.isfinite(data["latency_high_ms"])]]).astype(float)
+                             bounded["latency_low_ms"][bounded["latency_low_ms"] > 0],
+                             bounded["latency_high_ms"]]).astype(float)
     low, high = float(values.min()), float(values.max())
     return low / 1.5, high * 1.5
 
@@ -71,25 +78,32 @@ def predicted_vs_measured(rows: pd.DataFrame, title: str) -> Figure:
     for batch in batches:
         part = data[data["batch_size"] == batch]
         color = _batch_color(batches, batch)
-        below = (part["latency_ms"] - part["latency_low_ms"].clip(lower=0)).clip(lower=0)
-        above = (part["latency_high_ms"].where(np.isfinite(part["latency_high_ms"]), high) - part["latency_ms"])
-        ax.errorbar(part["measured_ms"], part["latency_ms"], yerr=[below.fillna(0), above.clip(lower=0).fillna(0)],
-                    fmt="o", ms=4.5, color=color, ecolor=color, elinewidth=0.8, capsize=2, alpha=0.85,
-                    label=f"batch {batch}")
+        closed, open_ = part[_bounded(part)], part[~_bounded(part)]
+        below = (closed["latency_ms"] - closed["latency_low_ms"].clip(lower=0)).clip(lower=0)
+        above = (closed["latency_high_ms"] - closed["latency_ms"]).clip(lower=0)
+        if len(closed):
+            ax.errorbar(closed["measured_ms"], closed["latency_ms"], yerr=[below, above], fmt="o", ms=4.5, color=color,
+                        ecolor=color, elinewidth=0.8, capsize=2, alpha=0.85, label=f"batch {batch}")
+        if len(open_):
+            ax.plot(open_["measured_ms"], open_["latency_ms"], "o", ms=5, mfc="none", color=color,
+                    label=f"batch {batch}, open interval")
     ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel=MEASURED, ylabel=PREDICTED)
     ax.set_aspect("equal", adjustable="box")
+    _log_axis_formatter(ax, "x")
+    _log_axis_formatter(ax, "y")
     ax.legend(loc="upper left")
     bins = _bins(data["error"])
     for batch in batches:
         part = data[data["batch_size"] == batch]
         hist.hist(part["error"] * 100, bins=bins, color=_batch_color(batches, batch), alpha=0.6,
-                  label=f"batch {batch} ({len(part)} models)")
+                  label=f"batch {batch} ({len(part)} model{'s' if len(part) != 1 else ''})")
     for band in BANDS:
         color, _ = BAND_STYLES[band]
         for sign in (-1, 1):
             hist.axvline(sign * band * 100, color=color, lw=1, ls="--")
     hist.axvline(0, color="#444", lw=1)
     hist.set(xlabel=ERROR, ylabel="Models")
+    hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     hist.legend(loc="upper right")
     fig.suptitle(_plain(title))
     return fig
@@ -112,17 +126,20 @@ def predicted_vs_measured_interactive(rows: pd.DataFrame, title: str) -> go.Figu
     for batch in batches:
         part = data[data["batch_size"] == batch]
         color = _batch_color(batches, batch)
-        high_end = part["latency_high_ms"].where(np.isfinite(part["latency_high_ms"]), high)
+        bounded = _bounded(part)
         hover = [f"<b>{esc(r.model)}</b><br>batch {batch}, {int(r.input_size)} px<br>measured {r.measured_ms:.3g} ms"
                  f"{' (contended)' if r.contended else ''}<br>predicted {r.latency_ms:.3g} ms "
                  f"[{r.latency_low_ms:.3g}, {'?' if not math.isfinite(r.latency_high_ms) else f'{r.latency_high_ms:.3g}'}]"
                  f"<br>error {r.error:+.1%}" for r in part.itertuples()]
+        # an open interval gets a hollow marker and no error bar
         fig.add_trace(go.Scatter(
             x=part["measured_ms"], y=part["latency_ms"], mode="markers", name=f"batch {batch}",
-            marker={"color": color, "size": 8}, legendgroup=f"b{batch}", hovertext=hover, hoverinfo="text",
-            error_y={"type": "data", "symmetric": False, "array": (high_end - part["latency_ms"]).clip(lower=0),
-                     "arrayminus": (part["latency_ms"] - part["latency_low_ms"].clip(lower=0)).clip(lower=0),
-                     "thickness": 1, "width": 2, "color": color}), 1, 1)
+            marker={"color": color, "size": 8, "symbol": ["circle" if b else "circle-open" for b in bounded]},
+            legendgroup=f"b{batch}", hovertext=hover, hoverinfo="text",
+            error_y={"type": "data", "symmetric": False,
+                     "array": (part["latency_high_ms"] - part["latency_ms"]).clip(lower=0).where(bounded, 0),
+                     "arrayminus": (part["latency_ms"] - part["latency_low_ms"].clip(lower=0)).clip(lower=0)
+                     .where(bounded, 0), "thickness": 1, "width": 2, "color": color}), 1, 1)
         fig.add_trace(go.Histogram(x=part["error"] * 100, name=f"batch {batch}", legendgroup=f"b{batch}",
                                    showlegend=False, marker={"color": color}, opacity=0.6,
                                    xbins={"size": float(np.diff(_bins(data["error"]))[0])}), 1, 2)
