@@ -58,6 +58,7 @@ class Violation:
     unit: str
     upper_bound: bool = True  # the limit is a maximum
     reason: str = ""  # for a missing figure or a failed cell
+    note: str = ""  # how the value was judged (a predicted value: at its interval's pessimistic end)
 
     @property
     def excess(self) -> float | None:
@@ -77,12 +78,15 @@ class Violation:
         by = f"{'+' if self.upper_bound else '-'}{_fmt(self.excess)} {self.unit}"
         if self.unit != "%":
             by += f", {'+' if self.upper_bound else '-'}{100 * self.relative_excess:.0f}%"
-        return f"{self.constraint} {_fmt(self.value)} {sign} {_fmt(self.limit)} {self.unit} ({by})"
+        return (f"{self.constraint} {_fmt(self.value)} {sign} {_fmt(self.limit)} {self.unit} ({by})"
+                + (f" [{self.note}]" if self.note else ""))
 
 
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
+    if math.isinf(value):
+        return "unbounded"
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
@@ -106,6 +110,13 @@ class Candidate:
     accuracy_source: str
     error: str = ""
     joules_per_image: float | None = None
+    latency_source: str = "measured"  # or "predicted" (from a calibration: `dnnbench calibrate`)
+    latency_low_ms: float | None = None  # the latency's interval: measured (confidence) or predicted (5-95%)
+    latency_high_ms: float | None = None
+
+    @property
+    def predicted(self) -> bool:
+        return self.latency_source == "predicted"
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,22 @@ def candidate_from_row(row: pd.Series) -> Candidate:
         memory_mb=_number(row.get("memory_mb")), top1=_number(row.get("top1")), top5=_number(row.get("top5")),
         accuracy_source=str(row.get("accuracy_source") or "none"), error=str(row.get("error") or ""),
         joules_per_image=_number(row.get("joules_per_image")),
+        latency_source=str(row.get("latency_source") or "measured"),
+        latency_low_ms=_number(row.get("latency_low_ms")), latency_high_ms=_number(row.get("latency_high_ms")),
     )
+
+
+def _judged_speed(c: Candidate) -> tuple[float | None, float | None, str]:
+    """The latency and throughput a limit is judged on, and how. A measured cell: its median. A predicted one: the
+    pessimistic end of its 5-95% interval (an open interval, from a calibration too small to bound its error, meets
+    no limit), so that a predicted answer holds even where the prediction errs to that end."""
+    if not c.predicted or c.latency_ms is None:
+        return c.latency_ms, c.images_per_s, ""
+    high = c.latency_high_ms if c.latency_high_ms is not None else math.inf
+    note = (f"predicted {_fmt(c.latency_ms)} ms, 5-95% interval up to {_fmt(high)} ms: judged at its upper end"
+            if math.isfinite(high) else f"predicted {_fmt(c.latency_ms)} ms with an open interval (calibration too "
+                                        "small to bound its error): recalibrate at the default size")
+    return high, (c.batch_size * 1e3 / high if high > 0 else math.inf), note
 
 
 def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
@@ -152,8 +178,9 @@ def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
         first_line = c.error.splitlines()[0][:120] if c.error else ""
         out.append(Violation("measurement", None, None, "", reason=f"cell {c.status}" + (f": {first_line}" if
                                                                                        first_line else "")))
-    checks = [("latency", limits.max_latency_ms, c.latency_ms, "ms", True),
-              ("throughput", limits.min_images_per_s, c.images_per_s, "images/s", False),
+    latency, images_per_s, how = _judged_speed(c)
+    checks = [("latency", limits.max_latency_ms, latency, "ms", True),
+              ("throughput", limits.min_images_per_s, images_per_s, "images/s", False),
               ("memory", limits.max_memory_mb, c.memory_mb, "MB", True),
               ("top-1", limits.min_top1, c.top1, "%", False),
               ("energy", limits.max_joules_per_image, c.joules_per_image, "J/image", True)]
@@ -165,7 +192,8 @@ def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
                 reason = f"no {name} figure" + (" (measure with --metrics energy)" if name == "energy" else "")
                 out.append(Violation(name, limit, None, unit, upper, reason=reason))
         elif (value > limit) if upper else (value < limit):
-            out.append(Violation(name, limit, value, unit, upper))
+            out.append(Violation(name, limit, value, unit, upper, note=how if name in ("latency", "throughput")
+                                 else ""))
     return tuple(out)
 
 
@@ -236,7 +264,10 @@ def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
             "accuracy_source": c.accuracy_source, "latency_ms": c.latency_ms, "images_per_s": c.images_per_s,
             "memory_mb": c.memory_mb, "joules_per_image": c.joules_per_image, "config": c.setup,
             "batch_size": c.batch_size, "fits": not why_not,
-            "why_not": why_not}
+            "why_not": why_not, "latency_source": c.latency_source, "latency_low_ms": c.latency_low_ms,
+            # an open interval (None): JSON has no infinity
+            "latency_high_ms": c.latency_high_ms if c.latency_high_ms is None or math.isfinite(c.latency_high_ms)
+            else None}
 
 
 def selection_rows(selection: Selection, top: int) -> list[dict]:
@@ -247,4 +278,8 @@ def selection_rows(selection: Selection, top: int) -> list[dict]:
     if all(row["joules_per_image"] is None for row in rows):  # no energy cells: the columns of before
         for row in rows:
             del row["joules_per_image"]
+    if all(row["latency_source"] == "measured" for row in rows):  # nothing predicted: the columns of before
+        for row in rows:
+            for key in ("latency_source", "latency_low_ms", "latency_high_ms"):
+                del row[key]
     return rows

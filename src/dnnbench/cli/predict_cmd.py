@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from .options import DB_HELP, DEFAULT_DB, FormatOpt, check_format, console, err_console, model_names, printable
+from .run_cmd import Address, ExecutorName, On
 
 
 def calibrate(
@@ -29,13 +30,18 @@ def calibrate(
     seconds: float | None = typer.Option(None, "--seconds", min=1.0, help="Time budget of the timing (default 230 "
                                          "s, 5 minutes with the tracing; --quick 45 s)."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
+    executor_name: ExecutorName = "local",
+    address: Address = None,
+    on: On = None,
 ) -> None:
     """Time a sample of the operators the zoo's models are made of (convolutions, matrix products, pooling,
     normalisation, activations, element-wise, concatenation, ...), each in an isolated worker, and keep them in
-    the store as this machine's calibration for (device, backend, precision, threads). No whole model is run."""
+    the store as this machine's calibration for (device, backend, precision, threads). No whole model is run.
+    With --executor ray: on every node of each kind (--on) of a Ray cluster, each under its own machine id."""
     from ..errors import UsageError
     from ..run.calibrate import WorkerTimer, calibration_config
     from ..run.calibrate import calibrate as run_calibration
+    from ..run.executors import make_executor
 
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(",") if b.strip())
@@ -44,10 +50,29 @@ def calibrate(
     config = calibration_config("quick" if quick else "default", device=device, backend=backend, precision=precision,
                                 threads=threads, models=tuple(model_names(None, models)), suite=suite, batch_sizes=sizes,
                                 operators=operators, seconds=seconds)
+    executor = make_executor(executor_name, address, on or ())
+    if executor.name == "ray":
+        from ..run.ray_calibrate import calibrate_on_ray
+
+        with console.status("calibrating on the Ray cluster's nodes (tracing, then timing on each node)"):
+            outcomes = calibrate_on_ray(db, config, executor)
+        for outcome in outcomes:
+            if outcome.summary is None:
+                err_console.print(printable(f"node {outcome.where} (machine {outcome.machine_id}): {outcome.error}"),
+                                  highlight=False)
+            else:
+                _print_calibration(outcome.summary, config, f" on node {outcome.where}")
+        if not any(o.summary for o in outcomes):
+            raise UsageError("no node of the Ray cluster was calibrated; see the messages above")
+        return
     with console.status("tracing the models' operators") as status:
         timer = WorkerTimer(progress=lambda done, total: status.update(f"timed {done} of {total} operators"))
         summary = run_calibration(db, config, timer=timer)
-    table = Table(title=printable(f"Calibration of machine {summary.machine_id} ({config.device}, {config.backend}, "
+    _print_calibration(summary, config)
+
+
+def _print_calibration(summary, config, where: str = "") -> None:
+    table = Table(title=printable(f"Calibration of machine {summary.machine_id}{where} ({config.device}, {config.backend}, "
                                   f"{config.precision}, {config.threads} thread(s)): {summary.timed} of "
                                   f"{summary.sampled} operators timed in {summary.wall_s:.0f} s, from "
                                   f"{summary.distinct} distinct shapes"), title_justify="left")

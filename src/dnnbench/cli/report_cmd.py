@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from .options import DB_HELP, DEFAULT_DB, MACHINE_HELP, FormatOpt, check_format, console, user_errors
+from .options import DB_HELP, DEFAULT_DB, MACHINE_HELP, FormatOpt, check_format, console, model_names, user_errors
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -88,11 +88,16 @@ def select(
     max_joules_per_image: float | None = typer.Option(None, "--max-joules-per-image",
                                                       help="Energy limit, joules per image (--metrics energy cells)."),
     top: int = typer.Option(5, "--top", help="How many models to list (and how many excluded ones to explain)."),
+    models: str | None = typer.Option(None, "--models", help="On a calibrated machine: the models to predict "
+                                      "where none was measured (comma-separated, patterns too; default: the "
+                                      "store's models, or the paper suite when it has none)."),
     fmt: str = FormatOpt,
     output: Path | None = typer.Option(None, "--output", help="Write to this file."),
 ) -> None:
     """The best models that meet latency, throughput, memory and accuracy limits on one machine (ranked by
-    top-1, then speed), and why the best excluded ones failed. Exit code 1 when no model fits."""
+    top-1, then speed), and why the best excluded ones failed. On a machine with a calibration (`dnnbench
+    calibrate`), models it has not measured are predicted, labelled "predicted" with their 5-95% interval, and a
+    latency or throughput limit is judged at the interval's pessimistic end. Exit code 1 when no model fits."""
     from ..analysis import Constraints, load_frames, performance, select_models
     from ..analysis.select import selection_rows
     from . import render
@@ -101,9 +106,14 @@ def select(
     limits = Constraints(batch_size=batch_size, max_latency_ms=max_latency_ms, min_images_per_s=min_fps,
                          max_memory_mb=max_memory_mb, min_top1=min_top1, max_joules_per_image=max_joules_per_image)
     frames = load_frames(db or DEFAULT_DB)
-    frames.require_data()
+    calibrated = _calibrated_machines(db or DEFAULT_DB)
+    if not calibrated:
+        frames.require_data()
     chosen = frames.machine(machine)
-    selection = select_models(performance(frames), limits, top=top, machine_id=chosen.machine_id)
+    perf = performance(frames)
+    if chosen.machine_id in calibrated:
+        perf = _with_predicted(db or DEFAULT_DB, frames, perf, chosen.machine_id, batch_size, models)
+    selection = select_models(perf, limits, top=top, machine_id=chosen.machine_id)
     rows = selection_rows(selection, top)
     if fmt != "table" or output is not None:
         render.emit(console, rows, None, fmt, output)
@@ -117,6 +127,39 @@ def select(
         raise typer.Exit(1)
 
 
+def _calibrated_machines(db: Path) -> set[str]:
+    from ..store import Store
+
+    with Store(db, create=False) as store:
+        return {c["machine_id"] for c in store.calibrations()}
+
+
+def _with_predicted(db: Path, frames, perf, machine_id: str, batch_size: int, models: str | None):
+    """`perf` with predicted rows for the cells of `machine_id`'s calibrated configurations it has not measured
+    at `batch_size`."""
+    from ..analysis.prediction import predicted_performance, with_predictions
+    from ..predict.frames import calibrated_keys, predicted_cells
+    from ..store import Store
+    from ..zoo import list_models, resolve_names
+
+    wanted = ([s.id for s in resolve_names(model_names(None, models))] if models else frames.models) or list_models(
+        suite="paper")
+    parts = []
+    with Store(db, create=False) as store:
+        for key in calibrated_keys(store, [machine_id]):
+            mine = perf[(perf["machine_id"] == machine_id) & (perf["batch_size"] == batch_size)
+                        & (perf["device"] == key.device) & (perf["dtype"] == key.precision)
+                        & (perf["backend"] == key.backend) & (perf["threads"].fillna(-1) == key.threads)]
+            missing = [m for m in wanted if m not in set(mine["model"])]
+            if missing:
+                with console.status(f"predicting {len(missing)} model(s) from the calibration of {key.describe()}"):
+                    parts.append(predicted_cells(store, key, missing, batch_size))
+    import pandas as pd
+
+    predicted = predicted_performance(pd.concat(parts, ignore_index=True), frames) if parts else pd.DataFrame()
+    return with_predictions(perf, predicted)
+
+
 SOURCE_MARK = {"measured": "meas.", "reported": "rep.", "none": "-"}
 
 
@@ -127,16 +170,25 @@ def _selection_table(selection, machine_label: str) -> Table:
              + f": {selection.constraints.describe()}. {selection.eligible} fit; ranked by top-1, then speed")
     table = Table(title=title, title_justify="left")
     energy = any(c.joules_per_image is not None for c in selection.chosen)
-    headers = (["#", "model", "top-1 %", "acc.", "ms/batch", "images/s", "MB"] + (["J/image"] if energy else [])
-               + ([] if one_setup else ["config"]))
+    predicted = any(c.predicted for c in selection.chosen)
+    headers = (["#", "model", "top-1 %", "acc.", "ms/batch"] + (["latency", "5-95% ms"] if predicted else [])
+               + ["images/s", "MB"] + (["J/image"] if energy else []) + ([] if one_setup else ["config"]))
     for header in headers:
-        table.add_column(header, justify="left" if header in ("model", "acc.", "config") else "right")
+        table.add_column(header, justify="left" if header in ("model", "acc.", "config", "latency") else "right")
     for i, c in enumerate(selection.chosen, 1):
         row = [str(i), c.name, _fmt(c.top1, 2), SOURCE_MARK.get(c.accuracy_source, c.accuracy_source),
-               _fmt(c.latency_ms, 2), _fmt(c.images_per_s), _fmt(c.memory_mb, 0)]
+               _fmt(c.latency_ms, 2)]
+        if predicted:  # which figures are measured and which predicted (memory then the analytic estimate)
+            row += [c.latency_source, _interval(c) if c.predicted else ""]
+        row += [_fmt(c.images_per_s), _fmt(c.memory_mb, 0)]
         row += [_fmt(c.joules_per_image, 3)] if energy else []
         table.add_row(*row + ([] if one_setup else [c.setup]))
     return table
+
+
+def _interval(c) -> str:
+    high = c.latency_high_ms
+    return f"{_fmt(c.latency_low_ms, 2)}-{'?' if high is None or not math.isfinite(high) else _fmt(high, 2)}"
 
 
 def _rejection_table(selection, top: int) -> Table:
@@ -209,7 +261,8 @@ def merge(
     sources: list[Path] = typer.Argument(..., help="Stores to merge from (left unchanged)."),
 ) -> None:
     """Merge results stores (e.g. from several machines) into TARGET, without duplicates: a cell present in
-    both keeps the more recently finished measurement."""
+    both keeps the more recently finished measurement; a calibration (`dnnbench calibrate`) of the same machine and
+    configuration is replaced whole by the newer one."""
     from ..store import Store
 
     for source in sources:
@@ -218,14 +271,25 @@ def merge(
     with Store(target) as store:
         for source in sources:
             before = len(store.results())
+            calibrated = {_calibration_key(c): c["measured_at"] for c in store.calibrations()}
             added = store.merge_from(source)
             after = len(store.results())
+            taken = sum(calibrated.get(_calibration_key(c)) != c["measured_at"] for c in store.calibrations())
             with Store(source, create=False) as other:
                 offered = len(other.results())
+                offered_calibrations = len(other.calibrations())
             console.print(f"{source}: {after - before} new results, {offered - (after - before)} already in "
                           f"{target} (the newer measurement kept); {added} rows added in all (machines, runs, "
-                          "results)", highlight=False)
-        console.print(f"{target}: {len(store.machines())} machine(s), {len(store.results())} results", highlight=False)
+                          "results, calibrations)", highlight=False)
+            if offered_calibrations:
+                console.print(f"{source}: {taken} of {offered_calibrations} calibration(s) taken (a newer calibration "
+                              "of the same machine and configuration replaces the older whole)", highlight=False)
+        console.print(f"{target}: {len(store.machines())} machine(s), {len(store.results())} results, "
+                      f"{len(store.calibrations())} calibration(s)", highlight=False)
+
+
+def _calibration_key(summary: dict) -> tuple:
+    return tuple(summary[k] for k in ("machine_id", "device", "backend", "precision", "threads"))
 
 
 def register(app: typer.Typer) -> None:

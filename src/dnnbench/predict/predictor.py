@@ -20,11 +20,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
 from ..measure.operators import OperatorTrace
+from ..store import Store
 from .regressors import LatencyModel, MissingOperatorKinds, fit_latency_model, relative_error
 
 # 5-95% quantiles of measured / predicted over the 46 paper models at batch 1 and 8 (92 models x batch sizes),
@@ -188,16 +190,51 @@ def resolve_calibration(store, machine: str | None, device: str, backend: str, p
     return CalibrationKey(c["machine_id"], c["device"], c["backend"], c["precision"], int(c["threads"]))
 
 
-def measured_time(store, key: CalibrationKey, model: str, batch_size: int, input_size: int) -> float | None:
-    """The latest measured median time of `model` in this configuration, if the store holds one."""
-    found = None
-    for record in store.results(machine_id=key.machine_id, metric="time", models=[model]):
+class CalibratedPredictor:
+    """One calibration, fitted once; models built once and traced per batch and input size."""
+
+    def __init__(self, store: Store, key: CalibrationKey) -> None:
+        rows = store.calibration(key.machine_id, key.device, key.backend, key.precision, key.threads)
+        if not rows:
+            raise UsageError(f"the store {store.path} holds no calibration of {key.describe()}")
+        self.key = key
+        self.latency_model: LatencyModel = fit_latency_model(rows)
+        self._nets: dict[str, Any] = {}
+
+    def predict(self, model: str, batch_size: int, input_size: int | None = None,
+                measured_s: float | None = None) -> Prediction:
+        from ..devices import torch_dtype
+        from ..measure.analytic_memory import estimate_inference_memory
+        from ..measure.operators import trace_operators
+        from ..zoo import build_model, get
+
+        spec = get(model)
+        dtype = torch_dtype(self.key.precision)
+        if spec.id not in self._nets:
+            self._nets[spec.id] = build_model(spec, "meta").to(dtype)
+        net = self._nets[spec.id]
+        size = input_size or spec.input_size
+        trace = trace_operators(net, size, batch_size, dtype, spec.id)
+        memory = estimate_inference_memory(net, (batch_size, 3, size, size), dtype).total_peak_bytes
+        return predict_trace(trace, self.latency_model, self.key, memory, measured_s)
+
+
+
+def measured_cells(store: Store, key: CalibrationKey, models: Sequence[str] | None = None
+                   ) -> dict[tuple[str, int, int | None], tuple[float, bool]]:
+    """The ok time cells measured in the calibration's configuration on its machine (plain backend: no backend
+    options), by (model, batch size, input size): (median seconds of one batch, timed under contention)."""
+    found: dict[tuple[str, int, int | None], tuple[float, bool]] = {}
+    records = store.results(machine_id=key.machine_id, metric="time", **({"models": list(models)} if models else {}))
+    for record in sorted(records, key=lambda r: r.finished_at):  # the latest measurement of a cell wins
         c = record.config
-        if (record.status == "ok" and c.get("device") == key.device and c.get("backend", "eager") == key.backend
-                and c.get("dtype") == key.precision and c.get("batch_size") == batch_size
-                and c.get("input_size") == input_size and int(c.get("threads") or 0) == key.threads
-                and not c.get("backend_options") and getattr(record.values, "median_s", None)):
-            found = record.values.median_s
+        seconds = getattr(record.values, "latency_s", None) if record.status == "ok" else None
+        if (seconds and c.get("device", "cpu") == key.device and c.get("backend", "eager") == key.backend
+                and c.get("dtype", "fp32") == key.precision and int(c.get("threads") or 0) == key.threads
+                and not c.get("backend_options")):
+            size = c.get("input_size")
+            found[(record.model, int(c.get("batch_size") or 1), int(size) if size else None)] = (
+                float(seconds), bool(getattr(record.values, "contended", False)))
     return found
 
 
@@ -205,26 +242,17 @@ def predict(models: Sequence[str], db: str | Path, machine: str | None = None, d
             backend: str = "eager", precision: str = "fp32", threads: int | None = None, batch_size: int = 1,
             input_size: int | None = None) -> list[Prediction]:
     """Predict each model's latency from a stored calibration (see the module docstring)."""
-    from ..devices import torch_dtype
-    from ..measure.analytic_memory import estimate_inference_memory
-    from ..measure.operators import trace_operators
-    from ..store import Store
-    from ..zoo import build_model, resolve_models
+    from ..zoo import resolve_models
 
     if batch_size < 1 or (input_size is not None and input_size < 1):
         raise UsageError(f"--batch-size and --input-size must be positive, not {batch_size} and {input_size}")
     specs = resolve_models(tuple(models))
     with Store(db, create=False) as store:
         key = resolve_calibration(store, machine, device, backend, precision, threads)
-        latency_model = fit_latency_model(store.calibration(key.machine_id, key.device, key.backend, key.precision,
-                                                            key.threads))
-        dtype = torch_dtype(key.precision)
+        predictor = CalibratedPredictor(store, key)
+        measured = measured_cells(store, key, [spec.id for spec in specs])
         predictions = []
         for spec in specs:
-            size = input_size or spec.input_size
-            net = build_model(spec, "meta").to(dtype)
-            trace = trace_operators(net, size, batch_size, dtype, spec.id)
-            memory = estimate_inference_memory(net, (batch_size, 3, size, size), dtype).total_peak_bytes
-            predictions.append(predict_trace(trace, latency_model, key, memory,
-                                             measured_time(store, key, spec.id, batch_size, size)))
+            cell = measured.get((spec.id, batch_size, input_size or spec.input_size))
+            predictions.append(predictor.predict(spec.id, batch_size, input_size, cell[0] if cell else None))
     return add_model_bands(predictions)

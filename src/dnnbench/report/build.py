@@ -132,6 +132,7 @@ def _build(out_dir: Path, frames: BenchmarkFrames, machines: list[Machine], chos
         _roofline_section(builder, perf, machines, frames.peaks),
         _compare_section(builder, perf, machines, options.batch_size),
         _constraints_section(builder, perf, machines, options),
+        _prediction_section(builder, frames.source, machines),
         _results_section(perf),
         _failures_section(frames, chosen),
         Section("methodology", "Methodology: what each number means", blocks=[METHODOLOGY_HTML]),
@@ -139,6 +140,7 @@ def _build(out_dir: Path, frames: BenchmarkFrames, machines: list[Machine], chos
     subtitle = (f"{len(machines)} machine(s), {len(frames.models)} model(s), {len(perf)} timed configurations; "
                 f"store {frames.source or '(in memory)'}; generated "
                 f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    sections = [s for s in sections if s is not None]
     page = render_page(options.title, subtitle, [(m.machine_id, m.label) for m in machines], sections)
     builder.result.index.write_text(page, encoding="utf-8")
     return builder.result
@@ -460,6 +462,58 @@ def _constraints_section(builder: _Builder, perf: pd.DataFrame, machines: list[M
                    "the five most accurate models that meet both, in their fastest config (Bianco et al. 2018, "
                    "Table 2). Models without an accuracy figure are left out. `dnnbench select` answers the same "
                    "question for any limits.", blocks)
+
+
+PREDICTION_COLUMNS = [("#batch_size", "Batch"), ("#models", "Models"), ("#within_10", "Within ±10 %"),
+                      ("#within_15", "Within ±15 %"), ("#median_abs_error", "Median |error| %"),
+                      ("#kendall_tau", "Kendall tau"), ("#contended", "Measured while contended"),
+                      ("#not_predicted", "Not predicted")]
+
+
+def _prediction_section(builder: _Builder, source: str, machines: list[Machine]) -> Section | None:
+    """Predicted vs measured per machine and calibrated configuration; None (no section) where the store holds no
+    calibration with measured cells of its configuration."""
+    from ..analysis.prediction import prediction_accuracy
+    from ..predict.frames import predicted_vs_measured
+    from . import prediction
+
+    if not source or not Path(source).is_file():
+        return None
+    with Store(source, create=False) as store:
+        if not store.calibrations():
+            return None
+        rows = predicted_vs_measured(store, [m.machine_id for m in machines])
+    if rows.empty:
+        return None
+    blocks: list[FigureBlock | str] = []
+    for machine in machines:
+        mine = rows[rows["machine_id"] == machine.machine_id]
+        for index, (config, part) in enumerate(mine.groupby(["device", "dtype", "threads", "backend"], sort=True)):
+            device, dtype, threads, backend = config
+            setup = f"{device} {dtype} {threads} thread{'s' if threads != 1 else ''} {backend}"
+            title = f"{machine.label}, {setup}: predicted vs measured"
+            summary = prediction_accuracy(part)
+            table = [{"_machine": machine.machine_id, "#batch_size": _num_cell(r.batch_size),
+                      "#models": _num_cell(r.models), "#within_10": _num_cell(r.within_10, 100),
+                      "#within_15": _num_cell(r.within_15, 100), "#median_abs_error": _num_cell(r.median_abs_error, 100),
+                      "#kendall_tau": _num_cell(r.kendall_tau), "#contended": _num_cell(r.contended),
+                      "#not_predicted": _num_cell(r.not_predicted)} for r in summary.itertuples(index=False)]
+            blocks.append(f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(title)}</h3>'
+                          f"{table_html(PREDICTION_COLUMNS, table)}</div>")
+            missed = part[part["note"] != ""]
+            notes = [f"Not predicted: {r.model} at batch {r.batch_size}: {r.note}" for r in missed.itertuples()][:12]
+            blocks.append(builder.figure(f"predicted-vs-measured-{machine.short_id}-{index}",
+                                         lambda p=part, t=title: prediction.predicted_vs_measured_interactive(p, t),
+                                         lambda p=part, t=title: prediction.predicted_vs_measured(p, t),
+                                         machine.machine_id, notes))
+    return Section("prediction", "Predicted vs measured latency",
+                   "Where a machine has a calibration (`dnnbench calibrate`) and measured time cells of the same "
+                   "configuration, each measured model is predicted (`dnnbench predict`) and set against its measured "
+                   "median: predicted against measured ms per batch with y = x and the ±10% and ±15% bands, each "
+                   "prediction's 5-95% interval as an error bar (a hollow marker without one where the calibration "
+                   "was too small to bound it), and the distribution of the error (predicted / measured - 1). The table "
+                   "gives per batch size the share of models within ±10% and ±15%, the median absolute error and "
+                   "Kendall's tau between the predicted and the measured order. See docs/PREDICTION.md.", blocks)
 
 
 RESULT_COLUMNS = [

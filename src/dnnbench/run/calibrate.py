@@ -284,29 +284,43 @@ def calibrate(db: str | Path, config: CalibrationConfig, *, timer: OperatorTimer
               machine_id: str | None = None, fingerprint: dict | None = None) -> CalibrationSummary:
     """Calibrate this machine (or `machine_id` with its `fingerprint`, for tests and remote nodes) for `config`
     and keep the timings in the store at `db`, replacing any earlier calibration of the same configuration."""
-    from ..store import Store
-    from ..zoo import list_models, resolve_models
 
     started = time.perf_counter()
-    if config.models or config.suite:
-        models = tuple(s.id for s in resolve_models(config.models, config.suite))
-    else:
-        models = tuple(list_models(suite="paper"))
-    population = operator_population(models, config.batch_sizes, config.precision)
-    items = module_call_items() + sample_items(population, config.operators)  # probes first: cheap
+    items, population = calibration_items(config)
     times = (timer or WorkerTimer())(items, config)
-    now = time.time()
-    rows = [{"kind": item.kind, "op": item.op, "signature": item.signature, "features": item.features,
-             "seconds": float(t), "weight": item.weight, "measured_at": now}
-            for item, t in zip(items, times) if t is not None and t > 0]
     if machine_id is None:
         from ..env import collect_machine
 
         machine = collect_machine()
         machine_id, fingerprint = machine.machine_id, machine.to_dict()
+    return keep_calibration(db, config, items, times, machine_id, fingerprint, len(population.calls), started)
+
+
+def calibration_items(config: CalibrationConfig) -> tuple[list[CalibrationItem], Population]:
+    """What a calibration of `config` times (the module-call probes first: they are cheap), and the population of
+    operator shapes it was sampled from."""
+    from ..zoo import list_models, resolve_models
+
+    if config.models or config.suite:
+        models = tuple(s.id for s in resolve_models(config.models, config.suite))
+    else:
+        models = tuple(list_models(suite="paper"))
+    population = operator_population(models, config.batch_sizes, config.precision)
+    return module_call_items() + sample_items(population, config.operators), population
+
+
+def keep_calibration(db: str | Path, config: CalibrationConfig, items: Sequence[CalibrationItem], times: Sequence,
+                     machine_id: str, fingerprint: dict | None, distinct: int, started: float) -> CalibrationSummary:
+    """Store the items timed (`times[i]` None: not timed) as the calibration of `machine_id` for `config`,
+    replacing any earlier one of the same configuration; `started` is the calibration's perf_counter start."""
+    from ..store import Store
+
+    now = time.time()
+    rows = [{"kind": item.kind, "op": item.op, "signature": item.signature, "features": item.features,
+             "seconds": float(t), "weight": item.weight, "measured_at": now}
+            for item, t in zip(items, times) if t is not None and t > 0]
     with Store(db) as store:
         store.register_machine(machine_id, fingerprint or {})
         store.put_calibration(machine_id, config.device, config.backend, config.precision, config.threads, rows)
     return CalibrationSummary(machine_id, config, dict(Counter(r["kind"] for r in rows)), len(items), len(rows),
-                              sum(1 for t in times if t is None), len(population.calls),
-                              time.perf_counter() - started)
+                              sum(1 for t in times if t is None), distinct, time.perf_counter() - started)

@@ -297,6 +297,17 @@ class RayExecutor(Executor):
         self._targets_key = key
         return self._targets
 
+    def timed_task_options(self, machine_id: str) -> dict[str, Any]:
+        """Ray task options that run a timed task (not a sweep's job: a calibration) on the node of `machine_id`,
+        one of `targets`' machines, holding the node's slot for the device as a timed job does."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node = next((n for n in self._nodes.values() if n.machine and n.machine.machine_id == machine_id), None)
+        if node is None:
+            raise ValueError(f"machine {machine_id} is no node of this executor's targets; call targets() first")
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node.node_id, soft=False), "num_cpus": 0,
+                "resources": {self._slot: 1}, "max_retries": 0}
+
     def _no_node_message(self, kind: Kind, matching: list[_Node], nodes: list[_Node], device: str,
                          needs_slot: bool) -> str:
         cluster = f"the Ray cluster at {self.address}"

@@ -1,7 +1,7 @@
 """Results store: typed records and the SQLite file they are committed to, cell by cell."""
 
 from .records import STATUSES, CellKey, ResultRecord, canonical_json
-from .sqlite import EXPORT_FORMATS, RUN_STATUSES, SCHEMA_VERSION, Store, StoreError, records_frame
+from .sqlite import EXPORT_FORMATS, RUN_STATUSES, SCHEMA_VERSION, Store, StoreError, calibrations_path, records_frame
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -12,6 +12,7 @@ __all__ = [
     "ResultRecord",
     "Store",
     "StoreError",
+    "calibrations_path",
     "canonical_json",
     "records_frame",
 ]

@@ -681,6 +681,20 @@ class Store:
                 for kind, op, sig, features, seconds, weight, at in
                 self._con.execute(sql, (machine_id, device, backend, precision, int(threads)))]
 
+    def calibration_rows(self) -> list[dict[str, Any]]:
+        """Every calibration row of the store with its configuration (the `json` export's `calibrations`):
+        machine_id, device, backend, precision, threads and the fields `calibration` gives."""
+        if not self._has_table("calibrations"):
+            return []
+        sql = ("SELECT machine_id, device, backend, precision, threads, kind, op, signature, features_json, seconds, "
+               "weight, measured_at FROM calibrations ORDER BY machine_id, device, backend, precision, threads, kind, "
+               "signature")
+        return [{"machine_id": mid, "device": device, "backend": backend, "precision": precision, "threads": threads,
+                 "kind": kind, "op": op, "signature": sig, "features": json.loads(features), "seconds": seconds,
+                 "weight": weight, "measured_at": at}
+                for mid, device, backend, precision, threads, kind, op, sig, features, seconds, weight, at in
+                self._con.execute(sql)]
+
     def calibrations(self, machine_id: str | None = None) -> list[dict[str, Any]]:
         """One summary per stored calibration: machine_id, device, backend, precision, threads, rows, kinds,
         measured_at (the latest row's)."""
@@ -833,6 +847,9 @@ class Store:
                 "results": [_record_document(r) for r in self.results(salvage=salvage)],
                 "peaks": self.peaks(),
             }
+            calibrations = self.calibration_rows()
+            if calibrations:  # like `history`: absent where there is none, so older readers see nothing new
+                doc["calibrations"] = calibrations
             history = self.history()
             if history:
                 doc["history"] = [_record_document(r) for r in history]
@@ -851,18 +868,32 @@ class Store:
                 import pyarrow  # noqa: F401
             except ImportError:
                 raise StoreError("Parquet export needs pyarrow: pip install pyarrow") from None
+        calibrations = None
         if fmt == "json":
             text = json.dumps(self.document(salvage=salvage), indent=1, sort_keys=True) + "\n"
         else:
             table = _tabular(self.frame(salvage=salvage))
+            calibrations = self.calibration_frame()
+        # a table format holds one table: the calibrations go beside it (calibrations_path), written first so that
+        # the results file, once in place, never points at a missing one
+        if calibrations is not None and len(calibrations):
+            with atomic_file(calibrations_path(path)) as tmp:
+                _write_table(_tabular(calibrations), tmp, fmt)
         with atomic_file(path) as tmp:
             if fmt == "json":
                 tmp.write_text(text)
-            elif fmt == "csv":
-                table.to_csv(tmp, index=False)
             else:
-                table.to_parquet(tmp, index=False)
+                _write_table(table, tmp, fmt)
         return self.damaged_cells() if salvage else []
+
+    def calibration_frame(self) -> pd.DataFrame:
+        """One row per calibration row: the configuration, kind, op, signature, seconds, weight, measured_at and
+        the operator's features as `feature.<name>` columns."""
+        import pandas as pd
+
+        rows = [{**{k: v for k, v in r.items() if k != "features"}, **_flatten(r["features"], "feature.")}
+                for r in self.calibration_rows()]
+        return pd.DataFrame(rows)
 
     def import_json(self, path: str | Path) -> int:
         """Adds a `json` export to this store, as merge_from does; returns the number of rows added."""
@@ -873,10 +904,12 @@ class Store:
         return self._absorb(doc, str(path))
 
     def merge_from(self, other_path: str | Path) -> int:
-        """Adds the machines, runs, results and peaks of another store; returns the number of rows added.
+        """Adds the machines, runs, results, peaks and calibrations of another store; returns the number of rows
+        added (a calibration taken counts its rows).
 
         A cell present in both keeps an ok measurement over a failure, then the more recently finished one;
-        the failure that loses is kept in the history.
+        the failure that loses is kept in the history. A calibration of the same machine and configuration is
+        replaced whole by the newer one.
         """
         if Path(other_path).resolve() == self.path.resolve():
             raise StoreError(f"cannot merge {self.path} into itself")
@@ -903,6 +936,7 @@ class Store:
             peaks = [self._peak_params(p["machine_id"], {**p["estimate"], **{k: p[k] for k in (
                 "device", "precision", "threads", "peak_flops", "measured_at")}}, replace=False)
                      for p in doc.get("peaks") or ()]  # exports from before peaks have none
+            calibrations = _calibration_groups(doc.get("calibrations") or ())  # nor from before calibrations
         except ValueLayoutError as e:
             raise StoreError(f"cannot read {source}: {e}") from e
         except (KeyError, TypeError, ValueError, AttributeError, StoreError) as e:
@@ -919,13 +953,57 @@ class Store:
             if peaks:
                 con.execute(_PEAKS_TABLE)
                 con.executemany(_UPSERT_PEAK, peaks)
-            return self._row_count(con) - before
+            taken = self._absorb_calibrations(con, calibrations)
+            return self._row_count(con) - before + taken
+
+    @staticmethod
+    def _absorb_calibrations(con: sqlite3.Connection, groups: dict[tuple, list[tuple]]) -> int:
+        """Each incoming calibration replaces this store's calibration of the same machine and configuration
+        whole when it is newer (its latest row), as `calibrate` does; returns the rows taken."""
+        if not groups:
+            return 0
+        con.execute(_CALIBRATIONS_TABLE)
+        taken = 0
+        for key, values in groups.items():
+            (mine,) = con.execute("SELECT MAX(measured_at) FROM calibrations WHERE machine_id = ? AND device = ? "
+                                  "AND backend = ? AND precision = ? AND threads = ?", key).fetchone()
+            if mine is not None and mine >= max(v[-1] for v in values):
+                continue
+            con.execute("DELETE FROM calibrations WHERE machine_id = ? AND device = ? AND backend = ? "
+                        "AND precision = ? AND threads = ?", key)
+            con.executemany("INSERT OR REPLACE INTO calibrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            taken += len(values)
+        return taken
 
     @staticmethod
     def _row_count(con: sqlite3.Connection) -> int:
         tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return sum(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                    for table in ("machines", "runs", "results", "peaks") if table in tables)
+
+
+def calibrations_path(path: str | Path) -> Path:
+    """Where a CSV or Parquet export puts the store's calibrations: beside it, `NAME.calibrations.SUFFIX`."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.calibrations{path.suffix}")
+
+
+def _write_table(table: pd.DataFrame, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)
+
+
+def _calibration_groups(rows: Iterable[Mapping[str, Any]]) -> dict[tuple, list[tuple]]:
+    """The `calibrations` of an export as table rows, by (machine, device, backend, precision, threads)."""
+    groups: dict[tuple, list[tuple]] = {}
+    for r in rows:
+        key = (str(r["machine_id"]), str(r["device"]), str(r["backend"]), str(r["precision"]), int(r["threads"]))
+        groups.setdefault(key, []).append(
+            (*key, str(r["kind"]), str(r["op"]), str(r["signature"]), canonical_json(dict(r["features"])),
+             float(r["seconds"]), float(r.get("weight", 1.0)), float(r["measured_at"])))
+    return groups
 
 
 def _record_document(r: ResultRecord) -> dict[str, Any]:
