@@ -55,6 +55,19 @@ def calibrated(tmp_path_factory) -> Path:
     return db
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fit_once():
+    """Every store of this module holds the same calibration: its regressors (about 20 s of fitting on this
+    machine) are fitted once and reused by each screen."""
+    import dnnbench.screen as screening
+
+    fitted: dict = {}
+    fit = screening._fit
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(screening, "_fit", lambda db, key: fitted.get(key) or fitted.setdefault(key, fit(db, key)))
+        yield
+
+
 def _copy(db: Path, tmp_path: Path) -> Path:
     import shutil
 
@@ -87,7 +100,7 @@ def test_screen_predicts_filters_on_the_interval_and_keeps_accuracy_unknown_mode
     assert front and all(m.fits and m.top1 is not None for m in front)
     if by_id["mobilenetv2"].predicted_ms < by_id["squeezenet1_1"].predicted_ms:  # faster and more accurate
         assert [m.model for m in front] == ["mobilenetv2"]
-    # counted once: a second screen reuses the store's counts
+    # counted once: a second screen reuses the store's counts and predicts the same
     again = screen([*SEEDS, TINY], db, machine=MACHINE, constraints=Constraints(max_latency_ms=20), top=2,
                    measure=False, workers=0)
     assert [m.predicted_ms for m in again.models] == [m.predicted_ms for m in result.models]

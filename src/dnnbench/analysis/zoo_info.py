@@ -9,7 +9,7 @@ them have no reported accuracy ("accuracy unknown").
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Iterable
 
 import pandas as pd
@@ -33,7 +33,7 @@ def _adhoc_family(model: str) -> str:
 PUBLISHING_SOURCES = ("timm", "torchvision")  # ad hoc models whose library publishes their accuracy
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adhoc_spec(model: str) -> ModelSpec | None:
     """The library's spec of an ad hoc `timm:`/`torchvision:` model (its default weights' published accuracy),
     or None where the library is missing or does not know the name."""
