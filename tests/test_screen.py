@@ -22,6 +22,7 @@ from dnnbench.run.calibrate import calibrate, calibration_config
 from dnnbench.screen import (
     ScreenedModel,
     cheap_violations,
+    fastest_rate,
     mark_front,
     predicted_violations,
     rank_key,
@@ -167,6 +168,22 @@ def test_limits_are_judged_at_the_favourable_end_of_the_interval():
                             rate=1e11) == ["weights alone 200 MB > 100 MB", "published top-1 70.00% < 75%",
                                            "operations alone take at least 80.0 ms > 30 ms"]
     assert cheap_violations(4e9, 1e6, None, Constraints(min_top1=75), rate=None) == []  # unknown accuracy kept
+
+
+def test_the_machines_fastest_rate_ignores_views_that_count_elements_in_no_time():
+    from dnnbench.predict import CalibrationKey
+
+    class Calibrated:
+        def peak(self, *args):
+            return {"peak_flops": 5e10}
+
+        def calibration(self, *args):
+            return [{"kind": "slice", "features": {"flops": 1e9}, "seconds": 1e-7},  # a view: 10 PFLOP/s "rate"
+                    {"kind": "conv2d:pointwise", "features": {"flops": 1e9}, "seconds": 2e-2},
+                    {"kind": "linear", "features": {"flops": 1e9}, "seconds": 1e-2}]
+
+    rate, source = fastest_rate(Calibrated(), CalibrationKey("m"))
+    assert rate == pytest.approx(2e11) and "convolution or matrix product" in source  # 2 x linear's 100 GFLOP/s
 
 
 def test_the_front_is_over_models_that_fit_with_an_accuracy():

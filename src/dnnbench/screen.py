@@ -11,7 +11,7 @@ The stages, each narrowing the field before the next, dearer one (docs/SCREEN.md
    (`run.zoo_profile`); counts already in the store are reused. Cheap rules screen out models that cannot
    meet the limits whatever the machine does: weights alone over the memory limit, a published top-1 under
    the accuracy floor, and, with a calibration, operations alone over the latency limit at the machine's
-   fastest rate (its stored peak, or twice the fastest operator of its calibration).
+   fastest rate (its stored peak, or twice the fastest arithmetic operator of its calibration).
 2. **Prediction**: the survivors' latency and memory on machine M from its calibration (`predict`), one
    trace per model, in worker processes that fit the calibration's regressors once. Without a calibration of
    M the screen stops after stage 1 and says so.
@@ -45,6 +45,9 @@ from .zoo.timm_results import UNKNOWN
 
 MIB = 2**20
 RATE_MARGIN = 2.0  # the calibration's fastest operator rate times this bounds what the machine can do
+# operator kinds whose FLOPs are arithmetic done: a view (`slice`, `reshape`, `transpose`) counts elements in
+# no time at all, which would make the machine's "fastest rate" absurd
+ARITHMETIC_KINDS = ("conv", "linear", "mm", "addmm", "bmm", "baddbmm", "matmul")
 DEFAULT_TIME_BUDGET_S = 2.0  # per measured cell: a shortlist measurement, not a sweep
 
 
@@ -185,16 +188,17 @@ def _complexity(specs: list[ModelSpec], store, workers: int | None, progress: Sc
 
 def fastest_rate(store, key) -> tuple[float | None, str]:
     """The FLOP/s no forward pass on the calibrated machine can beat, and where it comes from: the machine's
-    stored peak at this precision and thread count, or RATE_MARGIN x the fastest operator of its calibration,
+    stored peak at this precision and thread count, or RATE_MARGIN x the fastest arithmetic operator
+    (ARITHMETIC_KINDS) of its calibration,
     whichever is higher (None: neither is known)."""
     peak = store.peak(key.machine_id, key.device, key.precision, key.threads)
     rates = [row["features"].get("flops", 0) / row["seconds"] for row in
              store.calibration(key.machine_id, key.device, key.backend, key.precision, key.threads)
-             if row["seconds"] and row["features"].get("flops")]
+             if row["kind"].startswith(ARITHMETIC_KINDS) and row["seconds"] and row["features"].get("flops")]
     fastest = RATE_MARGIN * max(rates) if rates else None
     candidates = [(peak["peak_flops"], "the machine's stored peak")] if peak and peak.get("peak_flops") else []
     if fastest:
-        candidates.append((fastest, f"{RATE_MARGIN:g} x its fastest calibrated operator"))
+        candidates.append((fastest, f"{RATE_MARGIN:g} x its fastest calibrated convolution or matrix product"))
     if not candidates:
         return None, ""
     return max(candidates)
