@@ -573,8 +573,9 @@ def zoo_view(models: pd.DataFrame) -> Figure:
     ax.set_xlabel(AXIS["gmacs"] + " (log scale)")
     ax.set_ylabel(AXIS["top1"])
     fig.suptitle("Top-1 accuracy vs operations: every counted model", x=0.01, ha="left", fontweight="bold")
-    ax.set_title(f"{len(data)} models with a top-1 figure; the paper's {len(highlighted)} in colour, "
-                 f"{len(others)} others in grey; {_accuracy_note(data)}", loc="left", fontsize=8.5, color="#444444")
+    paper_text = f"the paper's {len(highlighted)} in colour" if len(highlighted) else "none of the paper's counted"
+    ax.set_title(f"{len(data)} models with a top-1 figure; {paper_text}, {len(others)} others in grey; "
+                 f"{_accuracy_note(data)}", loc="left", fontsize=8.5, color="#444444")
     handles = _family_handles(colors, highlighted["family"]) if len(highlighted) else []
     handles += [Line2D([], [], marker="o", ls="", markerfacecolor="#9a9a9a", markeredgecolor="none", markersize=5,
                        label="other models")] if len(others) else []

@@ -310,8 +310,10 @@ def zoo_view(models: pd.DataFrame) -> go.Figure:
     fig.add_trace(_front_trace(pareto_front(data, "gmacs", "top1"), "gmacs", "top1"))
     return _layout(fig, "Top-1 accuracy vs operations: every counted model", AXIS["gmacs"] + " (log scale)",
                    AXIS["top1"], x_log=True, height=640,
-                   subtitle=f"{len(data)} models with a top-1 figure; the paper's {len(highlighted)} in colour and "
-                            f"named, {len(others)} others in grey; " + _accuracy_subtitle(data))
+                   subtitle=f"{len(data)} models with a top-1 figure; "
+                            + (f"the paper's {len(highlighted)} in colour and named" if len(highlighted) else
+                               "none of the paper's counted")
+                            + f", {len(others)} others in grey; " + _accuracy_subtitle(data))
 
 
 def screen_front(screened: pd.DataFrame) -> go.Figure:
