@@ -13,15 +13,18 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # layer -> layers it must never import
 FORBIDDEN = {
-    **{low: ("store", "run", "predict", "analysis", "report", "cli")
+    **{low: ("store", "run", "predict", "analysis", "report", "screen", "cli")
        for low in ("measure", "env", "zoo", "data", "backends")},
-    "store": ("measure", "backends", "run", "predict", "analysis", "report", "cli"),
+    "store": ("measure", "backends", "run", "predict", "analysis", "report", "screen", "cli"),
     # predict reads the store and traces with measure; it runs nothing (run) and analysis does not import it
-    "predict": ("backends", "run", "analysis", "report", "cli"),
-    "analysis": ("measure", "backends", "run", "predict", "report", "cli"),
-    "report": ("run", "cli"),
+    "predict": ("backends", "run", "analysis", "report", "screen", "cli"),
+    "analysis": ("measure", "backends", "run", "predict", "report", "screen", "cli"),
+    "report": ("run", "screen", "cli"),
+    "run": ("predict", "analysis", "report", "screen", "cli"),
+    # screen orchestrates run, predict, analysis and report; only the cli sits above it
+    "screen": ("cli",),
     **{vocabulary: ("zoo", "measure", "env", "data", "backends", "run", "store", "predict", "analysis", "report",
-                    "cli")
+                    "screen", "cli")
        for vocabulary in ("devices", "errors", "files")},
 }
 

@@ -180,7 +180,10 @@ def machine_ratios(perf: pd.DataFrame, machine_a: str, machine_b: str,
 
 def _as_text(series: pd.Series) -> pd.Series:
     """Values as text with missing ones spelled `NA`, so that they compare equal across frames."""
-    return series.map(lambda v: "NA" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v))
+    # object dtype even when empty: an empty series keeps its own dtype through map (int64 for a machine with no
+    # timed cells, e.g. one only calibrated), and text plus int64 does not add
+    return series.map(lambda v: "NA" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v)
+                      ).astype(object)
 
 
 def _match_keys(frame: pd.DataFrame, on: list[str]) -> pd.DataFrame:

@@ -21,7 +21,14 @@ import pandas as pd
 
 from ..errors import UsageError
 from ..store import Store
-from .predictor import CalibratedPredictor, CalibrationKey, Prediction, add_model_bands, measured_cells
+from .predictor import (
+    CalibratedPredictor,
+    CalibrationKey,
+    Prediction,
+    add_model_bands,
+    fit_calibration,
+    measured_cells,
+)
 
 # the cell's configuration in the store's frame terms (analysis.frames.CONFIG_COLUMNS: `dtype` is the precision)
 PREDICTION_COLUMNS = ("machine_id", "model", "device", "dtype", "threads", "backend", "batch_size", "input_size",
@@ -78,7 +85,7 @@ def predicted_vs_measured(db: Store | str | Path, machine_ids: Iterable[str] | N
         cells = measured_cells(db, key)
         if not cells:
             continue
-        predictor = CalibratedPredictor(db, key)
+        predictor = CalibratedPredictor(key, fit_calibration(db, key))
         found = []
         for (model, batch_size, input_size), measured in sorted(cells.items(), key=lambda kv: (
                 kv[0][0], kv[0][1], kv[0][2] or 0)):
@@ -106,7 +113,7 @@ def predicted_cells(db: Store | str | Path, key: CalibrationKey, models: Sequenc
     from ..zoo import get
 
     measured = measured_cells(db, key)
-    predictor = CalibratedPredictor(db, key)
+    predictor = CalibratedPredictor(key, fit_calibration(db, key))
     found = []
     for model in models:
         try:

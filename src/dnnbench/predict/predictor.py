@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import UsageError
 from ..measure.operators import OperatorTrace
 from ..store import Store
+from ..zoo.spec import ModelSpec
 from .regressors import LatencyModel, MissingOperatorKinds, fit_latency_model, relative_error
 
 # 5-95% quantiles of measured / predicted over the 46 paper models at batch 1 and 8 (92 models x batch sizes),
@@ -190,34 +191,41 @@ def resolve_calibration(store, machine: str | None, device: str, backend: str, p
     return CalibrationKey(c["machine_id"], c["device"], c["backend"], c["precision"], int(c["threads"]))
 
 
-class CalibratedPredictor:
-    """One calibration, fitted once; models built once and traced per batch and input size."""
+def fit_calibration(store: Store, key: CalibrationKey) -> LatencyModel:
+    """The regressors fitted on the store's calibration of `key` (a few seconds to tens of seconds: fit once)."""
+    rows = store.calibration(key.machine_id, key.device, key.backend, key.precision, key.threads)
+    if not rows:
+        raise UsageError(f"the store {store.path} holds no calibration of {key.describe()}")
+    return fit_latency_model(rows)
 
-    def __init__(self, store: Store, key: CalibrationKey) -> None:
-        rows = store.calibration(key.machine_id, key.device, key.backend, key.precision, key.threads)
-        if not rows:
-            raise UsageError(f"the store {store.path} holds no calibration of {key.describe()}")
+
+class CalibratedPredictor:
+    """Predictions on one fitted calibration: a model is built on the meta device, traced at the batch and input
+    size asked for, and its analytic memory estimated. `keep_models`: keep each built model for the next batch
+    size (a report predicts a model at several); a screen of a whole zoo keeps none."""
+
+    def __init__(self, key: CalibrationKey, latency_model: LatencyModel, keep_models: bool = True) -> None:
         self.key = key
-        self.latency_model: LatencyModel = fit_latency_model(rows)
+        self.latency_model = latency_model
+        self.keep_models = keep_models
         self._nets: dict[str, Any] = {}
 
-    def predict(self, model: str, batch_size: int, input_size: int | None = None,
+    def predict(self, model: str | ModelSpec, batch_size: int, input_size: int | None = None,
                 measured_s: float | None = None) -> Prediction:
         from ..devices import torch_dtype
         from ..measure.analytic_memory import estimate_inference_memory
         from ..measure.operators import trace_operators
         from ..zoo import build_model, get
 
-        spec = get(model)
+        spec = model if isinstance(model, ModelSpec) else get(model)
         dtype = torch_dtype(self.key.precision)
-        if spec.id not in self._nets:
-            self._nets[spec.id] = build_model(spec, "meta").to(dtype)
-        net = self._nets[spec.id]
+        net = self._nets.get(spec.id) or build_model(spec, "meta").to(dtype)
+        if self.keep_models:
+            self._nets[spec.id] = net
         size = input_size or spec.input_size
         trace = trace_operators(net, size, batch_size, dtype, spec.id)
         memory = estimate_inference_memory(net, (batch_size, 3, size, size), dtype).total_peak_bytes
         return predict_trace(trace, self.latency_model, self.key, memory, measured_s)
-
 
 
 def measured_cells(store: Store, key: CalibrationKey, models: Sequence[str] | None = None
@@ -249,7 +257,7 @@ def predict(models: Sequence[str], db: str | Path, machine: str | None = None, d
     specs = resolve_models(tuple(models))
     with Store(db, create=False) as store:
         key = resolve_calibration(store, machine, device, backend, precision, threads)
-        predictor = CalibratedPredictor(store, key)
+        predictor = CalibratedPredictor(key, fit_calibration(store, key))
         measured = measured_cells(store, key, [spec.id for spec in specs])
         predictions = []
         for spec in specs:

@@ -41,6 +41,9 @@ GIB = 2**30
 # on whatever device and thread count each machine ran.
 LOOSE_MATCH = ("device", "threads", "tf32")
 NO_TIMED_CELLS = "No timed cells on the machines of this report: `dnnbench run` measures time and memory."
+# Past this many models the labelled per-model figures (Figs. 1 and 2) keep the paper's models and the measured
+# ones; every counted model is in the zoo-wide view, which draws thousands of points without labels.
+PER_MODEL_LIMIT = 120
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,11 @@ class _Builder:
 
 
 def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Path,
-                 options: ReportOptions = ReportOptions()) -> ReportResult:
-    """Write `out_dir/index.html` (self-contained, interactive) and the static images; returns what was written."""
+                 options: ReportOptions = ReportOptions(),
+                 screening: tuple[pd.DataFrame, str] | None = None) -> ReportResult:
+    """Write `out_dir/index.html` (self-contained, interactive) and the static images; returns what was written.
+    `screening`: a screen's models (`dnnbench.screen.ScreenResult.frame()`'s columns) and its summary, shown in a
+    section of their own."""
     started = time.perf_counter()
     frames = source if isinstance(source, BenchmarkFrames) else load_frames(source)
     frames.require_data()
@@ -105,7 +111,7 @@ def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Pa
     out_dir = Path(out_dir)
     # the whole report is written into a temporary folder first: a full disk or a failure leaves the old one
     with staged_folder(out_dir, last="index.html") as stage:
-        result = _build(stage, frames, machines, chosen, options)
+        result = _build(stage, frames, machines, chosen, options, screening)
     result.index = out_dir / result.index.name
     result.images = [out_dir / image.name for image in result.images]
     result.seconds = time.perf_counter() - started
@@ -113,8 +119,11 @@ def build_report(source: Store | str | Path | BenchmarkFrames, out_dir: str | Pa
 
 
 def _build(out_dir: Path, frames: BenchmarkFrames, machines: list[Machine], chosen: set[str],
-           options: ReportOptions) -> ReportResult:
+           options: ReportOptions, screening: tuple[pd.DataFrame, str] | None = None) -> ReportResult:
     models = model_summary(frames)
+    in_paper = frames.zoo.set_index("model")["in_paper"]
+    models = models.assign(in_paper=models["model"].map(in_paper).fillna(False).astype(bool))
+    labelled, left_to_zoo = _labelled_models(models, frames)
     deployments = best_deployments(frames.time)
     deployments = deployments[deployments["machine_id"].isin(chosen)]
     frames = add_best(frames)  # a `best` setup beside eager wherever several deployments were timed
@@ -123,8 +132,10 @@ def _build(out_dir: Path, frames: BenchmarkFrames, machines: list[Machine], chos
     builder = _Builder(out_dir, options)
     sections = [
         _overview_section(frames, machines, models, perf),
-        _operations_section(builder, models),
-        _density_section(builder, models),
+        *([_screen_section(builder, *screening)] if screening is not None else []),
+        _operations_section(builder, labelled, left_to_zoo),
+        _zoo_section(builder, models),
+        _density_section(builder, labelled, left_to_zoo),
         _speed_section(builder, perf, machines, options.batch_size),
         _batch_section(builder, perf, machines),
         _memory_section(builder, perf, machines, options.batch_size),
@@ -212,8 +223,22 @@ def _overview_section(frames: BenchmarkFrames, machines: list[Machine], models: 
     return Section("machines", "Machines and environment", intro, [cards])
 
 
-def _operations_section(builder: _Builder, models: pd.DataFrame) -> Section:
-    notes = _missing_notes(models, {"top1": "no accuracy (measured or reported)", "gmacs": "no MAC count"})
+def _labelled_models(models: pd.DataFrame, frames: BenchmarkFrames) -> tuple[pd.DataFrame, list[str]]:
+    """The models of the labelled per-model figures: all of them up to PER_MODEL_LIMIT, past it the paper's and
+    the ones with a timed or measured-accuracy cell (with a note sending the rest to the zoo-wide view)."""
+    if len(models) <= PER_MODEL_LIMIT:
+        return models, []
+    measured = set(frames.time["model"]) | set(frames.accuracy.loc[frames.accuracy["accuracy_source"] == "measured",
+                                                                    "model"])
+    keep = models["in_paper"] | models["model"].isin(measured)
+    left = int((~keep).sum())
+    return models[keep], [f"{left} of {len(models)} models, counted but neither in the paper's suite nor timed, are "
+                          "drawn in the zoo-wide view below, not here."] if left else []
+
+
+def _operations_section(builder: _Builder, models: pd.DataFrame, left_to_zoo: Sequence[str] = ()) -> Section:
+    notes = [*left_to_zoo, *_missing_notes(models, {"top1": "no accuracy (measured or reported)",
+                                                    "gmacs": "no MAC count"})]
     blocks = [builder.figure("top1-vs-gmacs", lambda: interactive.ball_chart(models, "top1"),
                              lambda: static.accuracy_vs_operations(models, "top1"), notes=notes),
               builder.figure("top5-vs-gmacs", lambda: interactive.ball_chart(models, "top5"),
@@ -225,8 +250,59 @@ def _operations_section(builder: _Builder, models: pd.DataFrame) -> Section:
                    blocks)
 
 
-def _density_section(builder: _Builder, models: pd.DataFrame) -> Section:
-    notes = _missing_notes(models, {"top1": "no accuracy", "params": "no parameter count"})
+def _zoo_section(builder: _Builder, models: pd.DataFrame) -> Section:
+    """Accuracy against operations for every counted model of the store, the paper's highlighted."""
+    title = "Zoo-wide view: accuracy vs operations"
+    counted = models[models["gmacs"].notna()]
+    unknown = counted[counted["top1"].isna()]
+    if counted.empty or (counted["in_paper"] | counted["top1"].isna()).all():
+        return Section("zoo", title, "", [message_html(
+            "No counted model outside the paper's has a top-1 figure"
+            + (f" ({len(unknown)} counted without one)" if len(unknown) else "")
+            + ": the figures above show the rest. `dnnbench profile 'timm:*' 'torchvision:*'` counts whole "
+            "libraries, with their published accuracy.")])
+    notes = [f"{len(unknown)} of {len(counted)} counted models have no published or measured top-1 (accuracy "
+             "unknown) and are not drawn: "
+             + ", ".join(unknown["name"].head(20)) + (" ..." if len(unknown) > 20 else "") + "."] if len(unknown) else []
+    not_counted = int(models["gmacs"].isna().sum())
+    if not_counted:
+        notes.append(f"{not_counted} models of the store have no operation count (see the failed cells).")
+    return Section("zoo", title,
+                   "Top-1 accuracy (published by the model's library, or measured) against G-MACs per image at each "
+                   "model's native input size, for every model counted in this store (`dnnbench profile`), the "
+                   "paper's models in colour and named. Hover for each model's name and figures.",
+                   [builder.figure("zoo-top1-vs-gmacs", lambda: interactive.zoo_view(models),
+                                   lambda: static.zoo_view(models), notes=notes)])
+
+
+SCREEN_COLUMNS = [("rank", "#"), ("name", "Model"), ("stage", "Stage"), ("#top1", "Top-1 %"),
+                  ("accuracy_source", "Accuracy source"), ("#latency_ms", "ms/batch"), ("latency_source", "Latency"),
+                  ("#predicted_ms", "Predicted ms"), ("interval", "Predicted 5-95% ms"), ("#memory_mb", "Memory MB"),
+                  ("memory_source", "Memory"), ("#gmacs", "G-MACs/image"), ("front", "Pareto"), ("why_not", "Why not")]
+SCREEN_ROWS = 60  # rows of the table: the models that fit first; the rest counted by stage
+
+
+def _screen_section(builder: _Builder, screened: pd.DataFrame, summary: str) -> Section:
+    rows = []
+    for rank, r in enumerate(screened.head(SCREEN_ROWS).itertuples(index=False), 1):
+        rows.append({"_cls": "" if r.fits else "failed", "rank": str(rank) if r.fits else "", "name": r.name,
+                     "stage": r.stage, "#top1": _num_cell(r.top1), "accuracy_source": r.accuracy_source,
+                     "#latency_ms": _num_cell(r.latency_ms), "latency_source": r.latency_source or "",
+                     "#predicted_ms": _num_cell(r.predicted_ms),
+                     "interval": _range_text(r.predicted_low_ms, r.predicted_high_ms),
+                     "#memory_mb": _num_cell(r.memory_mb), "memory_source": r.memory_source or "",
+                     "#gmacs": _num_cell(r.gmacs), "front": "yes" if r.on_front else "", "why_not": r.why_not or ""})
+    left = len(screened) - len(rows)
+    more = message_html(f"{left} more models (none of them fits) are not listed; `dnnbench screen --format csv` lists "
+                        "every one.") if left > 0 else ""
+    block = builder.figure("screen-front", lambda: interactive.screen_front(screened),
+                           lambda: static.screen_front(screened))
+    return Section("screen", "Screen: the models that fit, measured and predicted", summary,
+                   [block, table_html(SCREEN_COLUMNS, rows, table_id="screen"), *([more] if more else [])])
+
+
+def _density_section(builder: _Builder, models: pd.DataFrame, left_to_zoo: Sequence[str] = ()) -> Section:
+    notes = [*left_to_zoo, *_missing_notes(models, {"top1": "no accuracy", "params": "no parameter count"})]
     return Section("density", "Accuracy density", "Top-1 accuracy (%) per million parameters: how efficiently a "
                    "model uses its parameters.", [
                        builder.figure("accuracy-density", lambda: interactive.density_bars(models),

@@ -535,3 +535,91 @@ def roofline(perf: pd.DataFrame) -> Figure:
     fig.legend(handles=_family_handles(colors, data["family"]) + sizes + roof_handles, loc="outside right upper",
                frameon=False)
     return fig
+
+
+# --- the zoo-wide view and the screen ---------------------------------------------------------------------
+
+
+def _in_paper(models: pd.DataFrame) -> np.ndarray:
+    return (models["in_paper"].fillna(False).astype(bool) if "in_paper" in models
+            else pd.Series(False, index=models.index)).to_numpy()
+
+
+@_styled
+def zoo_view(models: pd.DataFrame) -> Figure:
+    """Top-1 against G-MACs per image (log) for every counted model with a published or measured top-1: the
+    paper's models coloured by family and labelled, every other model a small grey dot (drawn as one
+    rasterised collection, so a thousand and more stay light in SVG and PDF too)."""
+    data = usable(models, "top1", "gmacs")
+    data = data[data["gmacs"] > 0]
+    if data.empty:
+        raise EmptyFigureError("no counted model has a top-1 accuracy")
+    paper = _in_paper(data)
+    fig, axes = new_figure(10.5, 6.4)
+    ax = axes[0, 0]
+    others = data[~paper]
+    if len(others):
+        ax.scatter(others["gmacs"].to_numpy(float), others["top1"].to_numpy(float), s=9, c="#9a9a9a", alpha=0.45,
+                   edgecolors="none", zorder=2, rasterized=True)
+    highlighted = data[paper]
+    colors = family_colors(highlighted["family"]) if len(highlighted) else {}
+    if len(highlighted):
+        ax.scatter(highlighted["gmacs"].to_numpy(float), highlighted["top1"].to_numpy(float), s=36,
+                   c=[colors[f] for f in highlighted["family"]], edgecolors="black", linewidths=0.6, zorder=4)
+    _step_front(ax, pareto_front(data, "gmacs", "top1"), "gmacs", "top1", "Pareto front")
+    ax.set_xscale("log")
+    _log_axis_formatter(ax)
+    ax.margins(0.05)
+    ax.set_xlabel(AXIS["gmacs"] + " (log scale)")
+    ax.set_ylabel(AXIS["top1"])
+    fig.suptitle("Top-1 accuracy vs operations: every counted model", x=0.01, ha="left", fontweight="bold")
+    paper_text = f"the paper's {len(highlighted)} in colour" if len(highlighted) else "none of the paper's counted"
+    ax.set_title(f"{len(data)} models with a top-1 figure; {paper_text}, {len(others)} others in grey; "
+                 f"{_accuracy_note(data)}", loc="left", fontsize=8.5, color="#444444")
+    handles = _family_handles(colors, highlighted["family"]) if len(highlighted) else []
+    handles += [Line2D([], [], marker="o", ls="", markerfacecolor="#9a9a9a", markeredgecolor="none", markersize=5,
+                       label="other models")] if len(others) else []
+    handles += [Line2D([], [], color="#333333", ls="--", lw=1, label="Pareto front")]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False)
+    if len(highlighted):
+        _freeze_layout(fig)
+        place_labels(ax, highlighted["gmacs"], highlighted["top1"], _names(highlighted), 3.5, fontsize=6)
+    return fig
+
+
+@_styled
+def screen_front(screened: pd.DataFrame) -> Figure:
+    """The screen's models that fit: top-1 against latency, filled where the latency was measured, open with
+    the prediction's 5-95% interval where it was predicted; the Pareto front dashed and its models labelled."""
+    data = usable(screened[screened["fits"].astype(bool)], "top1", "latency_ms")
+    if data.empty:
+        raise EmptyFigureError("no screened model fits the limits and has a published top-1")
+    fig, axes = new_figure(10.5, 6.0)
+    ax = axes[0, 0]
+    measured = (data["latency_source"] == "measured").to_numpy()
+    predicted = data[~measured]
+    if len(predicted):
+        low = (predicted["latency_ms"] - predicted["predicted_low_ms"]).clip(lower=0).fillna(0).to_numpy(float)
+        high = (predicted["predicted_high_ms"] - predicted["latency_ms"]).clip(lower=0).fillna(0).to_numpy(float)
+        ax.errorbar(predicted["latency_ms"].to_numpy(float), predicted["top1"].to_numpy(float), xerr=[low, high],
+                    fmt="o", mfc="white", mec="#1f77b4", ecolor="#9ecae1", elinewidth=0.8, ms=5, zorder=3,
+                    label="latency predicted (5-95% interval)")
+    if measured.any():
+        ax.scatter(data["latency_ms"].to_numpy(float)[measured], data["top1"].to_numpy(float)[measured], s=40,
+                   c="#d62728", edgecolors="black", linewidths=0.6, zorder=4, label="latency measured here")
+    front = data[data["on_front"].astype(bool)].sort_values("latency_ms")
+    _step_front(ax, front, "latency_ms", "top1", "Pareto front")
+    ax.set_xscale("log")
+    _log_axis_formatter(ax)
+    ax.margins(0.08)
+    ax.set_xlabel(AXIS["latency_ms"] + " (log scale)")
+    ax.set_ylabel(AXIS["top1"] + ", published")
+    fig.suptitle("Screen: published top-1 vs latency of the models that fit", x=0.01, ha="left", fontweight="bold")
+    ax.set_title(f"{len(data)} models; {int(measured.sum())} measured, {len(predicted)} predicted", loc="left",
+                 fontsize=8.5, color="#444444")
+    fig.legend(loc="outside right upper", frameon=False)
+    if len(front):
+        _freeze_layout(fig)
+        place_labels(ax, front["latency_ms"], front["top1"], _names(front), 4.0, fontsize=6.5,
+                     bold=[True] * len(front))
+    return fig

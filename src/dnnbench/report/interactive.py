@@ -281,3 +281,74 @@ def roofline(part: pd.DataFrame) -> go.Figure:
     top = max([float(data["gflops_per_s"].max())] + [peak for _, peak, _ in peaks]) * 1.4
     fig.update_yaxes(range=[math.log10(bottom), math.log10(top)])
     return fig.update_xaxes(range=[math.log10(low), math.log10(high)])
+
+
+def zoo_view(models: pd.DataFrame) -> go.Figure:
+    """Every counted model with a top-1 figure against G-MACs per image (log): the paper's models coloured by
+    family and named, the others one grey WebGL trace (a thousand points and more stay quick to draw)."""
+    data = usable(models, "top1", "gmacs")
+    data = data[data["gmacs"] > 0]
+    if data.empty:
+        raise EmptyFigureError("no counted model has a top-1 accuracy")
+    paper = (data["in_paper"].fillna(False).astype(bool) if "in_paper" in data
+             else pd.Series(False, index=data.index)).to_numpy()
+    fig = go.Figure()
+    others = data[~paper]
+    if len(others):
+        hover = [f"<b>{esc(n)}</b><br>top-1 {_num(t, 4)}% ({esc(s)})<br>G-MACs/image {_num(g)}<br>params "
+                 f"{_num(p / 1e6 if p == p else None)} M" for n, t, s, g, p in
+                 zip(others["name"], others["top1"], others["accuracy_source"], others["gmacs"], others["params"])]
+        fig.add_trace(go.Scattergl(x=others["gmacs"], y=others["top1"], mode="markers", name="other models",
+                                   text=hover, hovertemplate="%{text}<extra></extra>",
+                                   marker={"size": 5, "color": "#9a9a9a", "opacity": 0.55}))
+    highlighted = data[paper]
+    if len(highlighted):
+        _family_traces(fig, highlighted, "gmacs", "top1", 10.0, family_colors(highlighted["family"]))
+        fig.add_trace(go.Scatter(x=highlighted["gmacs"], y=highlighted["top1"], mode="text",
+                                 text=[esc(n) for n in highlighted["name"]], textposition="top center",
+                                 textfont={"size": 9, "color": "#333"}, showlegend=False, hoverinfo="skip"))
+    fig.add_trace(_front_trace(pareto_front(data, "gmacs", "top1"), "gmacs", "top1"))
+    return _layout(fig, "Top-1 accuracy vs operations: every counted model", AXIS["gmacs"] + " (log scale)",
+                   AXIS["top1"], x_log=True, height=640,
+                   subtitle=f"{len(data)} models with a top-1 figure; "
+                            + (f"the paper's {len(highlighted)} in colour and named" if len(highlighted) else
+                               "none of the paper's counted")
+                            + f", {len(others)} others in grey; " + _accuracy_subtitle(data))
+
+
+def screen_front(screened: pd.DataFrame) -> go.Figure:
+    """The screen's models that fit: published top-1 against latency; measured latencies filled, predicted ones
+    open with their 5-95% interval; the Pareto front dashed and named."""
+    data = usable(screened[screened["fits"].astype(bool)], "top1", "latency_ms")
+    if data.empty:
+        raise EmptyFigureError("no screened model fits the limits and has a published top-1")
+    fig = go.Figure()
+    for source, style in (("predicted", {"symbol": "circle-open", "color": "#1f77b4", "size": 9}),
+                          ("measured", {"symbol": "circle", "color": "#d62728", "size": 11,
+                                        "line": {"color": "black", "width": 1}})):
+        part = data[data["latency_source"] == source]
+        if part.empty:
+            continue
+        hover = [f"<b>{esc(r.name)}</b><br>top-1 {_num(r.top1, 4)}% ({esc(r.accuracy_source)})<br>latency "
+                 f"{_num(r.latency_ms)} ms ({source})"
+                 + (f", predicted {_num(r.predicted_ms)} ms [{_num(r.predicted_low_ms)}, {_num(r.predicted_high_ms)}]"
+                    if source == "measured" and r.predicted_ms == r.predicted_ms else
+                    f" [{_num(r.predicted_low_ms)}, {_num(r.predicted_high_ms)}]" if source == "predicted" else "")
+                 + f"<br>memory {_num(r.memory_mb)} MB ({esc(r.memory_source)})" for r in part.itertuples()]
+        error = None
+        if source == "predicted":
+            high = (part["predicted_high_ms"] - part["latency_ms"]).clip(lower=0).fillna(0)
+            low = (part["latency_ms"] - part["predicted_low_ms"]).clip(lower=0).fillna(0)
+            error = {"type": "data", "symmetric": False, "array": high, "arrayminus": low, "color": "#9ecae1",
+                     "thickness": 1}
+        fig.add_trace(go.Scatter(x=part["latency_ms"], y=part["top1"], mode="markers", error_x=error,
+                                 name=f"latency {source}" + (" (5-95% interval)" if source == "predicted" else " here"),
+                                 text=hover, hovertemplate="%{text}<extra></extra>", marker=style))
+    front = data[data["on_front"].astype(bool)].sort_values("latency_ms")
+    fig.add_trace(_front_trace(front, "latency_ms", "top1"))
+    fig.add_trace(_front_labels(front, "latency_ms", "top1"))
+    measured = int((data["latency_source"] == "measured").sum())
+    return _layout(fig, "Screen: published top-1 vs latency of the models that fit", AXIS["latency_ms"]
+                   + " (log scale)", AXIS["top1"] + ", published", x_log=True, height=600,
+                   subtitle=f"{len(data)} models; {measured} measured on this machine, {len(data) - measured} "
+                            "predicted from the calibration; Pareto models named")
