@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=5.0)
     parser.add_argument("--backends", default="best")
     parser.add_argument("--db", default="results/backends.sqlite")
+    parser.add_argument("--calibration-data", default=None, help="int8: calibrate on these images (default: "
+                        "the synthetic set)")
     args = parser.parse_args()
 
     from dnnbench.analysis import load_frames
@@ -46,10 +48,12 @@ def main() -> None:
     precisions = search_precisions("cpu")
     benchmark(args.models.split(","), db=args.db, batch_sizes=parse_int_list(args.batch_sizes, "batch sizes"),
               threads=(args.threads,), backends=backends, precisions=precisions, time_budget_s=args.budget,
-              metrics=("time", "complexity"))
+              metrics=("time", "complexity"), calibration_data=args.calibration_data)
     machine_id = collect_machine().machine_id
     with Store(args.db) as store:
-        peaks = {p: ensure_peak(store, machine_id, "cpu", p, args.threads) for p in precisions}
+        # the peak probe times cast kernels: int8 cells are read against the fp32 peak only
+        peaks = {p: ensure_peak(store, machine_id, "cpu", p, args.threads) for p in precisions if p != "int8"}
+        checks = int8_checks(store, machine_id)
         frames = load_frames(store)
     for precision, peak in peaks.items():
         print(f"peak {precision} at {args.threads} threads: {peak.peak_flops / 1e9:.0f} GFLOP/s ({peak.basis})")
@@ -75,6 +79,44 @@ def main() -> None:
               f"{row.speedup_vs_eager:.2f}x eager fp32 ({row.eager_fp32_latency_ms:.1f} -> {row.latency_ms:.1f} ms); "
               f"best fp32 {fp32['backend']} {fp32_gflops:.0f} GFLOP/s = {100 * fp32_gflops / fp32_peak:.0f}% of the "
               f"fp32 peak, {fp32['speedup_vs_eager']:.2f}x eager")
+    print_precision_summary(time, checks)
+
+def int8_checks(store, machine_id: str) -> dict[tuple[str, int, str], tuple[float, float, bool]]:
+    """(model, batch size, backend) of every int8 time cell -> its output check: relative L2 error of the logits,
+    top-1 agreement with eager fp32 on the held-out check images, passed."""
+    found = {}
+    for record in store.results(machine_id=machine_id, metric="time"):
+        check = getattr(record.values, "output_check", None)
+        if record.config.get("dtype") == "int8" and record.status == "ok" and check is not None:
+            found[record.model, record.config["batch_size"], record.config["backend"]] = (
+                check.relative_l2_error, check.top1_agreement, bool(check.passed))
+    return found
+
+
+def print_precision_summary(time: pd.DataFrame, checks: dict) -> None:
+    """Per model and batch size: images/s of eager fp32 and of the best fp32, bf16 and int8 deployments, and the
+    int8 deployment's agreement with eager fp32 (issue 16's table)."""
+    from dnnbench.analysis.best import best_deployments
+
+    eager = time[(time["backend"] == "eager") & (time["dtype"] == "fp32") & (time["status"] == "ok")]
+    best = {p: best_deployments(time, (p,)).set_index(["model", "batch_size"]) for p in ("fp32", "bf16", "int8")}
+    print("\nimages/s by precision (best valid deployment of each) and int8 output agreement with eager fp32")
+    print(f"{'model':<12} {'batch':>5} {'eager fp32':>11} {'best fp32':>22} {'best bf16':>22} "
+          f"{'best int8':>24} {'int8/bf16':>9}  int8 check (rel. L2, top-1 agreement)")
+    for (model, batch), rows in eager.groupby(["model", "batch_size"]):
+        cells = []
+        for precision in ("fp32", "bf16", "int8"):
+            frame = best[precision]
+            row = frame.loc[(model, batch)] if (model, batch) in frame.index else None
+            ok = row is not None and isinstance(row["backend"], str)
+            cells.append((row["images_per_s"], row["backend"]) if ok else (float("nan"), "-"))
+        ratio = cells[2][0] / cells[1][0] if cells[1][0] == cells[1][0] else float("nan")
+        check = checks.get((model, batch, cells[2][1]))
+        agreement = (f"{100 * check[0]:.1f}%, {100 * check[1]:.0f}%{'' if check[2] else ' FLAGGED'}"
+                     if check else "-")
+        print(f"{model:<12} {batch:>5} {rows['images_per_s'].max():>11.1f} "
+              + " ".join(f"{v:>9.1f} ({b:<11})" for v, b in cells[:2])
+              + f" {cells[2][0]:>9.1f} ({cells[2][1]:<12}) {ratio:>9.2f}  {agreement}")
 
 
 if __name__ == "__main__":

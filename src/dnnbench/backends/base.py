@@ -124,6 +124,11 @@ class Backend(ABC):
         """The images a quantized precision is calibrated on (before `prepare`); stored with the cell."""
         self.calibration = calibration
 
+    def load_quantizer(self) -> None:
+        """Import the quantization tool (NNCF, onnxruntime.quantization) before the memory baseline is taken: a
+        tool used once at set-up is no part of the deployment's memory. Backends without one do nothing."""
+        return None
+
     def _calibration(self) -> CalibrationSet:
         if self.calibration is None:
             raise ValueError(f"{self.name} at {self.precision} needs calibration images: call calibrate_with first")

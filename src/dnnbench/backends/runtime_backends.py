@@ -111,7 +111,7 @@ class OnnxRuntimeBackend(Backend):
         graph: str | bytes = str(self.onnx_path)
         if self.precision == "int8":
             with self.setup.timed("quantize_s"):  # calibration runs and QDQ insertion: a set-up phase of its own
-                graph = self._quantize(self.onnx_path)
+                graph = self.quantize_graph(self.onnx_path)
         self.open_session(graph)
 
     def open_session(self, graph: str | bytes) -> None:
@@ -135,7 +135,7 @@ class OnnxRuntimeBackend(Backend):
         self.executed_precision = self.precision
         self.input_name = self.session.get_inputs()[0].name
 
-    def _quantize(self, fp32_path: Path) -> bytes:
+    def quantize_graph(self, fp32_path: Path) -> bytes:
         """The exported fp32 graph quantized to int8 by ONNX Runtime's own static quantization: shape inference
         and graph clean-up (quant_pre_process), then QuantizeLinear/DequantizeLinear pairs (QDQ) around every
         convolution and matrix multiplication, activations uint8 with ranges calibrated on the calibration
@@ -160,6 +160,9 @@ class OnnxRuntimeBackend(Backend):
         if not self.quantized_nodes:
             raise PrecisionUnsupported("ONNX Runtime's quantizer left no operator quantized; not measured as int8")
         return graph
+
+    def load_quantizer(self) -> None:
+        require_module("onnxruntime.quantization", "onnxruntime")
 
     def quantization_settings(self) -> dict[str, Any]:
         return {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
@@ -373,6 +376,9 @@ class OpenVINOBackend(Backend):
         calibration = self._calibration()
         dataset = nncf.Dataset([batch.numpy() for batch in calibration.batches()])
         return nncf.quantize(ov_model, dataset, subset_size=calibration.samples)
+
+    def load_quantizer(self) -> None:
+        require_module("nncf", "nncf")
 
     def quantization_settings(self) -> dict[str, Any]:
         import nncf

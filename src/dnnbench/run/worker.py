@@ -314,6 +314,11 @@ class _Measurer:
             return
 
         self.send(Begin(tuple(c.digest for c in cells), "build"))
+        if is_quantized(job.precision):
+            try:  # the quantizer is a set-up tool: imported before the baseline, out of the memory cells
+                backend.load_quantizer()
+            except BackendUnavailable as exc:
+                return self._fail_all(cells, "unavailable", f"backend {job.backend} is not available here: {exc}")
         baseline_rss = current_rss_bytes()
         if self.device.type == "cuda":  # the CUDA context exists before the baseline: it is no model's memory
             from ..measure.memory import cuda_baseline
