@@ -148,7 +148,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             prepared, quantized = folder / "prepared.onnx", folder / "int8.onnx"
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            quantize_static(str(prepared), str(quantized), _CalibrationReader(EXPORT_INPUT, calibration),
+            quantize_static(str(prepared), str(quantized), calibration_reader(EXPORT_INPUT, calibration),
                             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, per_channel=self.options.per_channel,
                             calibrate_method=getattr(CalibrationMethod,
@@ -273,16 +273,19 @@ def _recordable(provider: Any) -> Any:
     return provider
 
 
-class _CalibrationReader:
-    """onnxruntime.quantization's CalibrationDataReader protocol over the calibration images, one at a time."""
+def calibration_reader(input_name: str, calibration: CalibrationSet) -> Any:
+    """An onnxruntime.quantization.CalibrationDataReader over the calibration images, one at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, input_name: str, calibration: CalibrationSet):
-        self.input_name = input_name
-        self.batches = iter(calibration.batches())
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration.batches())
 
-    def get_next(self) -> dict[str, Any] | None:
-        batch = next(self.batches, None)
-        return None if batch is None else {self.input_name: batch.numpy()}
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {input_name: batch.numpy()}
+
+    return Reader()
 
 
 def count_quantized_nodes(graph: bytes) -> int:
