@@ -16,6 +16,7 @@ The method, the number of samples and the source are recorded with every cell (`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, replace
@@ -128,8 +129,9 @@ def _check_samples(samples: int) -> None:
         raise UsageError(f"--calibration-samples must be an integer >= 1, not {samples!r}")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> tuple[str, ...]:
-    """This machine's CPU flags that matter here, as env.fingerprint reads them from /proc/cpuinfo."""
+    """This machine's CPU flags that matter here, as env.fingerprint reads them from /proc/cpuinfo (read once)."""
     from ..env.fingerprint import collect_machine
 
     return collect_machine().cpu_flags or ()
