@@ -2,6 +2,7 @@
 images), checked against eager fp32 on held-out images before they are timed (a broken layer is rejected),
 evaluated for accuracy through the very call that is timed, and marked as quantized in the analysis."""
 
+import os
 import time
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def test_int8_cells_carry_their_calibration_in_the_key_and_a_bad_folder_is_refus
     spec = zoo.get("resnet18")
     config = build_sweep_config(batch_sizes=(1,), threads=(1,), backends=("eager", "openvino"),
                                 precisions=("fp32", "int8"), metrics=("time",), measure_peak=False)
-    keys = {(c.key.config["backend"], c.key.config["dtype"]): c.key.config for job in plan([spec], config)
+    keys = {(c.key.config_dict["backend"], c.key.config_dict["dtype"]): c.key.config_dict for job in plan([spec], config)
             for c in job.cells}
     assert keys["openvino", "int8"]["calibration"] == {"method": SYNTHETIC, "source": None, "samples": 32}
     assert "calibration" not in keys["openvino", "fp32"]  # fp32 keys as before
@@ -287,3 +288,37 @@ def test_best_and_select_mark_int8_as_quantized_with_the_drop_or_accuracy_not_me
     fast = select_models(perf, Constraints(max_latency_ms=15.0), top=None, machine_id="m1")
     assert {c.model: c.quantization for c in fast.chosen}["mobilenetv2"] == "int8 quantized: accuracy not measured"
     assert rejected.get("mobilenetv2") is None or "accuracy not measured" in rejected["mobilenetv2"].describe()
+
+
+# --- the sweep ---------------------------------------------------------------------------------------------------
+
+
+@needs_int8
+def test_a_sweep_quantizes_once_times_checked_int8_cells_and_records_why_other_backends_do_not(tmp_path, monkeypatch):
+    from dnnbench.run.runner import run_sweep
+    from dnnbench.store import Store
+
+    tests = Path(__file__).resolve().parent  # the workers import this checkout and the test models
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(tests.parent / "src"), str(tests))))
+    spec = zoo.get("python:dnnbench_test_models:tiny")
+    config = build_sweep_config(device="cpu", batch_sizes=(1, 2), threads=(1,), input_size=32, time_budget_s=0.2,
+                                min_samples=3, warmup_iters=1, warmup_s=0.0, metrics=("time", "memory"),
+                                backends=(*INT8_HERE, "eager"), precisions=("int8",), measure_peak=False,
+                                calibration_samples=8)
+    with Store(tmp_path / "r.sqlite") as store:
+        summary = run_sweep([spec], config, store)
+    cells = {(r.config["backend"], r.metric, r.config["batch_size"]): r for r in summary.records}
+    for backend in INT8_HERE:
+        timed = cells[backend, "time", 2]
+        assert timed.status == "ok", timed.error
+        values = timed.values
+        assert values.executed_precision == "int8" and values.output_check.passed
+        assert values.output_check.batch_size == 2  # checked at its own shape, before it was timed
+        assert {"calibration_data_s", "quantize_s"} <= set(values.setup.prepare)
+        quantization = values.backend.extra["quantization"]
+        assert (quantization["calibration_method"], quantization["calibration_samples"]) == (SYNTHETIC, 8)
+        assert timed.config["calibration"] == {"method": SYNTHETIC, "source": None, "samples": 8}
+        memory = cells[backend, "memory", 1].values
+        assert memory.weight_bytes == sum(p.numel() for p in zoo.build_model(spec, "cpu").parameters())  # 1 B each
+    eager = cells["eager", "time", 1]
+    assert eager.status == "unsupported" and "openvino" in eager.error

@@ -454,8 +454,9 @@ def int8_layers(compiled: Any) -> int:
     count = 0
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
-        layer = str(info["layerType"]) if "layerType" in info else ""
-        precision = str(info["runtimePrecision"]) if "runtimePrecision" in info else ""
+        keys = set(info.keys())
+        layer = info["layerType"].astype(str) if "layerType" in keys else ""
+        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in keys else ""
         if layer in OV_INT8_LAYERS and precision.lower() in ("i8", "u8"):
             count += 1
     return count
