@@ -261,4 +261,7 @@ def selection_rows(selection: Selection, top: int) -> list[dict]:
     if all(row["joules_per_image"] is None for row in rows):  # no energy cells: the columns of before
         for row in rows:
             del row["joules_per_image"]
+    if not any(row["quantization"] for row in rows):  # no quantized setup: the columns of before
+        for row in rows:
+            del row["quantization"]
     return rows

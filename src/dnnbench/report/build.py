@@ -350,8 +350,8 @@ DEPLOYMENT_COLUMNS = [("name", "Model"), ("#batch_size", "Batch"), ("#threads", 
                       ("#best_ms", "Best ms"), ("interval", "Best ms interval"), ("#images_per_s", "Best images/s"),
                       ("#speedup", "Speed-up"), ("speedup_interval", "Speed-up interval"),
                       ("#cosine", "Output cosine"), ("#setup_s", "Set-up s"), ("#candidates", "Timed"),
-                      ("#flagged", "Flagged"), ("excluded", "Excluded"), ("why", "Tie / why"),
-                      ("quantization", "Quantized")]
+                      ("#flagged", "Flagged"), ("excluded", "Excluded"), ("why", "Tie / why")]
+QUANTIZED_COLUMN = ("quantization", "Quantized")  # shown where a quantized (int8) deployment was chosen
 
 
 def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> Section:
@@ -371,6 +371,8 @@ def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> S
         return Section("deployments", "Deployment: eager vs best backend", intro, [message_html(
             "One deployment per cell in this store: `dnnbench run --backend best` times every backend and "
             "precision available.")])
+    quantized = "quantization" in deployments and deployments["quantization"].fillna("").astype(bool).any()
+    columns = DEPLOYMENT_COLUMNS + ([QUANTIZED_COLUMN] if quantized else [])
     blocks = []
     for machine in machines:
         mine = deployments[deployments["machine_id"] == machine.machine_id]
@@ -388,7 +390,7 @@ def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> S
                 for r in mine.itertuples(index=False)]
         if rows:
             blocks.append(f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}</h3>'
-                          f"{table_html(DEPLOYMENT_COLUMNS, rows)}</div>")
+                          f"{table_html(columns, rows)}</div>")
     return Section("deployments", "Deployment: eager vs best backend", intro, blocks)
 
 
