@@ -6,13 +6,16 @@ intra-op threads of the machine by default, into its own store; then the peak FL
 at the same thread count (`dnnbench.run.peak.ensure_peak`, kept in the same store), and prints per cell:
 images/s, achieved GFLOP/s = 2 x MACs x images/s, the fraction of the fp32 peak and of the peak of the
 precision executed, the output check, the set-up cost; then per model and batch size the best valid
-deployment, its speed-up over eager fp32, and the best fp32 deployment's fraction of the fp32 peak.
+deployment, its speed-up over eager fp32, and the best fp32 deployment's fraction of the fp32 peak. Last, per model
+and batch size: images/s of eager fp32 and of the best fp32, bf16 and int8 deployments, int8 over bf16, and
+the int8 deployment's output check (relative L2 error and top-1 agreement with eager fp32 on held-out images;
+int8 is calibrated on the synthetic set unless --calibration-data is given).
 
 Run it with the machine otherwise idle: the figures are only as good as the quiet around them (every
 cell's contention flag is printed).
 
     .venv/bin/python benchmarks/backends.py [--models resnet50,mobilenetv2] [--batch-sizes 1,8] [--threads 2]
-        [--budget 5] [--db results/backends.sqlite]
+        [--budget 5] [--db results/backends.sqlite] [--calibration-data DIR]
 """
 
 from __future__ import annotations
