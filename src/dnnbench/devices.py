@@ -2,9 +2,12 @@
 analysis, cli). PyTorch is imported only inside the functions that need it: the CLI's light commands
 import this module and still start without torch.
 
-Precisions are spelt fp32, bf16, fp16 (what a model runs at); the peak FLOP/s probe also knows tf32 (fp32
-matmuls on tensor cores) and int8. Aliases (float32, half, bfloat16, ...) are accepted on input and
-never stored. Devices are spelt cpu, cuda:N, mps: `cuda` alone means cuda:0.
+Precisions are spelt fp32, bf16, fp16, int8 (what a model runs at); the peak FLOP/s probe also knows tf32
+(fp32 matmuls on tensor cores). fp32, bf16 and fp16 are cast precisions (weights and input cast to a torch
+dtype); int8 is a quantized precision: a deployment backend quantizes the fp32 model after calibration
+(docs/BACKENDS.md, "Quantized int8"), and the model and its input stay fp32 on PyTorch's side.
+Aliases (float32, half, bfloat16, ...) are accepted on input and never stored.
+Devices are spelt cpu, cuda:N, mps: `cuda` alone means cuda:0.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from .errors import UsageError
 if TYPE_CHECKING:
     import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")  # what a model is run and stored at
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # what a model is run and stored at
+CAST_PRECISIONS = ("fp32", "bf16", "fp16")  # those a model and its input are cast to (torch_dtype)
+QUANTIZED_PRECISIONS = ("int8",)  # those a backend quantizes the fp32 model to, after calibration
+DEFAULT_CALIBRATION_SAMPLES = 32  # calibration images a quantized precision gets unless told otherwise
 PEAK_PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8")  # what a device's peak is measured or specified at
 PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 PRECISION_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
@@ -50,20 +56,35 @@ def parse_precisions(text: str | Iterable[str], allowed: Iterable[str] = PRECISI
     return names
 
 
+def is_quantized(precision: str) -> bool:
+    """int8: the model is quantized by a backend, not cast (see QUANTIZED_PRECISIONS)."""
+    return canonical_precision(precision) in QUANTIZED_PRECISIONS
+
+
+def storage_precision(precision: str) -> str:
+    """The precision the PyTorch model and its input are kept at for `precision`: itself for a cast precision,
+    fp32 for a quantized one (the backend quantizes the fp32 model; a quantized model takes fp32 input)."""
+    return "fp32" if is_quantized(precision) else canonical_precision(precision)
+
+
 def torch_dtype(precision: str) -> torch.dtype:
     """fp32 -> torch.float32 (tf32 too: the storage type), bf16 -> torch.bfloat16, fp16 -> torch.float16."""
     import torch
 
+    if is_quantized(precision):
+        raise UsageError(f"{precision} is a quantized precision: a deployment backend quantizes the fp32 model "
+                         "(--backend openvino or onnxruntime), PyTorch does not cast to it; "
+                         f"cast precisions: {', '.join(CAST_PRECISIONS)}")
     key = parse_precision(precision, _TORCH_DTYPE_NAMES)
     return getattr(torch, _TORCH_DTYPE_NAMES[key])
 
 
 def precision_of(dtype: torch.dtype) -> str:
     """torch.float16 -> fp16."""
-    for name in PRECISIONS:
+    for name in CAST_PRECISIONS:
         if torch_dtype(name) == dtype:
             return name
-    raise UsageError(f"dtype {dtype} has no precision name; precisions: {', '.join(PRECISIONS)}")
+    raise UsageError(f"dtype {dtype} has no precision name; precisions: {', '.join(CAST_PRECISIONS)}")
 
 
 def normalise_device(name: object) -> str:

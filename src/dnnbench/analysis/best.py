@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .frames import setup_label
+from .quantized import quantization_columns
 
 if TYPE_CHECKING:
     from .frames import BenchmarkFrames
@@ -38,12 +39,13 @@ WORKLOAD = ["machine_id", "model", "device", "batch_size", "threads", "input_siz
 BEST = "best"
 ANY_PRECISION = "any"
 # Simplest and most portable first (docs/BACKENDS.md, "Best deployment"); unknown names come last.
-PRECISION_PREFERENCE = ("fp32", "bf16", "fp16")
+PRECISION_PREFERENCE = ("fp32", "bf16", "fp16", "int8")
 BACKEND_PREFERENCE = ("eager", "eager-channels-last", "torchscript", "compile", "onnxruntime", "openvino", "tensorrt")
 COLUMNS = [*WORKLOAD, "name", "family", "backend", "dtype", "executed_precision", "latency_ms", "latency_low_ms",
            "latency_high_ms", "images_per_s", "setup_s", "output_cosine", "tie", "fastest", "tied_with",
            "recommendation", "eager_fp32_latency_ms", "eager_fp32_low_ms", "eager_fp32_high_ms", "speedup_vs_eager",
-           "speedup_low", "speedup_high", "candidates", "flagged", "contended", "unconverged", "excluded"]
+           "speedup_low", "speedup_high", "candidates", "flagged", "contended", "unconverged", "excluded",
+           "quantization", "accuracy_drop"]
 
 
 def timed_cells(time: pd.DataFrame) -> pd.DataFrame:
@@ -125,11 +127,13 @@ def _excluded_text(contended: int, unconverged: int, eager_reason: str) -> str:
     return text
 
 
-def best_deployments(time: pd.DataFrame, precisions: tuple[str, ...] | None = None) -> pd.DataFrame:
+def best_deployments(time: pd.DataFrame, precisions: tuple[str, ...] | None = None,
+                     accuracy: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per workload, the recommended deployment among the valid cells (of `precisions` only, when given),
     with eager fp32's latency beside it, the speed-up and its interval, ties, and how many deployments
     were timed, flagged by the output check, or excluded as contended or unconverged. A workload whose
-    every candidate was excluded keeps a row without a deployment, saying why."""
+    every candidate was excluded keeps a row without a deployment, saying why. A quantized (int8) choice says
+    so in `quantization`, with its accuracy drop from the `accuracy` frame where it was measured."""
     timed = timed_cells(time)
     if timed.empty:
         return pd.DataFrame(columns=COLUMNS)
@@ -173,6 +177,7 @@ def best_deployments(time: pd.DataFrame, precisions: tuple[str, ...] | None = No
                            speedup_low=low / own_high, speedup_high=high / own_low)
         rows.append(row)
     frame = pd.DataFrame(rows)
+    frame = quantization_columns(frame, accuracy)
     frame = frame.reindex(columns=[c for c in COLUMNS if c in frame or c not in ("name", "family")])
     return frame.reset_index(drop=True)
 

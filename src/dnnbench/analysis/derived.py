@@ -8,9 +8,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from ..devices import QUANTIZED_PRECISIONS
 from ..errors import UsageError
 from .efficiency import add_efficiency
 from .frames import KEY_COLUMNS, BenchmarkFrames
+from .quantized import quantization_columns
 
 MIB = 2**20
 MODEL_COLUMNS = ("model", "name", "family", "params", "param_bytes", "macs", "gmacs", "complexity_input_size",
@@ -27,6 +29,8 @@ def best_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
     columns = ["model", "top1", "top5", "accuracy_source", "accuracy_detail", "measured_top1", "measured_top5",
                "reported_top1", "reported_top5"]
     ok = accuracy[(accuracy["status"] == "ok") & accuracy["top1"].notna()]
+    if "dtype" in ok:  # a quantized deployment's accuracy is its own (analysis.quantized), not the model's
+        ok = ok[~ok["dtype"].isin(QUANTIZED_PRECISIONS)]
     measured = (ok[ok["accuracy_source"] == "measured"].sort_values(["images", "finished_at"], na_position="first")
                 .drop_duplicates("model", keep="last").set_index("model"))
     reported = ok[ok["accuracy_source"] == "reported"].drop_duplicates("model").set_index("model")
@@ -111,6 +115,7 @@ def performance(frames: BenchmarkFrames) -> pd.DataFrame:
     merged = merged.merge(counts, on=["model", "_input"], how="left").drop(columns="_input")
     summary = model_summary(frames)[["model", "params", "top1", "top5", "accuracy_source", "accuracy_density"]]
     merged = merged.merge(summary, on="model", how="left")
+    merged = quantization_columns(merged, frames.accuracy)  # int8 rows marked, with their own accuracy if measured
     merged["gmacs"] = merged["macs"] / 1e9
     merged["gflops_per_s"] = 2 * merged["macs"] * merged["images_per_s"] / 1e9
     merged = add_efficiency(merged, frames.peaks)

@@ -36,7 +36,8 @@ MEMORY_COLUMNS = ("memory_bytes", "memory_kind", "peak_rss_bytes", "max_reserved
                   "analytic_peak_bytes", "weight_bytes")
 ENERGY_COLUMNS = ("joules_per_image", "images_per_joule", "joules_per_batch", "idle_watts", "energy_method")
 ACCURACY_COLUMNS = ("machine_id", "machine", "model", "name", "family", "accuracy_source", "top1", "top5", "images",
-                    "weights", "preprocessing", "accuracy_config", "source", "status", "error", "finished_at")
+                    "weights", "preprocessing", "accuracy_config", "source", "status", "error", "finished_at",
+                    "backend", "dtype", "evaluation")
 
 
 @dataclass
@@ -240,7 +241,10 @@ def _accuracy_row(r: ResultRecord) -> dict[str, Any]:
             "images": np.nan if v is None or v.n is None else float(v.n),  # validation images evaluated
             "weights": _text(r.config.get("weights")), "preprocessing": _text(r.config.get("preprocessing")),
             "accuracy_config": ", ".join(f"{k}={_text(val)}" for k, val in sorted(rest.items())),
-            "source": "measured by dnnbench"}
+            "source": "measured by dnnbench",
+            # the deployment evaluated (eager before backends could be), and the images it was evaluated on
+            "backend": r.config.get("backend", "eager"), "dtype": r.config.get("dtype"),
+            "evaluation": _text({k: r.config.get(k) for k in ("dataset", "limit")})}
 
 
 _ROW_BUILDERS = {"complexity": _complexity_row, "memory": _memory_row, "energy": _energy_row, "accuracy": _accuracy_row}
@@ -308,7 +312,7 @@ def _accuracy_frame(measured_rows: list[dict[str, Any]], zoo: pd.DataFrame,
         "top1": reported["reported_top1"], "top5": reported["reported_top5"], "images": np.nan, "weights": "",
         "preprocessing": "",
         "accuracy_config": "", "source": reported["reported_source"], "status": "ok", "error": "",
-        "finished_at": np.nan,
+        "finished_at": np.nan, "backend": "", "dtype": "", "evaluation": "",
     })
     frame = pd.concat([f for f in (measured, reported) if len(f)] or [measured], ignore_index=True)
     frame = _add_model_columns(frame, {**labels, "": ""}, zoo.set_index("model"))

@@ -117,6 +117,10 @@ class Candidate:
     @property
     def predicted(self) -> bool:
         return self.latency_source == "predicted"
+    # a quantized (int8) setup: its note ("int8 quantized: accuracy not measured", or top-1 and drop); top1 is the
+    # deployment's own measured top-1 when there is one, else the model's, which no top-1 constraint accepts
+    quantization: str = ""
+    accuracy_measured: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,15 +150,20 @@ def _number(value: object) -> float | None:
 
 def candidate_from_row(row: pd.Series) -> Candidate:
     input_size = _number(row.get("input_size"))
+    quantized = bool(row.get("quantized")) if _number(row.get("quantized")) is not None else False
+    quantized_top1 = _number(row.get("quantized_top1")) if quantized else None
+    top1 = quantized_top1 if quantized_top1 is not None else _number(row.get("top1"))
     return Candidate(
         model=row["model"], name=row["name"], family=row["family"], machine_id=row["machine_id"],
         setup=row["setup"], batch_size=int(row["batch_size"]), input_size=int(input_size) if input_size else None,
         status=row["status"], latency_ms=_number(row.get("latency_ms")), images_per_s=_number(row.get("images_per_s")),
-        memory_mb=_number(row.get("memory_mb")), top1=_number(row.get("top1")), top5=_number(row.get("top5")),
+        memory_mb=_number(row.get("memory_mb")), top1=top1, top5=None if quantized else _number(row.get("top5")),
         accuracy_source=str(row.get("accuracy_source") or "none"), error=str(row.get("error") or ""),
         joules_per_image=_number(row.get("joules_per_image")),
         latency_source=str(row.get("latency_source") or "measured"),
         latency_low_ms=_number(row.get("latency_low_ms")), latency_high_ms=_number(row.get("latency_high_ms")),
+        quantization=str(row.get("quantization") or "") if quantized else "",
+        accuracy_measured=not quantized or quantized_top1 is not None,
     )
 
 
@@ -186,6 +195,10 @@ def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
               ("energy", limits.max_joules_per_image, c.joules_per_image, "J/image", True)]
     for name, limit, value, unit, upper in checks:
         if limit is None:
+            continue
+        if name == "top-1" and not c.accuracy_measured:
+            out.append(Violation(name, limit, None, unit, upper, reason=f"{c.quantization}: measure it with "
+                                 "`dnnbench accuracy --backend BACKEND --dtype int8`"))
             continue
         if value is None:
             if not out or name in ("top-1", "energy"):  # a failed cell already explains missing speed and memory
@@ -263,6 +276,7 @@ def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
     return {"rank": rank, "model": c.model, "name": c.name, "family": c.family, "top1": c.top1, "top5": c.top5,
             "accuracy_source": c.accuracy_source, "latency_ms": c.latency_ms, "images_per_s": c.images_per_s,
             "memory_mb": c.memory_mb, "joules_per_image": c.joules_per_image, "config": c.setup,
+            "quantization": c.quantization,
             "batch_size": c.batch_size, "fits": not why_not,
             "why_not": why_not, "latency_source": c.latency_source, "latency_low_ms": c.latency_low_ms,
             # an open interval (None): JSON has no infinity
@@ -282,4 +296,7 @@ def selection_rows(selection: Selection, top: int) -> list[dict]:
         for row in rows:
             for key in ("latency_source", "latency_low_ms", "latency_high_ms"):
                 del row[key]
+    if not any(row["quantization"] for row in rows):  # no quantized setup: the columns of before
+        for row in rows:
+            del row["quantization"]
     return rows

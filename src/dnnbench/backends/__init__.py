@@ -15,6 +15,7 @@ import torch
 from ..errors import UsageError
 from .base import PRECISIONS, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, SetupCosts, as_tensor
 from .output_check import OutputCheck, check_input, compare
+from .quantization import CalibrationSet, calibration_set, cpu_flags, int8_cpu_reason
 from .runtime_backends import OnnxRuntimeBackend, OpenVINOBackend, TensorRTBackend
 from .torch_backends import ChannelsLastBackend, CompileBackend, EagerBackend, TorchScriptBackend
 
@@ -60,10 +61,11 @@ def describe_choices(device: torch.device | str) -> str:
     return text + (f"; not available: {'; '.join(missing)}" if missing else "")
 
 
-def search_precisions(device: torch.device | str, cpu_flags: tuple[str, ...] | None = None) -> tuple[str, ...]:
+def search_precisions(device: torch.device | str, flags: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The precisions a best-deployment search tries when none are asked for: fp32, and the reduced ones
-    this device computes natively (CPU: bf16 with AVX512-BF16/AMX, fp16 with AVX512-FP16/AMX-FP16;
-    CUDA: fp16, and bf16 from compute capability 8.0)."""
+    this device computes natively (CPU: bf16 with AVX512-BF16/AMX, fp16 with AVX512-FP16/AMX-FP16, int8 with
+    VNNI, AMX-INT8 or Arm's dot product; CUDA: fp16, and bf16 from compute capability 8.0). `flags`: the
+    CPU's flags (default: read from this machine)."""
     device = torch.device(device)
     found = ["fp32"]
     if device.type == "cuda":
@@ -71,19 +73,27 @@ def search_precisions(device: torch.device | str, cpu_flags: tuple[str, ...] | N
         if torch.cuda.get_device_capability(device) >= (8, 0):
             found.append("bf16")
         return tuple(found)
-    flags = set(cpu_flags if cpu_flags is not None else _cpu_flags())
+    flags = set(flags if flags is not None else cpu_flags())
     if flags & {"avx512_bf16", "amx_bf16"}:
         found.append("bf16")
     if flags & {"avx512_fp16", "amx_fp16"}:
         found.append("fp16")
+    if int8_cpu_reason(flags) is None:
+        found.append("int8")
     return tuple(found)
 
 
-def _cpu_flags() -> tuple[str, ...]:
-    from ..env.fingerprint import collect_machine
-
-    return collect_machine().cpu_flags or ()
-
+def precision_unavailable_reason(precision: str, device: torch.device | str,
+                                 flags: tuple[str, ...] | None = None) -> str | None:
+    """Why a best-deployment search here leaves `precision` out (None: it is searched)."""
+    device = torch.device(device)
+    if precision in search_precisions(device, flags):
+        return None
+    if precision == "int8":
+        if device.type != "cpu":
+            return f"dnnbench quantizes to int8 for CPUs only (OpenVINO, ONNX Runtime); not on {device.type}"
+        return int8_cpu_reason(flags if flags is not None else cpu_flags())
+    return f"{device.type} here does not compute {precision} natively"
 
 def make_backend(name: str, device: torch.device | str, precision: str, threads: int | None,
                  options: BackendOptions | None = None, tf32: bool = False) -> Backend:
@@ -92,4 +102,4 @@ def make_backend(name: str, device: torch.device | str, precision: str, threads:
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendOptions", "BackendUnavailable", "OutputCheck",
            "PrecisionUnsupported", "SetupCosts", "as_tensor", "available_backends", "check_input", "compare", "make_backend",
-           "parse_backends", "search_precisions"]
+           "parse_backends", "precision_unavailable_reason", "search_precisions", "CalibrationSet", "calibration_set"]

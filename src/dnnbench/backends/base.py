@@ -15,13 +15,17 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
-from ..devices import PRECISIONS, torch_dtype
+from ..devices import PRECISIONS, is_quantized, storage_precision, torch_dtype
 
-TORCH_DTYPES = {p: torch_dtype(p) for p in PRECISIONS}
+if TYPE_CHECKING:
+    from .quantization import CalibrationSet
+
+# the dtype the PyTorch side keeps at each precision: int8 keeps fp32 (the backend quantizes the fp32 model)
+TORCH_DTYPES = {p: torch_dtype(storage_precision(p)) for p in PRECISIONS}
 
 
 class BackendUnavailable(Exception):
@@ -84,6 +88,8 @@ class Backend(ABC):
     compiles_at_first_call: ClassVar[bool] = False
     # (module, what to pip install) this backend cannot run without
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # the precisions this backend quantizes the fp32 model to (after calibration: `calibrate_with`)
+    quantized_precisions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, device: torch.device, precision: str, threads: int | None,
                  options: BackendOptions | None = None, tf32: bool = False):
@@ -92,6 +98,7 @@ class Backend(ABC):
         self.options = options or self.options_type()
         self.setup = SetupCosts()
         self.executed_precision: str | None = None
+        self.calibration: CalibrationSet | None = None  # a quantized precision's calibration images
 
     # ---- what runs where -----------------------------------------------------------------------
     @classmethod
@@ -108,7 +115,24 @@ class Backend(ABC):
 
     def unsupported_reason(self) -> str | None:
         """Why this backend cannot run at `self.precision` on this device, or None."""
+        if is_quantized(self.precision) and self.precision not in self.quantized_precisions:
+            return (f"{self.name} does not quantize to {self.precision}; "
+                    f"{self.precision} deployments: {', '.join(quantizing_backends(self.precision))}")
         return None
+
+    def calibrate_with(self, calibration: CalibrationSet) -> None:
+        """The images a quantized precision is calibrated on (before `prepare`); stored with the cell."""
+        self.calibration = calibration
+
+    def load_quantizer(self) -> None:
+        """Import the quantization tool (NNCF, onnxruntime.quantization) before the memory baseline is taken: a
+        tool used once at set-up is no part of the deployment's memory. Backends without one do nothing."""
+        return None
+
+    def _calibration(self) -> CalibrationSet:
+        if self.calibration is None:
+            raise ValueError(f"{self.name} at {self.precision} needs calibration images: call calibrate_with first")
+        return self.calibration
 
     # ---- the life of a measurement ---------------------------------------------------------------
     @abstractmethod
@@ -138,8 +162,15 @@ class Backend(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What ran, for the record: options, versions, the precision actually executed."""
-        return {"name": self.name, "options": asdict(self.options), "executed_precision": self.executed_precision,
-                "versions": self.versions(), "blocking": self.blocking, "tf32": self.tf32}
+        described = {"name": self.name, "options": asdict(self.options), "executed_precision": self.executed_precision,
+                     "versions": self.versions(), "blocking": self.blocking, "tf32": self.tf32}
+        if self.calibration is not None:  # how a quantized deployment was calibrated: method, samples, source
+            described["quantization"] = {**self.calibration.describe(), **self.quantization_settings()}
+        return described
+
+    def quantization_settings(self) -> dict[str, Any]:
+        """The quantizer and its settings, for the record (quantized precisions only)."""
+        return {}
 
     def versions(self) -> dict[str, str]:
         return {"torch": torch.__version__}
@@ -168,3 +199,14 @@ def as_tensor(output: Any) -> torch.Tensor:
 
 def cast_input(x: torch.Tensor, precision: str) -> torch.Tensor:
     return x.to(TORCH_DTYPES[precision])
+
+
+def quantizing_backends(precision: str) -> list[str]:
+    """The names of the backends that quantize to `precision` (int8), for messages."""
+    found, todo = [], list(Backend.__subclasses__())
+    while todo:
+        backend = todo.pop()
+        todo.extend(backend.__subclasses__())
+        if precision in backend.quantized_precisions and getattr(backend, "name", None):
+            found.append(backend.name)
+    return sorted(set(found))

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 DEFAULT_OPSET = 17
+EXPORT_INPUT = "input"  # the graph input's name
 
 
 def cache_dir() -> Path:
@@ -49,7 +50,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, key: str, opset: 
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, once per export
         with torch.no_grad():
             torch.onnx.export(model, (example,), str(partial), dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["logits"],
+                              input_names=[EXPORT_INPUT], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     partial.replace(path)  # atomic: a concurrent worker never reads half a file
     return path, False

@@ -10,13 +10,21 @@ NVIDIA_TF32_OVERRIDE=0 for TensorRT, set by the worker) unless the cell asks for
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from ..devices import storage_precision
 from .base import TORCH_DTYPES, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, require_module
-from .onnx_export import DEFAULT_OPSET, cache_dir, export_onnx
+from .onnx_export import DEFAULT_OPSET, EXPORT_INPUT, cache_dir, export_onnx
+from .quantization import CalibrationSet, cpu_flags, int8_cpu_reason
+
+# onnxruntime.calibration_method -> onnxruntime.quantization.CalibrationMethod
+ORT_CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 # ------------------------------------------------------------------------------------- ONNX Runtime
 
@@ -26,6 +34,10 @@ class OnnxRuntimeOptions(BackendOptions):
     opset: int = DEFAULT_OPSET
     graph_optimization: str = "all"  # disable | basic | extended | all
     io_binding: bool = True  # CUDA: input and output stay on the GPU (no host copies in the timed call)
+    # int8 (static QDQ quantization, onnxruntime.quantization.quantize_static): how activation ranges are
+    # calibrated (minmax | entropy | percentile) and whether weights get one scale per output channel
+    calibration_method: str = "minmax"
+    per_channel: bool = True
 
 
 class OnnxRuntimeBackend(Backend):
@@ -37,6 +49,7 @@ class OnnxRuntimeBackend(Backend):
     provider_by_device = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
     # onnx: PyTorch's ONNX exporter writes the file through it
     requires = (("onnxruntime", "onnxruntime (CPU) or onnxruntime-gpu (CUDA)"), ("onnx", "onnx"))
+    quantized_precisions = ("int8",)  # static QDQ int8 on the CPU provider
 
     @classmethod
     def unavailable_reason(cls, device: torch.device) -> str | None:
@@ -56,16 +69,25 @@ class OnnxRuntimeBackend(Backend):
         return cls.provider_by_device[device.type]
 
     def unsupported_reason(self) -> str | None:
+        if self.precision == "int8":
+            if self.device.type != "cpu":
+                return (f"dnnbench quantizes ONNX Runtime graphs to int8 for the CPU provider only; "
+                        f"not {self._provider(self.device)}")
+            if self.options.calibration_method not in ORT_CALIBRATION_METHODS:
+                return (f"onnxruntime.calibration_method {self.options.calibration_method!r} is not one of "
+                        f"{', '.join(ORT_CALIBRATION_METHODS)}")
+            return int8_cpu_reason(cpu_flags())
         if self.device.type == "cpu" and self.precision != "fp32":
             return (f"ONNX Runtime's CPU provider has no {self.precision} convolution kernels; "
-                    "fp32 only (quantised int8 is a different study)")
+                    "fp32, or int8 (quantized)")
         if self.precision == "bf16":
             return f"{self._provider(self.device)} does not run bf16 graphs from the PyTorch exporter; fp32 or fp16"
         return None
 
     def graph_precision(self) -> str:
-        """The precision of the exported ONNX graph, and so of the input bound to it."""
-        return self.precision
+        """The precision of the exported ONNX graph, and so of the input bound to it (int8: the fp32 graph,
+        quantized after export; it takes fp32 input)."""
+        return storage_precision(self.precision)
 
     def _cuda_options(self) -> dict[str, Any]:
         """ONNX Runtime's CUDA provider options: fp32 without TF32 unless the cell is tf32 (ORT's default is
@@ -80,12 +102,22 @@ class OnnxRuntimeBackend(Backend):
         return [(provider, self._cuda_options())]
 
     def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
-        ort = require_module("onnxruntime", "onnxruntime")
+        require_module("onnxruntime", "onnxruntime")
         dtype = TORCH_DTYPES[self.graph_precision()]
         model = model.to(dtype)
         with self.setup.timed("export_s"):
             self.onnx_path, cached = export_onnx(model, example.to(dtype), key, self.options.opset)
         self.export_cached = cached
+        graph: str | bytes = str(self.onnx_path)
+        if self.precision == "int8":
+            with self.setup.timed("quantize_s"):  # calibration runs and QDQ insertion: a set-up phase of its own
+                graph = self.quantize_graph(self.onnx_path)
+        self.open_session(graph)
+
+    def open_session(self, graph: str | bytes) -> None:
+        """The inference session of `graph` (a file, or a serialised model: the quantized one)."""
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -96,12 +128,47 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         self.provider_options = self._providers()
         with self.setup.timed("session_s"):
-            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=self.provider_options)
+            self.session = ort.InferenceSession(graph, options, providers=self.provider_options)
         used = self.session.get_providers()[0]
         if used != self._provider(self.device):
             raise BackendUnavailable(f"ONNX Runtime fell back to {used} instead of {self._provider(self.device)}")
         self.executed_precision = self.precision
         self.input_name = self.session.get_inputs()[0].name
+
+    def quantize_graph(self, fp32_path: Path) -> bytes:
+        """The exported fp32 graph quantized to int8 by ONNX Runtime's own static quantization: shape inference
+        and graph clean-up (quant_pre_process), then QuantizeLinear/DequantizeLinear pairs (QDQ) around every
+        convolution and matrix multiplication, activations uint8 with ranges calibrated on the calibration
+        images, weights int8 (per output channel by default), the format ONNX Runtime recommends for CPUs."""
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        calibration = self._calibration()
+        folder = Path(tempfile.mkdtemp(prefix="dnnbench-ort-int8-"))
+        try:
+            prepared, quantized = folder / "prepared.onnx", folder / "int8.onnx"
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(quantized), calibration_reader(EXPORT_INPUT, calibration),
+                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, per_channel=self.options.per_channel,
+                            calibrate_method=getattr(CalibrationMethod,
+                                                     ORT_CALIBRATION_METHODS[self.options.calibration_method]))
+            graph = quantized.read_bytes()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.quantized_nodes = count_quantized_nodes(graph)
+        if not self.quantized_nodes:
+            raise PrecisionUnsupported("ONNX Runtime's quantizer left no operator quantized; not measured as int8")
+        return graph
+
+    def load_quantizer(self) -> None:
+        require_module("onnxruntime.quantization", "onnxruntime")
+
+    def quantization_settings(self) -> dict[str, Any]:
+        return {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+                "activations": "uint8", "weights": "int8", "per_channel": self.options.per_channel,
+                "calibration_range": self.options.calibration_method,
+                "quantized_operators": getattr(self, "quantized_nodes", None)}
 
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
         x = x.to(TORCH_DTYPES[self.graph_precision()])
@@ -161,8 +228,12 @@ class TensorRTBackend(OnnxRuntimeBackend):
     compiles_at_first_call = True
     device_types = ("cuda",)
     provider_by_device = {"cuda": "TensorrtExecutionProvider"}
+    quantized_precisions = ()  # a calibrated int8 engine is not built by dnnbench (yet)
 
     def unsupported_reason(self) -> str | None:
+        if self.precision == "int8":
+            return ("dnnbench does not build calibrated TensorRT int8 engines yet; int8 deployments: openvino and "
+                    "onnxruntime on CPUs with int8 dot-product instructions")
         if self.precision == "bf16":
             return "dnnbench drives TensorRT through ONNX Runtime in fp32 or fp16 (its trt_fp16_enable flag)"
         return None
@@ -202,10 +273,35 @@ def _recordable(provider: Any) -> Any:
     return provider
 
 
+def calibration_reader(input_name: str, calibration: CalibrationSet) -> Any:
+    """An onnxruntime.quantization.CalibrationDataReader over the calibration images, one at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration.batches())
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {input_name: batch.numpy()}
+
+    return Reader()
+
+
+def count_quantized_nodes(graph: bytes) -> int:
+    """How many QuantizeLinear nodes a serialised ONNX graph holds (0: nothing was quantized)."""
+    import onnx
+
+    return sum(node.op_type == "QuantizeLinear" for node in onnx.load_model_from_string(graph).graph.node)
+
+
 # ----------------------------------------------------------------------------------------- OpenVINO
 
-OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
-OV_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16"}
+# int8: the quantized model's other operations stay fp32 (not bf16, which OpenVINO would pick on CPUs that have it)
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+OV_CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
+# the OpenVINO CPU plug-in's layer types that carry a network's arithmetic, counted when they run in int8
+OV_INT8_LAYERS = frozenset({"Convolution", "GroupConvolution", "FullyConnected", "MatMul", "Deconvolution"})
 
 
 @dataclass(frozen=True)
@@ -219,7 +315,9 @@ class OpenVINOBackend(Backend):
     """OpenVINO on the CPU, one static shape per batch size (compiled in `bind`, recorded as compile_s@B;
     `release_shapes` drops the compiled models of earlier shapes, each a copy of the weights).
     OpenVINO would pick bf16 by itself on CPUs that have it: the precision hint is always set, and the
-    precision the compiled model reports is recorded; a mismatch is refused, never measured."""
+    precision the compiled model reports is recorded; a mismatch is refused, never measured.
+    int8: the converted model is quantized by NNCF (`nncf.quantize`), compiled with the fp32 hint for what stays
+    unquantized, and refused unless its runtime model runs convolutions in int8."""
 
     name = "openvino"
     options_type = OpenVINOOptions
@@ -227,6 +325,7 @@ class OpenVINOBackend(Backend):
     blocking = True
     # onnx: the default source is the ONNX export (openvino.source=pytorch needs none)
     requires = (("openvino", "openvino"), ("onnx", "onnx"))
+    quantized_precisions = ("int8",)  # NNCF post-training quantization of the converted model
 
     @classmethod
     def unavailable_reason(cls, device: torch.device) -> str | None:
@@ -238,11 +337,20 @@ class OpenVINOBackend(Backend):
         return None
 
     def unsupported_reason(self) -> str | None:
+        reason = super().unsupported_reason()
+        if reason:
+            return reason
         ov = require_module("openvino", "openvino")
         capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if OV_CAPABILITY[self.precision] not in capabilities:
             return (f"this CPU offers OpenVINO {', '.join(capabilities)}; no {OV_CAPABILITY[self.precision]} "
                     f"(bf16 needs AVX512-BF16 or AMX, fp16 AVX512-FP16/AMX-FP16 or ARM)")
+        if self.precision == "int8":
+            try:
+                require_module("nncf", "nncf")
+            except BackendUnavailable as exc:
+                return f"OpenVINO int8 is quantized with NNCF: {exc}"
+            return int8_cpu_reason(cpu_flags())
         return None
 
     def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
@@ -258,7 +366,28 @@ class OpenVINOBackend(Backend):
             self.export_cached, self.source_file = False, None
             with self.setup.timed("convert_s"):
                 self.ov_model = ov.convert_model(model, example_input=example)
+        if self.precision == "int8":
+            with self.setup.timed("quantize_s"):  # NNCF's calibration and quantization: a set-up phase of its own
+                self.ov_model = self._quantize(self.ov_model)
         self.compiled: dict[int, Any] = {}
+
+    def _quantize(self, ov_model: Any) -> Any:
+        """`ov_model` quantized to int8 by NNCF's post-training quantization (`nncf.quantize`, its default
+        mixed preset: symmetric int8 weights per output channel, activations calibrated on the calibration
+        images, fast bias correction), the path OpenVINO documents for int8 on CPUs."""
+        nncf = require_module("nncf", "nncf")
+        calibration = self._calibration()
+        dataset = nncf.Dataset([batch.numpy() for batch in calibration.batches()])
+        return nncf.quantize(ov_model, dataset, subset_size=calibration.samples)
+
+    def load_quantizer(self) -> None:
+        require_module("nncf", "nncf")
+
+    def quantization_settings(self) -> dict[str, Any]:
+        import nncf
+
+        return {"quantizer": "nncf.quantize", "nncf": nncf.__version__, "preset": "default (performance)",
+                "int8_layers": getattr(self, "int8_layers", None)}
 
     def _config(self) -> dict[str, Any]:
         config = {"INFERENCE_PRECISION_HINT": OV_PRECISION[self.precision],
@@ -276,8 +405,14 @@ class OpenVINOBackend(Backend):
             executed = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
             executed = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16",
                         "float16": "fp16"}.get(executed.split("'")[1] if "'" in executed else executed, executed)
-            if executed != self.precision:
+            if executed != storage_precision(self.precision):
                 raise PrecisionUnsupported(f"OpenVINO compiled {self.precision} as {executed}; not measured")
+            if self.precision == "int8":
+                self.int8_layers = int8_layers(compiled)
+                if not self.int8_layers:
+                    raise PrecisionUnsupported("OpenVINO compiled the quantized model without a single int8 "
+                                               "convolution or matrix multiplication; not measured as int8")
+                executed = "int8"
             self.executed_precision = executed
             self.compiled[shape] = compiled
         return self.compiled[shape]
@@ -311,3 +446,17 @@ class OpenVINOBackend(Backend):
         import openvino
 
         return {**super().versions(), "openvino": openvino.__version__}
+
+
+def int8_layers(compiled: Any) -> int:
+    """How many convolutions and matrix multiplications OpenVINO's compiled model runs in int8 (its runtime
+    model's `runtimePrecision` of each layer): what was quantized is really executed in int8."""
+    count = 0
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        keys = set(info.keys())
+        layer = info["layerType"].astype(str) if "layerType" in keys else ""
+        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in keys else ""
+        if layer in OV_INT8_LAYERS and precision.lower() in ("i8", "u8"):
+            count += 1
+    return count

@@ -128,6 +128,11 @@ class CompileBackend(Backend):
                 return "torch.compile (inductor) on CUDA needs triton: pip install triton"
         return None
 
+    def unsupported_reason(self) -> str | None:
+        if self.precision == "int8":
+            return pt2e_int8_reason()
+        return super().unsupported_reason()
+
     def prepare(self, model: torch.nn.Module, example: torch.Tensor, key: str) -> None:
         import torch._inductor.config as inductor_config
 
@@ -154,3 +159,17 @@ class CompileBackend(Backend):
 
             versions["triton"] = triton.__version__
         return versions
+
+
+def pt2e_int8_reason() -> str:
+    """Why `compile` does not run int8 here: PyTorch's x86 int8 path is PT2E quantization with the X86 inductor
+    quantizer, which PyTorch moved out of torch.ao into torchao (this torch has no torch.ao quantize_pt2e);
+    dnnbench does not drive it yet."""
+    import importlib.util
+
+    in_torch = importlib.util.find_spec("torch.ao.quantization.quantize_pt2e") is not None
+    where = ("torch.ao.quantization.quantize_pt2e" if in_torch
+             else "torchao (" + ("installed" if importlib.util.find_spec("torchao") else "not installed") + "; "
+             f"torch {torch.__version__} no longer ships torch.ao's quantize_pt2e)")
+    return (f"PyTorch's int8 path for x86 (PT2E with the X86 inductor quantizer, in {where}) is not driven by "
+            "dnnbench yet; int8 deployments: onnxruntime, openvino")

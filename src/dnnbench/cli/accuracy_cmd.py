@@ -160,7 +160,15 @@ def accuracy(
     paper_preprocessing: bool = typer.Option(False, "--paper-preprocessing", help="The 2018 rule for every "
                                              "model: shorter side floor(input/0.875), bilinear, centre crop."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | mps | auto."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32 | fp16 | bf16 | int8 (int8: with --backend openvino or "
+                              "onnxruntime, quantized after calibration)."),
+    backend: str = typer.Option("eager", "--backend", help="The deployment evaluated: eager, or a backend of "
+                                "`dnnbench backends`, called exactly as `dnnbench run` times it."),
+    calibration_data: Path | None = typer.Option(None, "--calibration-data", help="int8: calibrate on these "
+                                                 "images (any layout --data accepts; not the evaluated ones). "
+                                                 "Default: 32 synthetic images."),
+    calibration_samples: int | None = typer.Option(None, "--calibration-samples", help="int8: how many "
+                                                   "calibration images (default 32)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
     workers: int | None = typer.Option(None, "--workers", help="Decoding processes (default: half the cores on "
                                        "CPU, up to 8 on GPU)."),
@@ -184,9 +192,12 @@ def accuracy(
     console.print(f"{len(split)} images of {len(split.classes)} classes ({split.layout} layout) in {split.root}",
                   highlight=False)
     settings = dict(paper_preprocessing=paper_preprocessing, limit=limit, device=device, dtype=dtype,
-                    batch_size=batch_size, workers=workers)
+                    batch_size=batch_size, workers=workers, backend=backend, calibration_data=calibration_data,
+                    calibration_samples=calibration_samples)
     sweep = _evaluate(specs, split, chosen_weights, db, save_predictions, force, retry_failed, settings)
     mode = "the 2018 rule" if paper_preprocessing else "each weights' own preprocessing"
+    if backend != "eager" or dtype != "fp32":
+        mode += f"; deployed as {backend} {dtype}"
     _show(sweep, specs, f"Accuracy on {len(split.subset(limit))} images ({mode})", db, save_predictions)
 
 

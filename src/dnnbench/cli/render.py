@@ -254,12 +254,14 @@ def check_text(check: OutputCheckInfo | None) -> str:
 
 def best_table(best: pd.DataFrame) -> Table:
     """The recommended deployment per model and batch size (analysis.best.best_deployments)."""
+    quantized = "quantization" in best and best["quantization"].fillna("").astype(bool).any()
     table = Table(title="Best deployment (fastest backend x precision whose outputs match eager fp32, among "
                   "uncontended, converged cells; a tie goes to the simpler one)", title_justify="left")
-    for header in ["model", "threads", "batch", "best", "executed", "median ms", "images/s", "eager fp32 ms",
-                   "speed-up [interval]", "set-up s", "timed", "flagged", "excluded", "why"]:
-        table.add_column(header, justify="left" if header in ("model", "best", "executed", "excluded", "why")
-                         else "right")
+    headers = ["model", "threads", "batch", "best", "executed", "median ms", "images/s", "eager fp32 ms",
+               "speed-up [interval]", "set-up s", "timed", "flagged", "excluded", "why"]
+    for header in headers + (["quantized"] if quantized else []):  # int8: its accuracy drop, or "not measured"
+        table.add_column(header, justify="left" if header in ("model", "best", "executed", "excluded", "why",
+                                                                 "quantized") else "right")
     for row in best.itertuples(index=False):
         threads = "default" if _missing(row.threads) else str(int(row.threads))
         chosen = "-" if _missing(row.backend) else f"{row.backend} {row.dtype}" + (" (tie)" if row.tie else "")
@@ -269,7 +271,8 @@ def best_table(best: pd.DataFrame) -> Table:
         table.add_row(row.model, threads, str(row.batch_size), chosen, _text(row.executed_precision),
                       _num(row.latency_ms, ".2f"), _num(row.images_per_s, ".1f"), _num(row.eager_fp32_latency_ms, ".2f"),
                       speedup, _num(row.setup_s, ".1f"), str(row.candidates), str(row.flagged), row.excluded or "-",
-                      row.recommendation if row.tie or _missing(row.backend) else "-")
+                      row.recommendation if row.tie or _missing(row.backend) else "-",
+                      *([row.quantization or "-"] if quantized else []))
     return table
 
 

@@ -171,10 +171,13 @@ def _selection_table(selection, machine_label: str) -> Table:
     table = Table(title=title, title_justify="left")
     energy = any(c.joules_per_image is not None for c in selection.chosen)
     predicted = any(c.predicted for c in selection.chosen)
+    quantized = any(c.quantization for c in selection.chosen)  # int8 setups: their accuracy, or that it is unknown
     headers = (["#", "model", "top-1 %", "acc.", "ms/batch"] + (["latency", "5-95% ms"] if predicted else [])
-               + ["images/s", "MB"] + (["J/image"] if energy else []) + ([] if one_setup else ["config"]))
+               + ["images/s", "MB"] + (["J/image"] if energy else []) + ([] if one_setup else ["config"])
+               + (["quantized"] if quantized else []))
     for header in headers:
-        table.add_column(header, justify="left" if header in ("model", "acc.", "config", "latency") else "right")
+        table.add_column(header, justify="left" if header in ("model", "acc.", "config", "latency", "quantized")
+                         else "right")
     for i, c in enumerate(selection.chosen, 1):
         row = [str(i), c.name, _fmt(c.top1, 2), SOURCE_MARK.get(c.accuracy_source, c.accuracy_source),
                _fmt(c.latency_ms, 2)]
@@ -182,7 +185,7 @@ def _selection_table(selection, machine_label: str) -> Table:
             row += [c.latency_source, _interval(c) if c.predicted else ""]
         row += [_fmt(c.images_per_s), _fmt(c.memory_mb, 0)]
         row += [_fmt(c.joules_per_image, 3)] if energy else []
-        table.add_row(*row + ([] if one_setup else [c.setup]))
+        table.add_row(*row + ([] if one_setup else [c.setup]) + ([c.quantization or "-"] if quantized else []))
     return table
 
 

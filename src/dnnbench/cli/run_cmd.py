@@ -17,8 +17,14 @@ SuiteFiles = Annotated[list[Path] | None, typer.Option("--suite-file", help=SUIT
 ModelList = Annotated[str | None, typer.Option("--models", help="Comma-separated models, added to the suite's.")]
 Device = Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | mps | auto.")]
 Dtype = Annotated[str | None, typer.Option(
-    "--dtype", "--precision", help="fp32 | fp16 | bf16, or several: fp32,bf16 (fp32 means fp32: TF32 off unless "
-    "--tf32). Default fp32; with --backend best, fp32 and the reduced precisions this device runs natively.")]
+    "--dtype", "--precision", help="fp32 | fp16 | bf16 | int8, or several: fp32,bf16 (fp32 means fp32: TF32 off "
+    "unless --tf32; int8 is quantized by openvino or onnxruntime after calibration). Default fp32; with --backend "
+    "best, fp32 and the reduced precisions this device runs natively.")]
+CalibrationData = Annotated[Path | None, typer.Option(
+    "--calibration-data", help="int8: calibrate on these images (any layout `dnnbench accuracy` reads), each "
+    "model with its own preprocessing. Default: 32 synthetic structured images (docs/BACKENDS.md).")]
+CalibrationSamples = Annotated[int | None, typer.Option(
+    "--calibration-samples", help="int8: how many calibration images (default 32).")]
 Backend = Annotated[str, typer.Option(
     "--backend", "--backends", help="eager | eager-channels-last | torchscript | compile | onnxruntime | openvino | "
     "tensorrt, several (comma-separated), or best / all: every backend available here (see `dnnbench backends`).")]
@@ -76,7 +82,8 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         memory_limit_mb: MemoryLimit = None,
         tf32: Tf32 = False, db: Db = DEFAULT_DB, force: Force = False, retry_failed: RetryFailed = False,
         remeasure_contended: RemeasureContended = False, peak: Peak = True, executor_name: ExecutorName = "local",
-        address: Address = None, on: On = None, repeats: Repeats = 1) -> None:
+        address: Address = None, on: On = None, repeats: Repeats = 1, calibration_data: CalibrationData = None,
+        calibration_samples: CalibrationSamples = None) -> None:
     """Measure inference time, memory and complexity over batch sizes; every cell kept in the store.
     Exit code 1 when no cell of the sweep holds a measurement."""
     from .. import zoo
@@ -97,7 +104,7 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         warmup_iters=warmup_iters, warmup_s=warmup_s, warmup_settle_s=warmup_settle_s, cell_timeout_s=cell_timeout,
         memory_limit_mb=memory_limit_mb,
         tf32=tf32, force=force, retry_failed=retry_failed, remeasure_contended=remeasure_contended, measure_peak=peak,
-        repeats=repeats)
+        repeats=repeats, calibration_data=calibration_data, calibration_samples=calibration_samples)
     specs = zoo.resolve_models(tuple(names), suite, suite_files(suite_file))
     executor.targets(config)  # the cluster's nodes, checked before the store is touched
     with Store(db) as store:

@@ -20,18 +20,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..backends import BACKENDS, BackendUnavailable, PrecisionUnsupported, as_tensor, make_backend
+from ..backends.output_check import check_input
+from ..backends.quantization import calibration_set
 from ..data.classes import NUM_CLASSES, imagenet_synsets
 from ..data.dataset import EvaluationDataset
 from ..data.imagenet import ImageNetSplit, open_imagenet
 from ..data.preprocessing import InputPlan, input_plan
 from ..data.transforms import build_transform
-from ..devices import PRECISIONS, fp32_math, torch_dtype
+from ..devices import DEFAULT_CALIBRATION_SAMPLES, PRECISIONS, fp32_math, is_quantized, storage_precision, torch_dtype
 from ..errors import DnnbenchError, UsageError
 from ..zoo import ModelSpec
 from ..zoo.weights import WeightsIdentity, WeightsUnavailableError, load_model, weights_key
@@ -156,6 +159,12 @@ class EvalSettings:
     dtype: str = "fp32"
     batch_size: int = 64
     workers: int | None = None
+    # the deployment evaluated: eager PyTorch, or a backend (dnnbench.backends) run through the very call that
+    # is timed (its `bind`); int8 needs a quantizing backend and is calibrated on `calibration_data` (a folder,
+    # any layout open_imagenet reads) or the synthetic set
+    backend: str = "eager"
+    calibration_data: str | None = None
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -166,6 +175,11 @@ class EvalSettings:
             raise UsageError(f"--limit must be at least 1, not {self.limit}")
         if self.dtype not in PRECISIONS:
             raise UsageError(f"--dtype {self.dtype!r} is not one of {', '.join(PRECISIONS)}")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if is_quantized(self.dtype) and self.backend == "eager":
+            raise UsageError(f"--dtype {self.dtype} is a quantized precision: give the backend that quantizes it, "
+                             "--backend openvino or --backend onnxruntime")
         if self.workers is None:
             object.__setattr__(self, "workers", default_workers(self.device))
 
@@ -175,7 +189,7 @@ class EvalSettings:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return torch_dtype(self.dtype)
+        return torch_dtype(storage_precision(self.dtype))
 
 
 # --- predictions file ----------------------------------------------------------------------------
@@ -222,9 +236,43 @@ def _logits(output: Any) -> torch.Tensor:
     return output[0]
 
 
-def _predict(model: torch.nn.Module, split: ImageNetSplit, plan: InputPlan, settings: EvalSettings,
-             progress: AccuracyProgress) -> tuple[np.ndarray, dict[int, str], float]:
-    """Top-5 class indices per image (-1 rows for undecodable ones), decode errors, wall seconds."""
+def _eager_forward(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda batch: _logits(model(batch))
+
+
+def deployed_forward(spec: ModelSpec, model: torch.nn.Module, plan: InputPlan,
+                     settings: EvalSettings) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`settings.backend` at `settings.dtype`, prepared from `model` as a timing worker prepares it (calibrated
+    first for int8), called through `bind` — the call that is timed. Every batch is padded to the batch size
+    (the padding rows dropped from the logits), so that a static-shape runtime compiles one shape."""
+    device = torch.device(settings.device)
+    backend_type = BACKENDS[settings.backend]
+    reason = backend_type.unavailable_reason(device)
+    if reason:
+        raise BackendUnavailable(reason)
+    backend = make_backend(settings.backend, device, settings.dtype, None)
+    reason = backend.unsupported_reason()
+    if reason:
+        raise PrecisionUnsupported(reason)
+    size = plan.preprocessing.input_size
+    if is_quantized(settings.dtype):
+        backend.calibrate_with(calibration_set(settings.calibration_data, spec, size, settings.calibration_samples,
+                                               plan.preprocessing))
+    backend.prepare(model, check_input(size, device, batch_size=1), key=f"{spec.id}-{size}")
+    batch_size = settings.batch_size
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        n = int(batch.shape[0])
+        if n < batch_size:
+            batch = torch.cat([batch, batch.new_zeros((batch_size - n, *batch.shape[1:]))])
+        return as_tensor(backend.bind(batch)())[:n]
+    return forward
+
+
+def _predict(forward: Callable[[torch.Tensor], torch.Tensor], split: ImageNetSplit, plan: InputPlan,
+             settings: EvalSettings, progress: AccuracyProgress) -> tuple[np.ndarray, dict[int, str], float]:
+    """Top-5 class indices per image (-1 rows for undecodable ones), decode errors, wall seconds. `forward`:
+    a batch on the device, in the settings' dtype -> its logits."""
     dataset = EvaluationDataset(split, build_transform(plan.preprocessing))
     on_cuda = settings.device.startswith("cuda")
     workers = settings.workers or 0
@@ -244,7 +292,7 @@ def _predict(model: torch.nn.Module, split: ImageNetSplit, plan: InputPlan, sett
                 batch = images if good.all() else images[good]
                 # pinned host memory + non_blocking: the copy overlaps with the next batch's decoding
                 batch = batch.to(settings.device, non_blocking=True).to(settings.torch_dtype)
-                logits = _logits(model(batch)).float()
+                logits = forward(batch).float()
                 if logits.shape[1] <= highest_label:
                     raise UsageError(f"the model outputs {logits.shape[1]} classes, but the labels go up to "
                                      f"{highest_label}: it is not an ImageNet-1k classifier")
@@ -306,9 +354,17 @@ def _resolve_spec(model: str | ModelSpec) -> ModelSpec:
 def cell_config(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weights: str | Path | None) -> dict:
     """What identifies one model's accuracy (the store's cell key): weights, preprocessing, dataset, limit,
     device, dtype. Batch size and decoding workers change how fast, not what is measured."""
-    return {"weights": weights_key(spec, weights), "preprocessing": settings.mode,
-            "dataset": full.fingerprint.to_dict(), "limit": settings.limit, "device": settings.device,
-            "dtype": settings.dtype}
+    config = {"weights": weights_key(spec, weights), "preprocessing": settings.mode,
+              "dataset": full.fingerprint.to_dict(), "limit": settings.limit, "device": settings.device,
+              "dtype": settings.dtype}
+    if settings.backend != "eager":  # eager cells keep the key they always had
+        config["backend"] = settings.backend
+    if is_quantized(settings.dtype):  # as a timed int8 cell's key (run.plan.cell_config): the calibration
+        from ..backends.quantization import DIRECTORY, SYNTHETIC
+
+        config["calibration"] = {"method": DIRECTORY if settings.calibration_data else SYNTHETIC,
+                                 "source": settings.calibration_data, "samples": settings.calibration_samples}
+    return config
 
 
 def evaluate(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weights: str | Path | None = None,
@@ -329,9 +385,14 @@ def evaluate(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weigh
         if result.plan.transform_input is not None:
             model.transform_input = result.plan.transform_input
         model = model.to(device=settings.device, dtype=settings.torch_dtype)
+        if settings.backend == "eager":
+            forward = _eager_forward(model)
+        else:  # the deployment itself, prepared and called as the timing worker does
+            forward = deployed_forward(spec, model, result.plan, settings)
+            model = None
         with fp32_math(tf32=False):  # fp32 accuracy is fp32 accuracy: cuDNN's TF32 default is switched off
-            top5, errors, seconds = _predict(model, split, result.plan, settings, progress)
-        del model, loaded
+            top5, errors, seconds = _predict(forward, split, result.plan, settings, progress)
+        del model, loaded, forward
         if len(errors) == len(split):
             raise DnnbenchError(f"none of the {len(split)} images could be decoded (first: "
                                 f"{split.paths[min(errors)]}: {errors[min(errors)]})")
@@ -344,6 +405,8 @@ def evaluate(spec: ModelSpec, full: ImageNetSplit, settings: EvalSettings, weigh
             predictions.write(spec.id, split, top5, errors)
     except WeightsUnavailableError as e:
         result.status, result.error = "unavailable", str(e)
+    except (BackendUnavailable, PrecisionUnsupported) as e:  # the backend or its precision does not run here
+        result.status, result.error = "unavailable", f"{settings.backend} at {settings.dtype}: {e}"
     except DnnbenchError as e:
         result.error = str(e)
     except Exception as e:  # a model that crashes must not end the sweep; the message is kept in the store
@@ -361,14 +424,19 @@ def evaluate_accuracy(model: str | ModelSpec, data: str | Path | ImageNetSplit, 
                       dtype: str = "fp32", batch_size: int = 64, workers: int | None = None,
                       labels: str | Path | None = None, synsets: str | Path | None = None,
                       save_predictions: str | Path | None = None,
-                      progress: AccuracyProgress | None = None) -> AccuracyResult:
-    """Top-1/top-5 of one model on an ImageNet validation set (see data.imagenet for the layouts).
+                      progress: AccuracyProgress | None = None, backend: str = "eager",
+                      calibration_data: str | Path | None = None,
+                      calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES) -> AccuracyResult:
+    """Top-1/top-5 of one model on an ImageNet validation set (see data.imagenet for the layouts), run by
+    eager PyTorch or by a deployment `backend` (int8: calibrated on `calibration_data`, else synthetic images).
 
     Problems with the data raise (UsageError); problems with the model or its weights come back as a
     result with status "unavailable" or "error" and the message in `error`.
     """
     settings = EvalSettings(paper_preprocessing=paper_preprocessing, limit=limit, device=device, dtype=dtype,
-                            batch_size=batch_size, workers=workers)
+                            batch_size=batch_size, workers=workers, backend=backend,
+                            calibration_data=str(Path(calibration_data).resolve()) if calibration_data else None,
+                            calibration_samples=calibration_samples)
     split = data if isinstance(data, ImageNetSplit) else open_imagenet(data, labels, synsets)
     spec = _resolve_spec(model)
     writer = PredictionsWriter(save_predictions) if save_predictions else None

@@ -124,7 +124,7 @@ def _build(out_dir: Path, frames: BenchmarkFrames, machines: list[Machine], chos
     in_paper = frames.zoo.set_index("model")["in_paper"]
     models = models.assign(in_paper=models["model"].map(in_paper).fillna(False).astype(bool))
     labelled, left_to_zoo = _labelled_models(models, frames)
-    deployments = best_deployments(frames.time)
+    deployments = best_deployments(frames.time, accuracy=frames.accuracy)
     deployments = deployments[deployments["machine_id"].isin(chosen)]
     frames = add_best(frames)  # a `best` setup beside eager wherever several deployments were timed
     perf = performance(frames)
@@ -429,6 +429,7 @@ DEPLOYMENT_COLUMNS = [("name", "Model"), ("#batch_size", "Batch"), ("#threads", 
                       ("#speedup", "Speed-up"), ("speedup_interval", "Speed-up interval"),
                       ("#cosine", "Output cosine"), ("#setup_s", "Set-up s"), ("#candidates", "Timed"),
                       ("#flagged", "Flagged"), ("excluded", "Excluded"), ("why", "Tie / why")]
+QUANTIZED_COLUMN = ("quantization", "Quantized")  # shown where a quantized (int8) deployment was chosen
 
 
 def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> Section:
@@ -437,15 +438,19 @@ def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> S
              "contention and whose stopping rule converged are candidates or baseline; the others are counted "
              "under Excluded (`dnnbench run --remeasure-contended` measures contended cells again). Where the "
              "fastest deployment's interval overlaps another's the row reports a tie and recommends the simplest, "
-             "most portable of the tied ones (fp32 first, then eager, eager-channels-last, torchscript, compile, "
-             "onnxruntime, openvino, tensorrt). The speed-up interval runs from eager's interval low end over the "
-             "deployment's high end to the reverse. Deployments the output check flagged are counted, never "
+             "most portable of the tied ones (fp32 first, int8 last; then eager, eager-channels-last, torchscript, "
+             "compile, onnxruntime, openvino, tensorrt). The speed-up interval runs from eager's interval low end "
+             "over the deployment's high end to the reverse. Deployments the output check flagged are counted, never "
              "chosen. Elsewhere in this report the recommended deployments appear as the `best` setups "
-             "(precision `any`, and `fp32` for the best fp32-only deployment). See docs/BACKENDS.md.")
+             "(precision `any`, and `fp32` for the best fp32-only deployment). An int8 deployment is quantized: "
+             "Quantized gives its top-1 drop from eager fp32 where `dnnbench accuracy` measured both on the same "
+             "images, else says that its accuracy was not measured. See docs/BACKENDS.md.")
     if deployments.empty or (deployments["candidates"] <= 1).all():
         return Section("deployments", "Deployment: eager vs best backend", intro, [message_html(
             "One deployment per cell in this store: `dnnbench run --backend best` times every backend and "
             "precision available.")])
+    quantized = "quantization" in deployments and deployments["quantization"].fillna("").astype(bool).any()
+    columns = DEPLOYMENT_COLUMNS + ([QUANTIZED_COLUMN] if quantized else [])
     blocks = []
     for machine in machines:
         mine = deployments[deployments["machine_id"] == machine.machine_id]
@@ -458,11 +463,12 @@ def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> S
                  "speedup_interval": _range_text(r.speedup_low, r.speedup_high), "#cosine": _num_cell(r.output_cosine),
                  "#setup_s": _num_cell(r.setup_s), "#candidates": _num_cell(r.candidates),
                  "#flagged": _num_cell(r.flagged), "excluded": r.excluded or "",
-                 "why": r.recommendation if r.tie or pd.isna(r.backend) else ""}
+                 "why": r.recommendation if r.tie or pd.isna(r.backend) else "",
+                 "quantization": r.quantization or ""}
                 for r in mine.itertuples(index=False)]
         if rows:
             blocks.append(f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}</h3>'
-                          f"{table_html(DEPLOYMENT_COLUMNS, rows)}</div>")
+                          f"{table_html(columns, rows)}</div>")
     return Section("deployments", "Deployment: eager vs best backend", intro, blocks)
 
 

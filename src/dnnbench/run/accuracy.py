@@ -19,7 +19,7 @@ from typing import Any
 from ..data.classes import synset_to_index
 from ..data.imagenet import ImageNetSplit, open_imagenet
 from ..data.preprocessing import InputPlan
-from ..devices import parse_precision, resolve_device
+from ..devices import DEFAULT_CALIBRATION_SAMPLES, parse_precision, resolve_device
 from ..errors import UsageError
 from ..measure.accuracy import (
     METRIC,
@@ -44,10 +44,16 @@ from .worker import Progressed
 
 
 def eval_settings(paper_preprocessing: bool = False, limit: int | None = None, device: str = "cpu",
-                  dtype: str = "fp32", batch_size: int = 64, workers: int | None = None) -> EvalSettings:
-    """The evaluation settings with the device ("auto", "cuda") and dtype ("float16") names resolved."""
+                  dtype: str = "fp32", batch_size: int = 64, workers: int | None = None, backend: str = "eager",
+                  calibration_data: str | Path | None = None,
+                  calibration_samples: int | None = None) -> EvalSettings:
+    """The evaluation settings with the device ("auto", "cuda") and dtype ("float16") names resolved; a
+    calibration folder is checked now (its layout) and kept as an absolute path."""
+    from .config import calibration_folder
+
     return EvalSettings(paper_preprocessing, limit, resolve_device(device), parse_precision(dtype),
-                        batch_size, workers)
+                        batch_size, workers, backend.strip().lower(), calibration_folder(calibration_data),
+                        calibration_samples or DEFAULT_CALIBRATION_SAMPLES)
 
 
 def result_of(record: ResultRecord) -> AccuracyResult:
@@ -176,7 +182,8 @@ def accuracy_sweep(models: Sequence[str | ModelSpec], data: str | Path | ImageNe
         jobs.append(AccuracyJob(spec.id, (Cell(key, checked.batch_size, None),), split, checked,
                                 str(weights_file) if weights_file else None, predictions, AccuracyLimits(timeout_s)))
     run_config = {"metric": METRIC, "preprocessing": checked.mode, "limit": checked.limit, "device": checked.device,
-                  "dtype": checked.dtype, "batch_size": checked.batch_size, "workers": checked.workers,
+                  "dtype": checked.dtype, "backend": checked.backend, "calibration_data": checked.calibration_data,
+                  "batch_size": checked.batch_size, "workers": checked.workers,
                   "dataset": split.fingerprint.to_dict(), "layout": split.layout}
     sweep = AccuracySweep([], split)
     events = _Events(progress or _Quiet(), sweep)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from ..devices import PRECISIONS, parse_precisions, resolve_device, torch_dtype
+from ..devices import DEFAULT_CALIBRATION_SAMPLES, PRECISIONS, parse_precisions, resolve_device, torch_dtype
 from ..errors import UsageError
 from ..measure.latency import WarmupPolicy
 from ..measure.stats import StoppingRule
@@ -108,6 +109,10 @@ class Scope:
     best_search: bool = False  # `backends="best"`: every available backend, the fastest valid one marked
     tf32: bool = False  # CUDA: allow TF32 matmuls and convolutions (fp32 means fp32 otherwise)
     measure_peak: bool = True  # the device's peak FLOP/s, once per store (efficiency = achieved / peak)
+    # quantized precisions (int8): the calibration images, a folder in any layout `accuracy` reads (None: the
+    # synthetic set, backends.quantization), and how many of them
+    calibration_data: str | None = None
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or not _positive_ints(self.batch_sizes):
@@ -117,6 +122,8 @@ class Scope:
         if self.input_size is not None and not _positive_ints((self.input_size,)):
             raise UsageError(f"the input size must be a positive integer, not {self.input_size}")
         parse_metrics(self.metrics)
+        if not _positive_ints((self.calibration_samples,)):
+            raise UsageError(f"--calibration-samples must be an integer >= 1, not {self.calibration_samples!r}")
         if not self.precisions or any(p not in PRECISIONS for p in self.precisions):
             raise UsageError(f"unknown precisions {self.precisions}; precisions: {', '.join(PRECISIONS)}")
         from ..backends import BACKENDS
@@ -258,6 +265,8 @@ def build_sweep_config(
     best_search: bool | None = None,
     tf32: bool | None = None,
     measure_peak: bool | None = None,
+    calibration_data: str | Path | None = None,
+    calibration_samples: int | None = None,
     time_budget_s: float | None = None,
     ci_target: float | None = None,
     min_samples: int | None = None,
@@ -279,9 +288,10 @@ def build_sweep_config(
     cluster the nodes' spelling). `backends`: a name, several (`"eager,onnxruntime"` or a list), or
     `"best"`/`"all"`: every backend available there, the fastest valid one marked. `precisions` (alias
     `dtype`): `"fp32,bf16"` or a list; none given: fp32, or with `best` fp32 and the reduced precisions
-    the device runs natively. `repeats`: fresh worker processes (trials) per timed cell. `batch_sizes`,
-    `threads`, `metrics`: `"1,2,8"` or a sequence. None
-    anywhere: the default of the dataclass that holds it."""
+    the device runs natively. `calibration_data`: the folder of images int8 is calibrated on (any layout
+    `accuracy` reads; checked now), `calibration_samples` how many (default: the synthetic set, 32).
+    `repeats`: fresh worker processes (trials) per timed cell. `batch_sizes`, `threads`, `metrics`:
+    `"1,2,8"` or a sequence. None anywhere: the default of the dataclass that holds it."""
     from ..backends import parse_backends, search_precisions
 
     # the user-level numbers first, each named as the user typed it
@@ -329,5 +339,16 @@ def build_sweep_config(
         threads=parse_int_list(threads, "thread counts") if threads not in (None, "", ()) else None,
         metrics=parse_metrics(metrics) if metrics is not None else None,
         input_size=input_size, tf32=tf32, measure_peak=measure_peak,
+        calibration_data=calibration_folder(calibration_data), calibration_samples=calibration_samples,
         backend_options=tuple(parse_backend_option(o) for o in backend_options) or None))
     return SweepConfig(scope, stopping, warmup, limits, resume, trials)
+
+
+def calibration_folder(folder: str | Path | None) -> str | None:
+    """The calibration folder as an absolute path, checked now (its layout, its labels) rather than in a worker."""
+    if folder is None:
+        return None
+    from ..data.imagenet import open_imagenet
+
+    open_imagenet(folder)  # raises DatasetLayoutError (a UsageError) naming the folder and the layouts read
+    return str(Path(folder).resolve())

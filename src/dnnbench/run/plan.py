@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..devices import is_quantized
 from ..store import CellKey
 from ..zoo import ModelSpec
 from .config import SweepConfig
@@ -62,6 +63,11 @@ def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: i
     options = scope.options_for(backend).non_default()
     if options:
         cfg["backend_options"] = options
+    if is_quantized(cfg["dtype"]):  # the calibration decides the quantized model: method, source, samples
+        from ..backends.quantization import DIRECTORY, SYNTHETIC
+
+        cfg["calibration"] = {"method": DIRECTORY if scope.calibration_data else SYNTHETIC,
+                              "source": scope.calibration_data, "samples": scope.calibration_samples}
     if scope.device.startswith("cuda"):
         cfg["tf32"] = scope.tf32
     return cfg

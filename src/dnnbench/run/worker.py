@@ -264,11 +264,14 @@ class _Measurer:
 
         self.job, self.conn, self.config = job, conn, job.config
         self.spec = get(job.model)
-        from ..devices import torch_dtype
+        from ..devices import is_quantized, storage_precision, torch_dtype
 
         self.scope = self.config.scope
         self.device = torch.device(self.scope.device)
-        self.dtype = torch_dtype(job.precision)
+        # the PyTorch side's dtype (int8 keeps the fp32 model: the backend quantizes it) and the deployed
+        # weights' element type (int8: one byte a weight)
+        self.dtype = torch_dtype(storage_precision(job.precision))
+        self.weight_dtype = torch.int8 if is_quantized(job.precision) else self.dtype
         self.input_size = self.scope.input_size or self.spec.input_size
 
     def send(self, message: object) -> None:
@@ -291,6 +294,7 @@ class _Measurer:
         other shapes, bind, time the first inference, check the outputs against eager fp32, time."""
         from ..backends import BACKENDS, BackendUnavailable, PrecisionUnsupported
         from ..backends.output_check import check_images, tile_check
+        from ..devices import is_quantized
         from ..measure.complexity import count_parameters
         from ..measure.memory import current_rss_bytes
         from ..zoo import build_model
@@ -310,6 +314,11 @@ class _Measurer:
             return
 
         self.send(Begin(tuple(c.digest for c in cells), "build"))
+        if is_quantized(job.precision):
+            try:  # the quantizer is a set-up tool: imported before the baseline, out of the memory cells
+                backend.load_quantizer()
+            except BackendUnavailable as exc:
+                return self._fail_all(cells, "unavailable", f"backend {job.backend} is not available here: {exc}")
         baseline_rss = current_rss_bytes()
         if self.device.type == "cuda":  # the CUDA context exists before the baseline: it is no model's memory
             from ..measure.memory import cuda_baseline
@@ -324,7 +333,7 @@ class _Measurer:
             status = "oom" if is_out_of_memory(exc) else "error"
             return self._fail_all(cells, status, "building the model failed: " + _exception_line(exc))
         build_s = time.perf_counter() - started
-        weight_bytes = count_parameters(model, self.dtype)[2]
+        weight_bytes = count_parameters(model, self.weight_dtype)[2]
 
         by_batch = sorted({c.batch_size for c in cells})
         # set-up runs with the smallest batch size: a crash there is that batch's, the rest skipped
@@ -335,6 +344,8 @@ class _Measurer:
             # a deployment that is the reference computation is checked against itself: no rebuild, no weight file
             reference = None if backend.is_reference() else EagerReference(self.spec, self.device, model, images)
             example = tile_check(images, by_batch[0]).to(self.device)  # traced/exported, never run by the backend
+            if is_quantized(job.precision):
+                self.calibrate(backend)
             try:
                 backend.prepare(model, example, key=f"{self.spec.id}-{self.input_size}")
             except BaseException:
@@ -357,6 +368,16 @@ class _Measurer:
         finally:
             if reference is not None:
                 reference.close()
+
+    def calibrate(self, backend: Backend) -> None:
+        """The calibration images of a quantized precision (the sweep's --calibration-data, else the synthetic
+        set), loaded as the set-up step `calibration_data_s` and handed to the backend before `prepare`."""
+        from ..backends.quantization import calibration_set
+
+        with backend.setup.timed("calibration_data_s"):
+            calibration = calibration_set(self.scope.calibration_data, self.spec, self.input_size,
+                                          self.scope.calibration_samples)
+        backend.calibrate_with(calibration)
 
     def _batches(self, cells: list[Cell], by_batch: list[int], prepared: Prepared) -> None:
         """Each batch size in ascending order: release, bind, first inference, check, time."""
