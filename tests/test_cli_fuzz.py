@@ -35,6 +35,7 @@ BASE: dict[str, tuple[list[str], list[str]]] = {
     "peak": ([], ["--spec-only", "--no-store"]),
     "calibrate": ([], ["--db", "new.sqlite", "--models", TINY, "--quick"]),
     "predict": ([TINY], ["--db", "{db}"]),
+    "screen": ([TINY], ["--db", "{db}", "--no-measure", "--jobs", "0"]),
 }
 INTS = ["-1", "0", "99999999999999999999", "nan", "", "1.5"]
 FLOATS = ["-1", "0", "nan", "inf", "1e999", ""]
@@ -85,7 +86,7 @@ def workdir(tmp_path, monkeypatch):
             pass
         return CalibrationSummary("machine", config, {}, 0, 0, 0, 0, 0.0)
 
-    def fake_report(db, output, options):
+    def fake_report(db, output, options, **sections):
         from dnnbench.analysis import load_frames
 
         load_frames(db).require_data()
