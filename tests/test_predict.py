@@ -171,7 +171,7 @@ def test_the_calibration_worker_times_real_operators_in_groups(tmp_path):
     config = calibration_config("quick", seconds=60.0)
     times = WorkerTimer(group_size=3)(items, config)
     assert all(t is not None and 0 < t < 1.0 for t in times[:-1])
-    assert times[-1] is None
+    assert math.isnan(times[-1])  # could not be replayed (None would mean: never reached before the budget)
 
 
 def test_the_model_level_band_comes_from_the_other_measured_models_never_the_models_own():
@@ -192,3 +192,12 @@ def test_the_model_level_band_comes_from_the_other_measured_models_never_the_mod
     assert "20 other models measured on this machine" in by_name["outlier"].interval_basis
     assert by_name["unmeasured"].high > by_name["outlier"].high  # the outlier is among its 21 others
     assert by_name["other-batch"].low == pytest.approx(VALIDATION_BAND[0])  # nothing measured at batch 8
+
+
+def test_the_summary_tells_operators_that_failed_from_those_the_budget_left(tmp_path):
+    def timer(items, config):  # the first operator cannot be replayed, the second was never reached
+        return [math.nan, None] + known_cost_timer(items[2:], config)
+
+    summary = calibrate(tmp_path / "store.sqlite", calibration_config("quick", models=(KNOWN,)), timer=timer,
+                        machine_id=MACHINE, fingerprint={})
+    assert (summary.failed, summary.unreached, summary.timed) == (1, 1, summary.sampled - 2)

@@ -81,8 +81,11 @@ def _print_calibration(summary, config, where: str = "") -> None:
     for kind, count in sorted(summary.kinds.items()):
         table.add_row(kind, str(count))
     console.print(table)
+    if summary.unreached:
+        console.print(f"{summary.unreached} shape(s) were left when the time budget ran out: the operators the models "
+                      "spend least time in, estimated by their kind's regressor")
     if summary.failed:
-        err_console.print(f"note: {summary.failed} operator(s) were not timed (time budget or replay failure)")
+        err_console.print(f"note: {summary.failed} operator(s) could not be replayed, left to their kind's regressor")
 
 
 def predict(

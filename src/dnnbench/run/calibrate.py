@@ -102,7 +102,8 @@ class CalibrationItem:
     weight: float = 1.0
 
 
-# A timer takes the items and the config, and gives each item's median seconds (None: not timed).
+# A timer takes the items and the config, and gives each item's median seconds (None: not reached before the time
+# budget; NaN: the operator could not be replayed).
 OperatorTimer = Callable[[Sequence[CalibrationItem], CalibrationConfig], list]
 
 
@@ -258,7 +259,8 @@ class WorkerTimer:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            results.append((int(row["index"]), row.get("seconds")))
+            seconds = row.get("seconds")  # None with an error: an operator that cannot be replayed, kept as NaN
+            results.append((int(row["index"]), math.nan if seconds is None else seconds))
         if process.returncode not in (0, None) and not results:
             raise UsageError(f"the calibration worker failed (exit {process.returncode}): "
                              f"{(err.strip().splitlines() or ['no message'])[-1]}")
@@ -272,9 +274,10 @@ class CalibrationSummary:
     kinds: dict[str, int]  # kind -> operators timed
     sampled: int
     timed: int
-    failed: int
+    failed: int  # operators that could not be replayed
     distinct: int  # distinct operator shapes in the models
     wall_s: float
+    unreached: int = 0  # operators the time budget ended before (their shapes are left to the regressors)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -323,4 +326,5 @@ def keep_calibration(db: str | Path, config: CalibrationConfig, items: Sequence[
         store.register_machine(machine_id, fingerprint or {})
         store.put_calibration(machine_id, config.device, config.backend, config.precision, config.threads, rows)
     return CalibrationSummary(machine_id, config, dict(Counter(r["kind"] for r in rows)), len(items), len(rows),
-                              sum(1 for t in times if t is None), distinct, time.perf_counter() - started)
+                              sum(1 for t in times if t is not None and math.isnan(t)), distinct,
+                              time.perf_counter() - started, sum(1 for t in times if t is None))
