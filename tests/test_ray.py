@@ -259,8 +259,11 @@ def test_ctrl_c_cancels_the_cluster_jobs_and_keeps_finished_cells(cluster, tmp_p
             "--time-budget", "0.3", "--min-samples", "3", "--warmup-iters", "1", "--warmup-s", "0",
             "--executor", "ray", "--address", cluster.address, "--on", "machine=b"]
     env = {**os.environ, "COLUMNS": "200"}
+    # SIGINT's default for the runner, as in a terminal: a shell without job control starts background commands
+    # (and so these tests) with SIGINT ignored, which Python keeps (the same as test_run.run_cli)
     runner = subprocess.Popen([sys.executable, "-m", "dnnbench", "run", *args, "--db", str(db)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def stored():
         with Store(db) as store:
