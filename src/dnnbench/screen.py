@@ -167,7 +167,7 @@ def reported_accuracy(spec: ModelSpec) -> tuple[float | None, float | None, str]
     """(top-1, top-5, source) as published: the 2018-era figure of a seed model, else its weights' publisher's
     (timm's shipped results for timm models, torchvision's weights metadata); (None, None, "accuracy
     unknown") where there is none."""
-    reported = spec.reported or spec.weights.reported
+    reported = spec.published_accuracy
     if reported is None:
         return None, None, UNKNOWN
     return reported.top1, reported.top5, reported.source

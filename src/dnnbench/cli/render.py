@@ -37,7 +37,7 @@ def reported_of(spec: ModelSpec) -> tuple[Any, str]:
     (timm's results for timm tags); with its source, or "accuracy unknown" where there is none."""
     from ..zoo.timm_results import UNKNOWN
 
-    reported = spec.reported or spec.weights.reported
+    reported = spec.published_accuracy
     return reported, reported.source if reported else UNKNOWN
 
 

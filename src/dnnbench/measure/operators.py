@@ -8,7 +8,8 @@ operators arrive whole (``aten.conv2d``, ``aten.batch_norm``, ``aten.linear``), 
 PyTorch eager forward really calls.
 
 `replay` turns a recorded operator back into a call on real tensors of the same shapes and strides, and
-`time_operator` times it with the timer and stopping rule of `measure.latency` (the rules of `dnnbench run`).
+`time_operators_interleaved` times a group of them in turn, with the timer and stopping rule of
+`measure.latency` (the rules of `dnnbench run`).
 `time_module_calls` times a chain of modules that dispatch nothing: the cost of a module call itself, which a
 model pays on top of its operators.
 """
@@ -283,15 +284,6 @@ class OperatorTiming:
 # warm-up call: what bounds a calibration is the few slowest operators.
 OPERATOR_RULE = StoppingRule(ci_target=0.05, min_samples=3, time_budget_s=0.25)
 OPERATOR_WARMUP = WarmupPolicy(min_iters=1, min_seconds=0.02, max_seconds=0.5)
-
-
-def time_operator(op: str, args: Any, device: str = "cpu", dtype: torch.dtype | None = None,
-                  rule: StoppingRule = OPERATOR_RULE, warmup: WarmupPolicy = OPERATOR_WARMUP) -> OperatorTiming:
-    """The median time of one operator on real tensors, timed as `dnnbench run` times a forward pass."""
-    call = replay(op, args, device, dtype)
-    with torch.inference_mode():
-        result = measure_latency(call, 1, device, rule, warmup)
-    return OperatorTiming(result.median_s, len(result.samples_s), result.converged)
 
 
 def time_operators_interleaved(ops: list[tuple[str, Any]], device: str = "cpu", dtype: torch.dtype | None = None,

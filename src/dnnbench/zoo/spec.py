@@ -100,6 +100,12 @@ class ModelSpec:
         return self.builder.split(":", 1)[0]
 
     @property
+    def published_accuracy(self) -> ReportedAccuracy | None:
+        """The accuracy shown as the model's reported one: the 2018-era figure, else its weights' publisher's
+        (timm's results for timm tags, torchvision's weights metadata); None where there is none."""
+        return self.reported or self.weights.reported
+
+    @property
     def builder_name(self) -> str:
         return self.builder.split(":", 1)[1]
 
