@@ -93,6 +93,84 @@ def test_tensorrt_fp16_builds_an_fp16_engine_from_the_fp32_graph_and_binds_fp32(
     assert "nvidia_tf32_override" in recorded  # TensorRT's TF32 switch, as the worker set it
 
 
+def test_tensorrt_int8_gets_a_symmetric_qdq_graph_calibrated_on_the_cells_images(tmp_path, monkeypatch, no_stream):
+    """TensorRT's explicit quantization: the graph it is given (run here by the CPU provider, which executes the
+    same Q/DQ nodes) has signed int8 activations and weights with zero points 0, fp32 biases, int8 on in the
+    provider options with fp16 for the rest, and it agrees with eager fp32 within the int8 bounds."""
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime.quantization")
+    from onnx import numpy_helper
+
+    from dnnbench.backends import check_input, compare
+    from dnnbench.backends.quantization import synthetic_calibration
+
+    monkeypatch.setenv("DNNBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    built = {}
+    real_session = ort.InferenceSession
+
+    class TensorRTSessionOnCpu:
+        def __init__(self, path, sess_options=None, providers=None, **kwargs):
+            if providers and providers[0][0] == "TensorrtExecutionProvider":  # not the quantizer's own sessions
+                built["providers"], built["path"] = providers, path
+            self._session = real_session(path, sess_options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self):
+            return ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+
+        def __getattr__(self, name):
+            return getattr(self._session, name)
+
+    monkeypatch.setattr(ort, "InferenceSession", TensorRTSessionOnCpu)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=2, padding=1), torch.nn.BatchNorm2d(16),
+                                torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
+    x = check_input(32, torch.device("cpu"), batch_size=8)
+    with torch.inference_mode():
+        reference = model(x)
+    backend = TensorRTBackend(CUDA0, "int8", None, TensorRTOptions(io_binding=False))
+    assert backend.unsupported_reason() is None
+    backend.calibrate_with(synthetic_calibration(32, 8))
+    backend.prepare(model, x[:1], key="tiny-int8-32")
+    name, trt = built["providers"][0]
+    assert name == "TensorrtExecutionProvider" and trt["trt_int8_enable"] is True and trt["trt_fp16_enable"] is True
+    assert trt["trt_engine_cache_path"].endswith("int8") and "trt_int8_calibration_table_name" not in trt
+    assert "-int8-qdq-" in built["path"]  # a file named by the graph's digest
+    graph = onnx.load(built["path"]).graph
+    initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert quantize and backend.quantized_nodes == len(quantize)
+    for node in quantize:  # signed, symmetric: zero point 0 of type int8 everywhere
+        zero_point = initializers[node.input[2]]
+        assert zero_point.dtype.name == "int8" and not zero_point.any()
+    assert all(initializers[n.input[2]].dtype.name == "float32" for n in graph.node
+               if n.op_type == "Conv" and len(n.input) > 2)  # biases stay fp32
+    with torch.inference_mode():
+        check = compare(backend.outputs(x), reference, "int8")
+    assert check.passed and check.relative_l2_error > 0, check
+    settings = backend.quantization_settings()
+    assert settings["activations"] == "int8" and settings["extra_options"]["ActivationSymmetric"] is True
+    assert "bf16" in TensorRTBackend(CUDA0, "bf16", None).unsupported_reason()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 0))
+    assert "6.1" in TensorRTBackend(CUDA0, "int8", None).unsupported_reason()
+
+
+def test_int8_is_searched_on_a_gpu_only_where_tensorrt_runs(monkeypatch):
+    from dnnbench.backends import precision_unavailable_reason, search_precisions
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(TensorRTBackend, "unavailable_reason", classmethod(lambda cls, device: None))
+    assert search_precisions(CUDA0) == ("fp32", "fp16", "bf16", "int8")
+    monkeypatch.setattr(TensorRTBackend, "unavailable_reason", classmethod(lambda cls, device: "no TensorRT provider"))
+    assert "int8" not in search_precisions(CUDA0)
+    assert "TensorRT" in precision_unavailable_reason("int8", CUDA0) and "no TensorRT provider" in \
+        precision_unavailable_reason("int8", CUDA0)
+
+
 @pytest.mark.parametrize("tf32", [False, True])
 def test_fp32_is_fp32_in_onnxruntime_cuda_and_tensorrt_unless_the_cell_is_tf32(tmp_path, monkeypatch, no_stream, tf32):
     monkeypatch.setenv("DNNBENCH_CACHE", str(tmp_path))

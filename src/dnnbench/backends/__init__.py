@@ -16,7 +16,7 @@ from ..errors import UsageError
 from .base import PRECISIONS, Backend, BackendOptions, BackendUnavailable, PrecisionUnsupported, SetupCosts, as_tensor
 from .output_check import OutputCheck, check_input, compare
 from .quantization import CalibrationSet, calibration_set, cpu_flags, int8_cpu_reason
-from .runtime_backends import OnnxRuntimeBackend, OpenVINOBackend, TensorRTBackend
+from .runtime_backends import OnnxRuntimeBackend, OpenVINOBackend, TensorRTBackend, int8_cuda_reason
 from .torch_backends import ChannelsLastBackend, CompileBackend, EagerBackend, TorchScriptBackend
 
 BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (
@@ -72,6 +72,8 @@ def search_precisions(device: torch.device | str, flags: tuple[str, ...] | None 
         found.append("fp16")
         if torch.cuda.get_device_capability(device) >= (8, 0):
             found.append("bf16")
+        if _tensorrt_int8_reason(device) is None:
+            found.append("int8")
         return tuple(found)
     flags = set(flags if flags is not None else cpu_flags())
     if flags & {"avx512_bf16", "amx_bf16"}:
@@ -83,6 +85,15 @@ def search_precisions(device: torch.device | str, flags: tuple[str, ...] | None 
     return tuple(found)
 
 
+def _tensorrt_int8_reason(device: torch.device) -> str | None:
+    """On a CUDA device int8 is TensorRT's alone (explicit Q/DQ quantization): why it is not searched, or None."""
+    tensorrt = BACKENDS.get("tensorrt")
+    reason = tensorrt.unavailable_reason(device) if tensorrt else "no tensorrt backend"
+    if reason:
+        return f"int8 on {device.type} is built by TensorRT, which is not available here: {reason}"
+    return int8_cuda_reason(device)
+
+
 def precision_unavailable_reason(precision: str, device: torch.device | str,
                                  flags: tuple[str, ...] | None = None) -> str | None:
     """Why a best-deployment search here leaves `precision` out (None: it is searched)."""
@@ -90,8 +101,10 @@ def precision_unavailable_reason(precision: str, device: torch.device | str,
     if precision in search_precisions(device, flags):
         return None
     if precision == "int8":
+        if device.type == "cuda":
+            return _tensorrt_int8_reason(device)
         if device.type != "cpu":
-            return f"dnnbench quantizes to int8 for CPUs only (OpenVINO, ONNX Runtime); not on {device.type}"
+            return f"dnnbench quantizes to int8 on CPUs (OpenVINO, ONNX Runtime) and NVIDIA GPUs (TensorRT); not on {device.type}"
         return int8_cpu_reason(flags if flags is not None else cpu_flags())
     return f"{device.type} here does not compute {precision} natively"
 

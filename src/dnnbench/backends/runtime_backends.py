@@ -9,6 +9,7 @@ NVIDIA_TF32_OVERRIDE=0 for TensorRT, set by the worker) unless the cell asks for
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -148,11 +149,13 @@ class OnnxRuntimeBackend(Backend):
         try:
             prepared, quantized = folder / "prepared.onnx", folder / "int8.onnx"
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            activations, extra_options = self.qdq_recipe()
             quantize_static(str(prepared), str(quantized), calibration_reader(EXPORT_INPUT, calibration),
-                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                            quant_format=QuantFormat.QDQ, activation_type=getattr(QuantType, activations),
                             weight_type=QuantType.QInt8, per_channel=self.options.per_channel,
                             calibrate_method=getattr(CalibrationMethod,
-                                                     ORT_CALIBRATION_METHODS[self.options.calibration_method]))
+                                                     ORT_CALIBRATION_METHODS[self.options.calibration_method]),
+                            extra_options=extra_options)
             graph = quantized.read_bytes()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -161,14 +164,20 @@ class OnnxRuntimeBackend(Backend):
             raise PrecisionUnsupported("ONNX Runtime's quantizer left no operator quantized; not measured as int8")
         return graph
 
+    def qdq_recipe(self) -> tuple[str, dict[str, Any]]:
+        """The activation type (a QuantType name) and quantize_static's extra options: ONNX Runtime's CPU
+        recipe, uint8 activations with a zero point (its u8s8 kernels)."""
+        return "QUInt8", {}
+
     def load_quantizer(self) -> None:
         require_module("onnxruntime.quantization", "onnxruntime")
 
     def quantization_settings(self) -> dict[str, Any]:
+        activations, extra_options = self.qdq_recipe()
         return {"quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                "activations": "uint8", "weights": "int8", "per_channel": self.options.per_channel,
-                "calibration_range": self.options.calibration_method,
-                "quantized_operators": getattr(self, "quantized_nodes", None)}
+                "activations": {"QUInt8": "uint8", "QInt8": "int8"}[activations], "weights": "int8",
+                "per_channel": self.options.per_channel, "calibration_range": self.options.calibration_method,
+                "extra_options": extra_options, "quantized_operators": getattr(self, "quantized_nodes", None)}
 
     def bind(self, x: torch.Tensor) -> Callable[[], Any]:
         x = x.to(TORCH_DTYPES[self.graph_precision()])
@@ -221,22 +230,47 @@ class TensorRTOptions(OnnxRuntimeOptions):
 
 class TensorRTBackend(OnnxRuntimeBackend):
     """NVIDIA TensorRT through ONNX Runtime's TensorRT execution provider (onnxruntime-gpu built with it).
-    The engine is built at the first run of each batch size: the engine's timed first inference."""
+    The engine is built at the first run of each batch size: the engine's timed first inference.
+
+    int8 is TensorRT's explicit quantization: the fp32 export is quantized by ONNX Runtime's quantize_static
+    into a QDQ graph in the form TensorRT requires (signed int8 activations and weights, zero points 0, which
+    its int8 tensor-core kernels need; fp32 biases; one Q/DQ pair per consumer), calibrated on the cell's
+    calibration images; TensorRT builds the engine from the Q/DQ nodes (trt_int8_enable, no calibration
+    table: TensorRT refuses one for a graph with Q/DQ nodes), with fp16 allowed for what stays unquantized."""
 
     name = "tensorrt"
     options_type = TensorRTOptions
     compiles_at_first_call = True
     device_types = ("cuda",)
     provider_by_device = {"cuda": "TensorrtExecutionProvider"}
-    quantized_precisions = ()  # a calibrated int8 engine is not built by dnnbench (yet)
+    quantized_precisions = ("int8",)
 
     def unsupported_reason(self) -> str | None:
         if self.precision == "int8":
-            return ("dnnbench does not build calibrated TensorRT int8 engines yet; int8 deployments: openvino and "
-                    "onnxruntime on CPUs with int8 dot-product instructions")
+            if self.options.calibration_method not in ORT_CALIBRATION_METHODS:
+                return (f"tensorrt.calibration_method {self.options.calibration_method!r} is not one of "
+                        f"{', '.join(ORT_CALIBRATION_METHODS)}")
+            return int8_cuda_reason(self.device)
         if self.precision == "bf16":
-            return "dnnbench drives TensorRT through ONNX Runtime in fp32 or fp16 (its trt_fp16_enable flag)"
+            return ("dnnbench drives TensorRT through ONNX Runtime in fp32, fp16 (its trt_fp16_enable flag) or int8 "
+                    "(trt_int8_enable), not bf16")
         return None
+
+    def qdq_recipe(self) -> tuple[str, dict[str, Any]]:
+        return "QInt8", {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                         "DedicatedQDQPair": True, "AddQDQPairToWeight": True}
+
+    def open_session(self, graph: str | bytes) -> None:
+        if isinstance(graph, bytes):
+            # the quantized graph goes to TensorRT as a file, as the fp32 export does, named by its digest: an
+            # engine cached for other calibration images (other scales) is never taken for this graph's
+            path = self.onnx_path.with_name(f"{self.onnx_path.stem}-int8-qdq-{hashlib.sha256(graph).hexdigest()[:16]}.onnx")
+            path.write_bytes(graph)
+            graph = str(path)
+        super().open_session(graph)
+
+    def quantization_settings(self) -> dict[str, Any]:
+        return {**super().quantization_settings(), "engine": "TensorRT explicit quantization (Q/DQ), fp16 allowed"}
 
     def graph_precision(self) -> str:
         # TensorRT builds its own fp16 engine from the fp32 graph (trt_fp16_enable): the graph, and the
@@ -249,10 +283,21 @@ class TensorRTBackend(OnnxRuntimeBackend):
         engine_cache = cache_dir() / "tensorrt" / mode
         engine_cache.mkdir(parents=True, exist_ok=True)
         cuda = self._cuda_options()
-        trt = {"device_id": cuda["device_id"], "trt_fp16_enable": self.precision == "fp16",
+        trt = {"device_id": cuda["device_id"], "trt_fp16_enable": self.precision in ("fp16", "int8"),
+               "trt_int8_enable": self.precision == "int8",
                "trt_max_workspace_size": self.options.workspace_mb * 2**20, "trt_engine_cache_enable": True,
                "trt_engine_cache_path": str(engine_cache), "user_compute_stream": cuda["user_compute_stream"]}
         return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", cuda)]
+
+
+def int8_cuda_reason(device: torch.device) -> str | None:
+    """Why TensorRT cannot run int8 on this GPU (None: it can): int8 kernels need compute capability 6.1."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None  # the provider's own availability says why not
+    capability = torch.cuda.get_device_capability(device)
+    if capability < (6, 1):
+        return f"TensorRT's int8 kernels need compute capability 6.1 or later; this GPU has {capability[0]}.{capability[1]}"
+    return None
 
 
 def torch_stream_pointer(device: torch.device) -> int:
