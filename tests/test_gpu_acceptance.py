@@ -162,3 +162,18 @@ def test_main_runs_every_step_through_dnnbenchs_api_and_prints_one_table(accepta
                         "fp32,fp16,bf16", "time,memory")
     assert calls[2] == ((), "paper", "eager", "fp16", "time") and calls[3][2] == "compile" and len(calls) == 4
     assert "tensorrt" in out and "n/a" in out and "FAIL 0" in out and "PASS" in out
+
+
+def test_an_fp16_flag_from_logits_below_fp16s_range_is_the_weights_not_a_failure(acceptance):
+    """MobileNetV2's random-weight logits (~3e-9) underflow fp16 to zeros (seen on an H200): n/a with the reason;
+    a flagged fp16 cell with logits of normal size stays a failure."""
+    underflow = {"median_s": 0.003, "stats": {"median": 0.003},
+                 "output_check": {"passed": False, "cosine_similarity": 0.0, "max_abs_error": 3.4e-9,
+                                  "relative_max_error": 1.0}}
+    wrong = {**underflow, "output_check": {"passed": False, "cosine_similarity": 0.9, "max_abs_error": 0.5,
+                                           "relative_max_error": 0.1}}
+    checks = acceptance.deployment_checks([record("mobilenetv2", "time", underflow),
+                                           record("resnet50", "time", wrong),
+                                           record("mobilenetv2", "time", underflow, dtype="bf16")])
+    assert [c.status for c in checks] == ["n/a", "FAIL", "FAIL"]
+    assert "below fp16" in checks[0].detail and "3.4e-09" in checks[0].detail
