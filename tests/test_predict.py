@@ -201,3 +201,27 @@ def test_the_summary_tells_operators_that_failed_from_those_the_budget_left(tmp_
     summary = calibrate(tmp_path / "store.sqlite", calibration_config("quick", models=(KNOWN,)), timer=timer,
                         machine_id=MACHINE, fingerprint={})
     assert (summary.failed, summary.unreached, summary.timed) == (1, 1, summary.sampled - 2)
+
+
+def test_a_gpu_calibration_is_found_as_cuda_and_meets_the_gpu_cells_whatever_their_threads(tmp_path):
+    """Seen on an H200: `predict --device cuda` missed the calibration stored as cuda:0, and GPU cells (threads
+    None) were never put beside a calibration made with its worker's one thread."""
+    import time
+
+    from dnnbench.predict.predictor import measured_cells, resolve_calibration
+    from dnnbench.store import ResultRecord
+    from dnnbench.store.values import decode
+
+    db = tmp_path / "store.sqlite"
+    calibrate(db, calibration_config("quick", models=(KNOWN,), device="cuda", precision="fp16"), timer=known_cost_timer,
+              machine_id=MACHINE, fingerprint={"hostname": "gpu-box"})
+    size = get(KNOWN).input_size
+    with Store(db) as store:
+        key = resolve_calibration(store, MACHINE, "cuda", "eager", "fp16", None)
+        assert (key.device, key.precision) == ("cuda:0", "fp16")
+        config = {"device": "cuda:0", "dtype": "fp16", "batch_size": 1, "input_size": size, "threads": None,
+                  "backend": "eager"}
+        store.put_result(ResultRecord(model=get(KNOWN).id, metric="time", config=config, status="ok",
+                                      values=decode("time", {"median_s": 0.002, "stats": {"median": 0.002}}),
+                                      error=None, started_at=time.time(), finished_at=time.time(), machine_id=MACHINE))
+        assert measured_cells(store, key) == {(get(KNOWN).id, 1, size): (0.002, False)}

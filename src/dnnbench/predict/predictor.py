@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import normalise_device
 from ..errors import UsageError
 from ..measure.operators import OperatorTrace
 from ..store import Store
@@ -159,6 +160,7 @@ def resolve_calibration(store, machine: str | None, device: str, backend: str, p
                         threads: int | None) -> CalibrationKey:
     """The stored calibration meant: `machine` is an id, an id's prefix or a hostname (None: this machine, or the
     only calibrated one); `threads` None: the only thread count calibrated."""
+    device = normalise_device(device)  # stored as cells spell it: `cuda` is `cuda:0`
     stored = store.calibrations()
     if not stored:
         raise UsageError(f"the store {store.path} holds no calibration; run `dnnbench calibrate` first")
@@ -237,8 +239,10 @@ def measured_cells(store: Store, key: CalibrationKey, models: Sequence[str] | No
     for record in sorted(records, key=lambda r: r.finished_at):  # the latest measurement of a cell wins
         c = record.config
         seconds = getattr(record.values, "latency_s", None) if record.status == "ok" else None
+        # threads are a CPU setting: a GPU cell's is None whatever the calibration's worker used
         if (seconds and c.get("device", "cpu") == key.device and c.get("backend", "eager") == key.backend
-                and c.get("dtype", "fp32") == key.precision and int(c.get("threads") or 0) == key.threads
+                and c.get("dtype", "fp32") == key.precision
+                and (key.device != "cpu" or int(c.get("threads") or 0) == key.threads)
                 and not c.get("backend_options")):
             size = c.get("input_size")
             found[(record.model, int(c.get("batch_size") or 1), int(size) if size else None)] = (
