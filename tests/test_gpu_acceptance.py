@@ -152,6 +152,8 @@ def test_main_runs_every_step_through_dnnbenchs_api_and_prints_one_table(accepta
         "eager": None, "eager-channels-last": None, "torchscript": None, "onnxruntime": None, "compile": None,
         "tensorrt": "no TensorrtExecutionProvider in this onnxruntime build", "openvino": "runs on cpu"})
     monkeypatch.setattr(acceptance, "reference_latency", lambda model, precision, batch, device, calls: 0.00201)
+    monkeypatch.setattr(acceptance, "in_process_latency",
+                        lambda model, precision, batch, device, calls: (0.00202, 0.00201))
     monkeypatch.setattr(dnnbench.zoo, "resolve_models", lambda *a: [type("S", (), {"id": m}) for m in ("resnet50",
                                                                                                        "vgg16")])
     status = acceptance.main(["--db", str(tmp_path / "a.sqlite")])
@@ -177,3 +179,18 @@ def test_an_fp16_flag_from_logits_below_fp16s_range_is_the_weights_not_a_failure
                                            record("mobilenetv2", "time", underflow, dtype="bf16")])
     assert [c.status for c in checks] == ["n/a", "FAIL", "FAIL"]
     assert "below fp16" in checks[0].detail and "3.4e-09" in checks[0].detail
+
+
+def test_launch_bound_shapes_compared_across_processes_read_na_but_are_judged_in_one_process(acceptance):
+    """ResNet-50 on an H200: 2.8 ms at batch 1 and 19 ms at batch 64 (per image 2.8 vs 0.3 ms): batch 1 waits for
+    the host's launches, whose speed differed between processes (the same cell read 2.9 and 4.2 ms in two runs)."""
+    refs = {("fp32", 1): 0.00284, ("fp32", 64): 0.0192, ("fp16", 1): 0.0062, ("fp16", 64): 0.0070}
+    assert acceptance.launch_bound_shapes(refs) == {("fp32", 1), ("fp16", 1)}
+    assert acceptance.launch_bound_shapes({("fp32", 1): 0.001, ("fp32", 64): 0.060}) == frozenset()  # compute-bound
+    worker = {("fp32", 1): 0.00422, ("fp32", 64): 0.0192, ("fp16", 1): 0.0063, ("fp16", 64): 0.0090}
+    checks = acceptance.fidelity_checks(worker, refs, section="timing fidelity (worker)",
+                                        launch_bound=acceptance.launch_bound_shapes(refs))
+    assert [(c.item, c.status) for c in checks] == [
+        ("resnet50 eager fp16 b1", "PASS"), ("resnet50 eager fp16 b64", "FAIL"),
+        ("resnet50 eager fp32 b1", "n/a"), ("resnet50 eager fp32 b64", "PASS")]
+    assert "launch-bound" in checks[2].detail and checks[0].section == "timing fidelity (worker)"
