@@ -622,8 +622,6 @@ class OfflinePoint(_Part):
     samples: int | None = None  # requests (batches) completed in the timed window
     images: int | None = None
     duration_s: float | None = None
-    latency_median_s: float | None = None  # one request's time from submission to completion, in flight with others
-    latency_p99_s: float | None = None
     met_minimums: bool | None = None
     error: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
