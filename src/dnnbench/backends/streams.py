@@ -141,4 +141,84 @@ class ThreadStreamPool(StreamPool):
                 thread.join()
 
 
-__all__ = ["ConcurrencyUnsupported", "OnDone", "StreamPool", "ThreadStreamPool"]
+class AsyncInferQueuePool(StreamPool):
+    """OpenVINO's own way: an `AsyncInferQueue` of `streams` infer requests on a model compiled with NUM_STREAMS =
+    streams, every request bound to the same input. `start_async` takes the next idle request (waiting, GIL
+    released, while all are busy); OpenVINO calls back from its own threads when a request is done."""
+
+    concurrency = "openvino-async-infer-queue"
+
+    def __init__(self, compiled_model: Any, array: Any, streams: int, threads_per_stream: int | None):
+        import openvino as ov
+
+        super().__init__(streams, threads_per_stream)
+        self.compiled_model = compiled_model
+        self.queue = ov.AsyncInferQueue(compiled_model, streams)
+        self._array = array  # the requests' input tensors share this memory
+        for index in range(len(self.queue)):
+            self.queue[index].set_input_tensor(ov.Tensor(array, shared_memory=True))
+        self.queue.set_callback(self._finished)
+
+    @staticmethod
+    def _finished(request: Any, on_done: OnDone) -> None:
+        on_done(None)
+
+    def submit(self, on_done: OnDone) -> None:
+        self.queue.start_async(userdata=on_done)
+
+    def wait_all(self) -> None:
+        self.queue.wait_all()
+
+    def close(self) -> None:
+        self.queue.wait_all()
+        self.queue = self.compiled_model = self._array = None
+
+
+def torch_thread_pool(forward: Callable[[], Any], streams: int, threads_per_stream: int | None,
+                      device: Any) -> ThreadStreamPool:
+    """PyTorch from `streams` Python threads, all calling `forward` (one model, shared read-only), under
+    inference mode. CPU: every stream thread sets the intra-op thread count to `threads_per_stream` (ATen's
+    setting is one for the process, so all streams set the same value; the caller's count is restored when the
+    pool closes). CUDA: each thread queues on its own `torch.cuda.Stream` (made after the input was written on the
+    current stream, which it waits for), and a request is done when its stream has finished on the GPU."""
+    import torch
+
+    previous = torch.get_num_threads()
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    origin = torch.cuda.current_stream(device) if cuda else None
+
+    @contextlib.contextmanager
+    def context(index: int):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if cuda:
+                stream = torch.cuda.Stream(device)
+                stream.wait_stream(origin)
+                stack.enter_context(torch.cuda.stream(stream))
+            elif threads_per_stream:
+                torch.set_num_threads(threads_per_stream)
+            yield
+
+    def make_call(index: int) -> Callable[[], Any]:
+        if not cuda:
+            return forward
+        stream = torch.cuda.current_stream(device)
+
+        def call() -> Any:
+            output = forward()
+            stream.synchronize()  # done on the GPU, not merely queued
+            return output
+        return call
+
+    class TorchPool(ThreadStreamPool):
+        def close(self) -> None:
+            super().close()
+            if not cuda:
+                torch.set_num_threads(previous)
+
+    return TorchPool(streams, threads_per_stream, make_call, context,
+                     concurrency="torch-cuda-streams" if cuda else "torch-threads")
+
+
+__all__ = ["AsyncInferQueuePool", "ConcurrencyUnsupported", "OnDone", "StreamPool", "ThreadStreamPool",
+           "torch_thread_pool"]
