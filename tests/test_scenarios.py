@@ -171,3 +171,89 @@ def test_a_failing_request_fails_the_point():
 
     with ThreadStreamPool(2, None, lambda index: broken) as pool, pytest.raises(RuntimeError, match="runtime failed"):
         offline_point(pool, 1, OfflineRules(min_duration_s=0.1, min_images=1, warmup_s=0.0))
+
+
+# --- the scenarios as cells of a sweep --------------------------------------------------------------------------
+
+FAST = dict(device="cpu", threads=(2,), input_size=32, measure_peak=False, scenario_min_s=0.2)
+
+
+def test_scenario_settings_are_checked_before_any_work():
+    from dnnbench.errors import UsageError
+    from dnnbench.run.config import build_sweep_config
+
+    assert build_sweep_config().scope.scenario == "single-stream"
+    with pytest.raises(UsageError, match="unknown scenario"):
+        build_sweep_config(scenario="batch")
+    with pytest.raises(UsageError, match="--p99-ms bounds the server"):
+        build_sweep_config(scenario="offline", p99_ms=10)
+    with pytest.raises(UsageError, match="one stream count"):
+        build_sweep_config(scenario="server", streams="1,2")
+    with pytest.raises(UsageError, match="p99 latency bound"):
+        build_sweep_config(scenario="server", p99_ms=-1)
+    config = build_sweep_config(scenario="offline", scenario_min_s=0.5)
+    assert config.offline.min_duration_s == 0.5 and config.server.min_duration_s == 0.5
+
+
+def test_scenario_cells_are_cells_of_their_own():
+    from dnnbench import zoo
+    from dnnbench.run.config import build_sweep_config
+    from dnnbench.run.plan import plan
+
+    spec = zoo.get("resnet18")
+    single = {c.digest for j in plan([spec], build_sweep_config(batch_sizes=(1, 2))) for c in j.cells}
+    offline = [c for j in plan([spec], build_sweep_config(batch_sizes=(1, 2), scenario="offline", streams="1,2"))
+               for c in j.cells]
+    assert [c.metric for c in offline] == ["complexity", "offline"]
+    assert offline[1].key.config_dict["batch_sizes"] == [1, 2] and offline[1].key.config_dict["streams"] == [1, 2]
+    server = [c for j in plan([spec], build_sweep_config(batch_sizes=(1,), scenario="server", p99_ms=20))
+              for c in j.cells if c.metric == "server"]
+    assert server[0].key.config_dict["p99_ms"] == 20
+    assert not ({offline[1].digest, server[0].digest} & single)
+
+
+def test_a_tiny_model_runs_each_scenario_into_the_store(tmp_path):
+    from dnnbench.run import benchmark
+    from dnnbench.store import Store
+    from dnnbench.store.values import OfflineValue, ServerValue
+
+    db = tmp_path / "scenarios.sqlite"
+    model = "python:dnnbench_test_models:tiny"
+    benchmark(model, db=db, scenario="offline", batch_sizes=(1, 2), backends="eager,torchscript", **FAST)
+    benchmark(model, db=db, scenario="server", batch_sizes=(1,), backends="eager", p99_ms=50, **FAST)
+    with Store(db) as store:
+        cells = {(r.metric, r.config["backend"]): r for r in store.results() if r.metric in ("offline", "server")}
+    offline = cells["offline", "eager"].values
+    assert isinstance(offline, OfflineValue) and offline.concurrency == "torch-threads" and offline.cores == 2
+    assert {(p.streams, p.threads_per_stream) for p in offline.points} <= {(1, 2), (2, 1)}
+    assert offline.best_images_per_s == max(p.images_per_s for p in offline.points if p.images_per_s)
+    assert offline.output_check.passed
+    unsupported = cells["offline", "torchscript"]
+    assert unsupported.status == "unsupported" and "several requests at once" in unsupported.error
+    server = cells["server", "eager"].values
+    assert isinstance(server, ServerValue) and server.bound_source == "user" and server.p99_bound_s == 0.05
+    assert server.points and all(p.p99_s is not None for p in server.points)
+    assert server.knee_rate is None or server.knee.meets_bound
+    # resume: the same call measures nothing again
+    summary = benchmark(model, db=db, scenario="server", batch_sizes=(1,), backends="eager", p99_ms=50, **FAST)
+    assert summary.already_done == summary.planned
+
+
+def test_the_cli_runs_a_scenario(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    src = tests.parent / "src"
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{tests}", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "dnnbench", "run", "python:dnnbench_test_models:tiny", "--db",
+                           str(tmp_path / "cli.sqlite"), "--device", "cpu", "--threads", "2", "--input-size", "32",
+                           "--no-peak", "--scenario", "offline", "--streams", "1,2", "--batch-sizes", "1",
+                           "--scenario-min-s", "0.2"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Offline: sustained images/s" in done.stdout and "torch-threads" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "dnnbench", "run", "resnet18", "--db", str(tmp_path / "x.sqlite"),
+                          "--scenario", "offline", "--p99-ms", "5"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "--p99-ms" in bad.stderr + bad.stdout
