@@ -21,7 +21,7 @@ import math
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 from ..backends.streams import ConcurrencyUnsupported
@@ -250,8 +250,11 @@ def offline_search(make_pool: PoolFactory, cores: int, stream_counts: tuple[int,
                     break
                 continue
             concurrency = concurrency or pool.concurrency
+            # a point never runs past the search's own cap (but always gets its minimum duration)
+            left = rules.max_search_s - (clock() - started)
+            capped = replace(rules, max_point_s=max(rules.min_duration_s, min(rules.max_point_s, left)))
             try:
-                point = offline_point(pool, batch_size, rules, clock)
+                point = offline_point(pool, batch_size, capped, clock)
             except Exception as exc:  # noqa: BLE001
                 point = OfflinePointResult(streams, batch_size, threads, error=_line(exc))
                 if out_of_memory(exc):
