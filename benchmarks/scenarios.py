@@ -32,13 +32,17 @@ import time
 from pathlib import Path
 
 
-def benchmark_app_throughput(onnx_file: str, threads: int, seconds: float) -> tuple[float | None, str]:
-    """OpenVINO's benchmark_app with the throughput hint on `onnx_file`: (images/s, the line it came from)."""
+def benchmark_app_throughput(onnx_file: str, input_size: int, threads: int, seconds: float) -> tuple[float | None, str]:
+    """OpenVINO's benchmark_app with the throughput hint on `onnx_file` at batch 1 (the exported graph's batch is
+    dynamic: `-shape` fixes it, as a user's batch-1 model would be): (images/s, the line it came from)."""
     app = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
     if not Path(app).exists():
         return None, "benchmark_app not found (it installs with the openvino package)"
-    command = [app, "-m", onnx_file, "-d", "CPU", "-hint", "throughput", "-t", f"{seconds:g}", "-nthreads",
-               str(threads)]
+    # benchmark_app refuses -nthreads beside a hint: its CPU plugin takes every core this process may use, which
+    # `taskset` restricts to the cores dnnbench was given
+    cores = sorted(os.sched_getaffinity(0))[:threads]
+    command = ["taskset", "-c", ",".join(map(str, cores)), app, "-m", onnx_file, "-d", "CPU", "-hint", "throughput",
+               "-t", f"{seconds:g}", "-shape", f"[1,3,{input_size},{input_size}]"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 180)
     for line in done.stdout.splitlines():
         match = re.search(r"Throughput:\s*([0-9.]+)\s*FPS", line)
@@ -97,7 +101,8 @@ def main() -> None:
                 continue
             app_fps, app_line = None, ""
             if backend == "openvino" and o.backend is not None and o.backend.extra.get("source_file"):
-                app_fps, app_line = benchmark_app_throughput(o.backend.extra["source_file"], args.threads,
+                app_fps, app_line = benchmark_app_throughput(o.backend.extra["source_file"],
+                                                             offline.config["input_size"], args.threads,
                                                              args.benchmark_app_s)
             ratio = o.best_images_per_s / app_fps if app_fps and o.best_images_per_s else None
             contended = bool(o.contention and o.contention.contended) or bool(s and s.contention and
