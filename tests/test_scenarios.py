@@ -257,3 +257,25 @@ def test_the_cli_runs_a_scenario(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dnnbench", "run", "resnet18", "--db", str(tmp_path / "x.sqlite"),
                           "--scenario", "offline", "--p99-ms", "5"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "--p99-ms" in bad.stderr + bad.stdout
+
+
+@pytest.mark.parametrize("backend, concurrency", [("onnxruntime", "onnxruntime-session-threads"),
+                                                  ("openvino", "openvino-async-infer-queue")])
+def test_runtimes_make_streams_their_own_way(tmp_path, backend, concurrency):
+    """ONNX Runtime: one session from N threads; OpenVINO: an AsyncInferQueue on a NUM_STREAMS model (the tiny
+    model end to end: the output check passes and both stream counts are measured)."""
+    from dnnbench.backends import BACKENDS
+    from dnnbench.run import benchmark
+    from dnnbench.store import Store
+
+    reason = BACKENDS[backend].unavailable_reason(__import__("torch").device("cpu"))
+    if reason:
+        pytest.skip(reason)
+    db = tmp_path / "runtimes.sqlite"
+    benchmark("python:dnnbench_test_models:tiny", db=db, scenario="offline", batch_sizes=(1,), streams="1,2",
+              backends=backend, metrics="time", **FAST)
+    with Store(db) as store:
+        (cell,) = [r for r in store.results() if r.metric == "offline"]
+    assert cell.status == "ok", cell.error
+    assert cell.values.concurrency == concurrency and cell.values.output_check.passed
+    assert [(p.streams, p.threads_per_stream) for p in cell.values.points] == [(1, 2), (2, 1)]
