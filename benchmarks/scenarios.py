@@ -4,8 +4,9 @@ beside OpenVINO's own benchmark_app.
 For each model x backend, on this CPU with all its cores (default): `dnnbench run --scenario offline` (streams
 1, 2, 4, ... the cores x batch sizes 1, 2, 4, 8, the whole curve) and `--scenario server` (batch 1, one stream per
 core, the highest Poisson rate whose p99 latency stays under 4x the single-stream median), into their own store;
-then, on the very ONNX file OpenVINO compiled, `benchmark_app -m FILE -d CPU -hint throughput -t SECS`, its
-"Throughput:" line parsed. Printed per row: single-stream images/s (1 stream, batch 1: call, wait, call again),
+right after each model's offline cells, on the very ONNX file OpenVINO compiled, at batch 1 on the same cores,
+`benchmark_app -m FILE -d CPU -hint throughput -t SECS -shape [1,3,H,W]`, its "Throughput:" line parsed.
+Printed per row: single-stream images/s (1 stream, batch 1: call, wait, call again),
 the best offline images/s with its stream count and batch size, the gain over single-stream, the server knee
 rate with its bound, benchmark_app's figure and dnnbench's best offline over it. Then the issue's two targets:
 offline best >= 1.5x single-stream for MobileNetV2 with OpenVINO, and dnnbench's best offline within 10% of
@@ -73,16 +74,27 @@ def main() -> None:
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     common = dict(db=args.db, backends=args.backends, threads=(args.threads,), measure_peak=False,
                   scenario_min_s=args.scenario_min_s, force=args.force, metrics="time")
-    started = time.perf_counter()
-    benchmark(models, scenario="offline", batch_sizes=args.batch_sizes, **common)
-    benchmark(models, scenario="server", batch_sizes=(1,), **common)
-    scenario_s = time.perf_counter() - started
+    def stored_cells() -> dict:
+        with Store(args.db) as store:
+            return {(r.model, r.metric, r.config["backend"]): r for r in store.results()
+                    if r.metric in ("offline", "server") and r.config.get("threads") == args.threads
+                    and r.model in models}
 
-    with Store(args.db) as store:
-        cells = {(r.model, r.metric, r.config["backend"]): r for r in store.results()
-                 if r.metric in ("offline", "server") and r.config.get("threads") == args.threads
-                 and r.model in models}
-    print(f"\n{args.threads} cores; scenario points >= {args.scenario_min_s:g} s; dnnbench scenarios took "
+    started = time.perf_counter()
+    app_figures: dict[str, tuple[float | None, str]] = {}
+    for model in models:
+        # benchmark_app right after the model's offline cells, so the two share the machine's conditions
+        benchmark(model, scenario="offline", batch_sizes=args.batch_sizes, **common)
+        offline = stored_cells().get((model, "offline", "openvino"))
+        value = offline.values if offline is not None else None
+        if isinstance(value, OfflineValue) and value.backend is not None and value.backend.extra.get("source_file"):
+            app_figures[model] = benchmark_app_throughput(value.backend.extra["source_file"],
+                                                          offline.config["input_size"], args.threads,
+                                                          args.benchmark_app_s)
+        benchmark(model, scenario="server", batch_sizes=(1,), **common)
+    scenario_s = time.perf_counter() - started
+    cells = stored_cells()
+    print(f"\n{args.threads} cores; scenario points >= {args.scenario_min_s:g} s; scenarios (and benchmark_app) took "
           f"{scenario_s:.0f} s")
     header = (f"{'model':<14} {'backend':<9} {'single img/s':>12} {'offline best':>12} {'streams x batch':>15} "
               f"{'gain':>5} {'server knee/s':>13} {'p99 bound ms':>12} {'benchmark_app':>13} {'ratio':>6} "
@@ -99,11 +111,7 @@ def main() -> None:
                 print(f"{model:<14} {backend:<9} offline {offline.status if offline else 'missing'}: "
                       f"{(offline.error or '') if offline else ''}")
                 continue
-            app_fps, app_line = None, ""
-            if backend == "openvino" and o.backend is not None and o.backend.extra.get("source_file"):
-                app_fps, app_line = benchmark_app_throughput(o.backend.extra["source_file"],
-                                                             offline.config["input_size"], args.threads,
-                                                             args.benchmark_app_s)
+            app_fps, app_line = app_figures.get(model, (None, "")) if backend == "openvino" else (None, "")
             ratio = o.best_images_per_s / app_fps if app_fps and o.best_images_per_s else None
             contended = bool(o.contention and o.contention.contended) or bool(s and s.contention and
                                                                             s.contention.contended)
