@@ -21,10 +21,14 @@ from dnnbench.store.values import (
     EnergyValue,
     LatencyStats,
     MemoryValue,
+    OfflinePoint,
+    OfflineValue,
     OutputCheckInfo,
     PeakValue,
     RawValue,
     RuntimeInfo,
+    ServerPoint,
+    ServerValue,
     SetupInfo,
     TimeValue,
     ValueLayoutError,
@@ -181,9 +185,41 @@ def sample_energy() -> EnergyValue:
                        executed_precision="fp16")
 
 
+def sample_offline() -> OfflineValue:
+    points = (OfflinePoint(streams=1, batch_size=1, threads_per_stream=2, images_per_s=100.0, samples=200, images=200,
+                           duration_s=2.0, met_minimums=True),
+              OfflinePoint(streams=2, batch_size=4, threads_per_stream=1, images_per_s=180.0, samples=90, images=360,
+                           duration_s=2.0, met_minimums=True),
+              OfflinePoint(streams=2, batch_size=8, threads_per_stream=1, error="MemoryError: out of memory"))
+    return OfflineValue(concurrency="openvino-async-infer-queue", cores=2, points=points, best_images_per_s=180.0,
+                        best_streams=2, best_batch_size=4, single_stream_images_per_s=100.0, min_duration_s=2.0,
+                        min_samples=64, search="streams 1, 2", search_s=12.5, backend=BackendInfo(name="openvino"),
+                        executed_precision="fp32")
+
+
+def sample_server() -> ServerValue:
+    points = (ServerPoint(target_rate=50.0, achieved_rate=49.0, count=200, completed=200, duration_s=4.1, p50_s=0.011,
+                          p90_s=0.015, p99_s=0.03, mean_s=0.012, max_s=0.04, dropped=0, late=1, meets_bound=True),
+              ServerPoint(target_rate=75.0, achieved_rate=70.0, count=200, completed=200, duration_s=2.9, p50_s=0.02,
+                          p90_s=0.05, p99_s=0.09, mean_s=0.03, max_s=0.1, dropped=0, late=9, meets_bound=False))
+    return ServerValue(concurrency="torch-threads", cores=2, streams=2, threads_per_stream=1, batch_size=1,
+                       p99_bound_s=0.04, bound_source="4x single-stream median", single_stream_median_s=0.01,
+                       points=points, knee_rate=50.0, seed=0, search="bracket, then bisection", search_s=20.0,
+                       backend=BackendInfo(name="eager"), executed_precision="fp32")
+
+
+def test_scenario_values_read_their_best_point_and_knee():
+    offline, server = sample_offline(), sample_server()
+    assert offline.best == offline.points[1] and offline.gain_over_single_stream == pytest.approx(1.8)
+    assert server.knee == server.points[0] and server.at_rate(60.0) == server.points[1]
+    assert server.at_rate(80.0) is None
+    assert ServerValue(p99_bound_s=0.04).to_dict()["knee_rate"] is None  # no rate met the bound: an explicit null
+
+
 SAMPLES = {"time": sample_time, "memory-cuda": sample_memory_cuda, "memory-cpu": sample_memory_cpu,
            "memory-cuda-nvml": sample_memory_cuda_nvml, "energy": sample_energy,
-           "complexity": sample_complexity, "accuracy": sample_accuracy, "peak": sample_peak}
+           "complexity": sample_complexity, "accuracy": sample_accuracy, "peak": sample_peak,
+           "offline": sample_offline, "server": sample_server}
 
 
 @pytest.mark.parametrize("name", SAMPLES)

@@ -23,6 +23,7 @@ from ..devices import PRECISIONS, is_quantized, storage_precision, torch_dtype
 
 if TYPE_CHECKING:
     from .quantization import CalibrationSet
+    from .streams import StreamPool
 
 # the dtype the PyTorch side keeps at each precision: int8 keeps fp32 (the backend quantizes the fp32 model)
 TORCH_DTYPES = {p: torch_dtype(storage_precision(p)) for p in PRECISIONS}
@@ -159,6 +160,16 @@ class Backend(ABC):
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for `x` as an fp32 CPU tensor, for the output check."""
         return as_tensor(self.bind(x)())
+
+    def stream_pool(self, x: torch.Tensor, streams: int, threads_per_stream: int | None) -> StreamPool:
+        """`streams` requests of input `x` in flight at once, made the way this backend supports best (after
+        `prepare`; backends/streams.py). A backend without a proven way raises ConcurrencyUnsupported: its
+        scenario cells are stored as unsupported, never timed one request at a time."""
+        from .streams import ConcurrencyUnsupported
+
+        raise ConcurrencyUnsupported(f"{self.name} has no proven way to run several requests at once in dnnbench; "
+                                     "offline and server scenarios: eager, eager-channels-last, onnxruntime (CPU), "
+                                     "openvino")
 
     def describe(self) -> dict[str, Any]:
         """What ran, for the record: options, versions, the precision actually executed."""

@@ -135,6 +135,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable(f"ONNX Runtime fell back to {used} instead of {self._provider(self.device)}")
         self.executed_precision = self.precision
         self.input_name = self.session.get_inputs()[0].name
+        self.graph, self.session_options = graph, options  # for stream_pool's sessions
 
     def quantize_graph(self, fp32_path: Path) -> bytes:
         """The exported fp32 graph quantized to int8 by ONNX Runtime's own static quantization: shape inference
@@ -205,6 +206,31 @@ class OnnxRuntimeBackend(Backend):
     def outputs(self, x: torch.Tensor) -> torch.Tensor:
         feed = {self.input_name: x.to(TORCH_DTYPES[self.graph_precision()]).cpu().numpy()}
         return torch.as_tensor(self.session.run(None, feed)[0]).float()
+
+    def stream_pool(self, x: torch.Tensor, streams: int, threads_per_stream: int | None):
+        """One session (intra-op threads = `threads_per_stream`) run from one Python thread per stream, as ONNX
+        Runtime documents for concurrent requests (`run` releases the GIL). CPU provider only: the GPU providers
+        share PyTorch's one compute stream (user_compute_stream), so their requests would not overlap."""
+        from .streams import ConcurrencyUnsupported, ThreadStreamPool
+
+        if self.device.type != "cpu":
+            raise ConcurrencyUnsupported(f"{self.name} on {self.device.type} runs on PyTorch's one compute stream "
+                                         "(user_compute_stream): requests in flight would not overlap; CPU only")
+        import onnxruntime as ort
+
+        sessions = self.__dict__.setdefault("_stream_sessions", {})
+        if threads_per_stream not in sessions:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = self.session_options.graph_optimization_level
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.intra_op_num_threads = threads_per_stream or self.session_options.intra_op_num_threads
+            options.inter_op_num_threads = 1
+            with self.setup.timed(f"session_s@{threads_per_stream}-threads"):
+                sessions[threads_per_stream] = ort.InferenceSession(self.graph, options, providers=self.provider_options)
+        session = sessions[threads_per_stream]
+        feed = {self.input_name: x.to(TORCH_DTYPES[self.graph_precision()]).cpu().numpy()}
+        return ThreadStreamPool(streams, threads_per_stream, lambda index: (lambda: session.run(None, feed)),
+                                concurrency="onnxruntime-session-threads")
 
     def describe(self) -> dict[str, Any]:
         described = super().describe()
@@ -481,6 +507,27 @@ class OpenVINOBackend(Backend):
             request.infer()
             return request.get_output_tensor(0).data
         return forward
+
+    def stream_pool(self, x: torch.Tensor, streams: int, threads_per_stream: int | None):
+        """OpenVINO's AsyncInferQueue with `streams` requests on a model compiled for this shape with the
+        throughput hint, NUM_STREAMS = streams and INFERENCE_NUM_THREADS = streams x threads_per_stream."""
+        from .streams import AsyncInferQueuePool
+
+        array = x.float().cpu().contiguous().numpy()
+        config = {**self._config(), "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+        if threads_per_stream:
+            config["INFERENCE_NUM_THREADS"] = streams * threads_per_stream
+        with self.setup.timed(f"compile_s@{array.shape[0]}x{streams}-streams"):
+            model = self.ov_model.clone()
+            model.reshape(list(array.shape))
+            compiled = self.core.compile_model(model, "CPU", config)
+        # the precision checked by `_compile` (the one-stream model bound first) is the one these streams run
+        reference = next(iter(self.compiled.values()), None) or self._compile(tuple(array.shape))
+        wanted = str(reference.get_property("INFERENCE_PRECISION_HINT"))
+        if str(compiled.get_property("INFERENCE_PRECISION_HINT")) != wanted:
+            raise PrecisionUnsupported(f"OpenVINO compiled the {streams}-stream model at "
+                                       f"{compiled.get_property('INFERENCE_PRECISION_HINT')}, not {wanted}")
+        return AsyncInferQueuePool(compiled, array, streams, threads_per_stream)
 
     def describe(self) -> dict[str, Any]:
         described = super().describe()

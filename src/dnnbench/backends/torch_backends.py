@@ -58,6 +58,13 @@ class EagerBackend(Backend):
             return forward
         return lambda: model(x)
 
+    def stream_pool(self, x: torch.Tensor, streams: int, threads_per_stream: int | None):
+        """One Python thread per stream calling the one model (CPU: each with `threads_per_stream` intra-op
+        threads; CUDA: each on its own CUDA stream); see backends/streams.torch_thread_pool."""
+        from .streams import torch_thread_pool
+
+        return torch_thread_pool(self.bind(x), streams, threads_per_stream, self.device)
+
 
 class ChannelsLastBackend(EagerBackend):
     """Eager PyTorch with weights and input in NHWC (channels-last) memory: oneDNN/cuDNN's preferred layout."""

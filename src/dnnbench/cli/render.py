@@ -294,3 +294,48 @@ def machine_name(machine: dict) -> str:
     """A stored machine's name: its Ray node's, or its host's."""
     fingerprint = machine.get("fingerprint", {})
     return fingerprint.get("ray_node_name") or fingerprint.get("hostname") or ""
+
+
+def scenario_tables(records: Sequence[ResultRecord]) -> list[Table]:
+    """The offline and server cells of a sweep: the best throughput with its streams and batch size beside the
+    single-stream figure; the knee rate under the p99 bound with the latencies there."""
+    from ..store.values import OfflineValue, ServerValue
+
+    tables = []
+    offline = [r for r in records if r.metric == "offline"]
+    if offline:
+        table = Table(title="Offline: sustained images/s with several requests in flight (best over streams x batch "
+                            "sizes; single stream: 1 stream, batch 1)", title_justify="left")
+        for header in ("model", "deployment", "status", "best img/s", "streams", "batch", "threads/stream",
+                       "single-stream img/s", "gain", "points", "concurrency", "note"):
+            table.add_column(header, justify="left" if header in ("model", "deployment", "status", "concurrency",
+                                                                  "note") else "right")
+        for r in offline:
+            v = r.values if isinstance(r.values, OfflineValue) and r.status == "ok" else None
+            best = v.best if v else None
+            table.add_row(r.model, f"{r.config.get('backend', 'eager')} {r.config.get('dtype', 'fp32')}", r.status,
+                          *((_number(v.best_images_per_s, 1, ".1f"), str(v.best_streams), str(v.best_batch_size),
+                             str(best.threads_per_stream if best else "-"),
+                             _number(v.single_stream_images_per_s, 1, ".1f"), _number(v.gain_over_single_stream, 1, ".2f"),
+                             str(len(v.points or ())), v.concurrency or "-") if v else ["-"] * 8),
+                          (r.error or "")[:120])
+        tables.append(table)
+    server = [r for r in records if r.metric == "server"]
+    if server:
+        table = Table(title="Server: the highest Poisson rate whose p99 latency (from arrival, queueing included) "
+                            "meets the bound", title_justify="left")
+        for header in ("model", "deployment", "status", "p99 bound ms", "bound", "knee req/s", "p50 ms", "p99 ms",
+                       "streams", "rates tried", "concurrency", "note"):
+            table.add_column(header, justify="left" if header in ("model", "deployment", "status", "bound",
+                                                                  "concurrency", "note") else "right")
+        for r in server:
+            v = r.values if isinstance(r.values, ServerValue) and r.status == "ok" else None
+            knee = v.knee if v else None
+            table.add_row(r.model, f"{r.config.get('backend', 'eager')} {r.config.get('dtype', 'fp32')}", r.status,
+                          *((_number(v.p99_bound_s, 1e3, ".2f"), v.bound_source or "-", _number(v.knee_rate, 1, ".1f"),
+                             _number(knee.p50_s if knee else None, 1e3, ".2f"),
+                             _number(knee.p99_s if knee else None, 1e3, ".2f"), str(v.streams),
+                             str(len(v.points or ())), v.concurrency or "-") if v else ["-"] * 8),
+                          (r.error or "")[:120])
+        tables.append(table)
+    return tables

@@ -54,6 +54,18 @@ CellTimeout = Annotated[float | None, typer.Option("--cell-timeout", help="Kill 
 MemoryLimit = Annotated[int | None, typer.Option(
     "--memory-limit-mb", help="Cap each CPU worker's memory; past it: oom.")]
 Tf32 = Annotated[bool, typer.Option("--tf32", help="Allow TF32 matmuls and convolutions on CUDA.")]
+Scenario = Annotated[str, typer.Option(
+    "--scenario", help="single-stream (one request at a time: time, memory, energy cells) | offline (images/s with "
+    "several requests in flight: streams x batch sizes searched, the whole curve kept) | server (Poisson arrivals: "
+    "the highest rate whose p99 latency meets --p99-ms). docs/SCENARIOS.md.")]
+Streams = Annotated[str | None, typer.Option(
+    "--streams", help="Scenarios: requests in flight. offline: the stream counts searched (default 1, 2, 4, ... the "
+    "cores); server: one count (default one per core).")]
+P99Ms = Annotated[float | None, typer.Option(
+    "--p99-ms", help="--scenario server: the p99 latency bound in ms (default 4x the single-stream median).")]
+ScenarioMinS = Annotated[float | None, typer.Option(
+    "--scenario-min-s", help="Scenarios: seconds each offline point or offered rate runs at least (default 2; the "
+    "searches' caps scale with it).")]
 Db = Annotated[Path, typer.Option("--db", help="The results store (SQLite).")]
 Force = Annotated[bool, typer.Option("--force", help="Measure again cells the store already has.")]
 RetryFailed = Annotated[bool, typer.Option(
@@ -83,7 +95,8 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         tf32: Tf32 = False, db: Db = DEFAULT_DB, force: Force = False, retry_failed: RetryFailed = False,
         remeasure_contended: RemeasureContended = False, peak: Peak = True, executor_name: ExecutorName = "local",
         address: Address = None, on: On = None, repeats: Repeats = 1, calibration_data: CalibrationData = None,
-        calibration_samples: CalibrationSamples = None) -> None:
+        calibration_samples: CalibrationSamples = None, scenario: Scenario = "single-stream", streams: Streams = None,
+        p99_ms: P99Ms = None, scenario_min_s: ScenarioMinS = None) -> None:
     """Measure inference time, memory and complexity over batch sizes; every cell kept in the store.
     Exit code 1 when no cell of the sweep holds a measurement."""
     from .. import zoo
@@ -104,7 +117,8 @@ def run(model: Models = None, suite: Suite = None, suite_file: SuiteFiles = None
         warmup_iters=warmup_iters, warmup_s=warmup_s, warmup_settle_s=warmup_settle_s, cell_timeout_s=cell_timeout,
         memory_limit_mb=memory_limit_mb,
         tf32=tf32, force=force, retry_failed=retry_failed, remeasure_contended=remeasure_contended, measure_peak=peak,
-        repeats=repeats, calibration_data=calibration_data, calibration_samples=calibration_samples)
+        repeats=repeats, calibration_data=calibration_data, calibration_samples=calibration_samples,
+        scenario=scenario, streams=streams, p99_ms=p99_ms, scenario_min_s=scenario_min_s)
     specs = zoo.resolve_models(tuple(names), suite, suite_files(suite_file))
     executor.targets(config)  # the cluster's nodes, checked before the store is touched
     with Store(db) as store:
@@ -128,8 +142,12 @@ def show_sweep(records: dict[str, list], machines: dict[str, dict], several_depl
     for machine_id, machine_records in records.items():
         if len(records) > 1:
             console.print(f"\n{render.machine_name(machines.get(machine_id, {}))} [{machine_id[:8]}]", highlight=False)
-        console.print(render.run_summary_table(machine_records))
-    if several_deployments:
+        if any(r.metric in ("time", "memory", "energy") for r in machine_records):
+            console.print(render.run_summary_table(machine_records))
+        for table in render.scenario_tables(machine_records):
+            console.print(table)
+    timed = any(r.metric == "time" for machine_records in records.values() for r in machine_records)
+    if several_deployments and timed:
         from ..analysis import frames_from_records
         from ..analysis.best import best_deployments
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from ..devices import DEFAULT_CALIBRATION_SAMPLES, PRECISIONS, parse_precisions, resolve_device, torch_dtype
 from ..errors import UsageError
 from ..measure.latency import WarmupPolicy
+from ..measure.scenarios import OfflineRules, ServerRules
 from ..measure.stats import StoppingRule
 
 if TYPE_CHECKING:
@@ -26,11 +27,16 @@ METRICS = ("time", "memory", "complexity", "energy")
 # energy only when asked for: it adds a timed block per cell
 DEFAULT_METRICS = ("time", "memory", "complexity")
 PAPER_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+# single-stream: one request at a time (time/memory/energy cells); offline and server: one cell each per
+# deployment, metric named after the scenario (measure/scenarios.py, docs/SCENARIOS.md)
+SCENARIOS = ("single-stream", "offline", "server")
+SCENARIO_METRICS = ("offline", "server")
 MIN_MEMORY_LIMIT_MB = 256  # below this a worker cannot even import PyTorch: every cell would be a start-up crash
 
 # kept for callers that still import them from here; the vocabulary lives in dnnbench.devices
 parse_dtype = torch_dtype
-__all__ = ["DEFAULT_METRICS", "METRICS", "PAPER_BATCH_SIZES", "ResumePolicy", "Scope", "SweepConfig", "WorkerLimits",
+__all__ = ["DEFAULT_METRICS", "METRICS", "PAPER_BATCH_SIZES", "SCENARIOS", "SCENARIO_METRICS",
+           "ResumePolicy", "Scope", "SweepConfig", "WorkerLimits",
            "build_sweep_config", "parse_backend_option", "parse_dtype", "parse_int_list", "parse_metrics",
            "resolve_device"]
 
@@ -113,8 +119,26 @@ class Scope:
     # synthetic set, backends.quantization), and how many of them
     calibration_data: str | None = None
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    # the scenario (SCENARIOS): offline searches `streams` (() = 1, 2, 4, ... the cores) x batch_sizes; server
+    # serves batch_sizes[0] on streams[0] streams (() = one per core) and searches the highest Poisson rate with
+    # p99 <= p99_ms (None: 4x the single-stream median measured first)
+    scenario: str = "single-stream"
+    streams: tuple[int, ...] = ()
+    p99_ms: float | None = None
 
     def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise UsageError(f"unknown scenario {self.scenario!r}; scenarios: {', '.join(SCENARIOS)}")
+        if not _positive_ints(self.streams):
+            raise UsageError(f"--streams must be positive integers, not {self.streams}")
+        if self.p99_ms is not None and not (isinstance(self.p99_ms, (int, float)) and 0 < self.p99_ms < math.inf):
+            raise UsageError(f"--p99-ms: the p99 latency bound must be a positive number of milliseconds, "
+                             f"not {self.p99_ms!r}")
+        if self.p99_ms is not None and self.scenario != "server":
+            raise UsageError(f"--p99-ms bounds the server scenario's latency; give it with --scenario server, "
+                             f"not {self.scenario}")
+        if self.scenario == "server" and len(self.streams) > 1:
+            raise UsageError(f"--scenario server serves on one stream count, not {self.streams}: give one --streams")
         if not self.batch_sizes or not _positive_ints(self.batch_sizes):
             raise UsageError(f"batch sizes must be positive integers, not {self.batch_sizes}")
         if not _positive_ints(self.threads):
@@ -132,6 +156,11 @@ class Scope:
         if unknown or not self.backends:
             raise UsageError(f"unknown backends {unknown or '(none)'}; backends: {', '.join(BACKENDS)}")
         self.options_for("eager")  # checks every backend option now, not in a worker
+
+    @property
+    def scenario_metric(self) -> str | None:
+        """The metric of this sweep's scenario cells (None: single-stream, the time/memory/energy cells)."""
+        return self.scenario if self.scenario in SCENARIO_METRICS else None
 
     @property
     def dtype(self) -> str:
@@ -212,10 +241,13 @@ class SweepConfig:
     limits: WorkerLimits = field(default_factory=WorkerLimits)
     resume: ResumePolicy = field(default_factory=ResumePolicy)
     trials: TrialPolicy = field(default_factory=TrialPolicy)
+    offline: OfflineRules = field(default_factory=OfflineRules)  # how long each offline point is timed
+    server: ServerRules = field(default_factory=ServerRules)  # how many requests each offered rate gets
 
     def __post_init__(self) -> None:
         for name, kind in (("scope", Scope), ("stopping", StoppingRule), ("warmup", WarmupPolicy),
-                           ("limits", WorkerLimits), ("resume", ResumePolicy), ("trials", TrialPolicy)):
+                           ("limits", WorkerLimits), ("resume", ResumePolicy), ("trials", TrialPolicy),
+                           ("offline", OfflineRules), ("server", ServerRules)):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"SweepConfig.{name} must be a {kind.__name__}, not {getattr(self, name)!r}; "
                                 "build one with build_sweep_config(...)")
@@ -232,13 +264,17 @@ class SweepConfig:
         still has to finish its minimum samples after the budget is spent."""
         if self.limits.cell_timeout_s is not None:
             return self.limits.cell_timeout_s
-        return max(300.0, 30 * (self.stopping.time_budget_s + self.warmup.min_seconds))
+        scenario = {"offline": self.offline.max_search_s + 2 * self.offline.max_point_s,
+                    "server": self.server.max_search_s + 2 * self.server.max_point_s}.get(self.scope.scenario, 0.0)
+        return max(300.0, 30 * (self.stopping.time_budget_s + self.warmup.min_seconds), 2 * scenario)
 
     def to_dict(self) -> dict:
         """What the store keeps with each run."""
         stopping = {f.name: getattr(self.stopping, f.name) for f in fields(StoppingRule) if f.init}
         return {"scope": asdict(self.scope), "stopping": stopping, "warmup": asdict(self.warmup),
-                "limits": asdict(self.limits), "resume": asdict(self.resume), "trials": asdict(self.trials)}
+                "limits": asdict(self.limits), "resume": asdict(self.resume), "trials": asdict(self.trials),
+                **({"offline": asdict(self.offline), "server": asdict(self.server)}
+                   if self.scope.scenario != "single-stream" else {})}
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -281,6 +317,10 @@ def build_sweep_config(
     retry_failed: bool = False,
     remeasure_contended: bool = False,
     repeats: int | None = None,
+    scenario: str | None = None,
+    streams: str | Sequence[int] | None = None,
+    p99_ms: float | None = None,
+    scenario_min_s: float | None = None,
 ) -> SweepConfig:
     """The sweep a user asks for, in the user's words; every value checked now, before any work.
 
@@ -290,7 +330,10 @@ def build_sweep_config(
     `dtype`): `"fp32,bf16"` or a list; none given: fp32, or with `best` fp32 and the reduced precisions
     the device runs natively. `calibration_data`: the folder of images int8 is calibrated on (any layout
     `accuracy` reads; checked now), `calibration_samples` how many (default: the synthetic set, 32).
-    `repeats`: fresh worker processes (trials) per timed cell. `batch_sizes`, `threads`, `metrics`:
+    `repeats`: fresh worker processes (trials) per timed cell. `scenario`: single-stream (default) | offline |
+    server, with `streams` (offline: the stream counts searched; server: the one stream count), `p99_ms` (server's
+    bound; default 4x the single-stream median) and `scenario_min_s` (each offline point's and offered rate's
+    minimum duration, default 2 s; the searches' caps scale with it). `batch_sizes`, `threads`, `metrics`:
     `"1,2,8"` or a sequence. None anywhere: the default of the dataclass that holds it."""
     from ..backends import parse_backends, search_precisions
 
@@ -319,6 +362,7 @@ def build_sweep_config(
     stopping = StoppingRule(**_given(time_budget_s=time_budget_s, ci_target=ci_target, min_samples=min_samples,
                                      max_samples=max_samples))
     warmup = WarmupPolicy(**_given(min_iters=warmup_iters, min_seconds=warmup_s, settle_budget_s=warmup_settle_s))
+    offline_rules, server_rules = scenario_rules(scenario_min_s)
 
     wanted = device if device is not None else Scope.device
     device = executor.resolve_device(wanted) if executor is not None else resolve_device(wanted)
@@ -340,8 +384,26 @@ def build_sweep_config(
         metrics=parse_metrics(metrics) if metrics is not None else None,
         input_size=input_size, tf32=tf32, measure_peak=measure_peak,
         calibration_data=calibration_folder(calibration_data), calibration_samples=calibration_samples,
-        backend_options=tuple(parse_backend_option(o) for o in backend_options) or None))
-    return SweepConfig(scope, stopping, warmup, limits, resume, trials)
+        backend_options=tuple(parse_backend_option(o) for o in backend_options) or None,
+        scenario=scenario.strip().lower() if isinstance(scenario, str) else scenario,
+        streams=parse_int_list(streams, "stream counts (--streams)") if streams not in (None, "", ()) else None,
+        p99_ms=p99_ms))
+    return SweepConfig(scope, stopping, warmup, limits, resume, trials, offline_rules, server_rules)
+
+
+def scenario_rules(min_s: float | None) -> tuple[OfflineRules, ServerRules]:
+    """The offline and server rules with each point's minimum duration `min_s` (None: the defaults); the caps on a
+    point and on a search keep their ratio to it."""
+    if min_s is None:
+        return OfflineRules(), ServerRules()
+    if not (isinstance(min_s, (int, float)) and 0 < min_s < math.inf):
+        raise _flag_error("--scenario-min-s", "the scenario's minimum duration", min_s, "a positive number of seconds")
+    offline, server = OfflineRules(), ServerRules()
+    scale_offline, scale_server = min_s / offline.min_duration_s, min_s / server.min_duration_s
+    return (replace(offline, min_duration_s=min_s, warmup_s=offline.warmup_s * scale_offline,
+                    max_point_s=offline.max_point_s * scale_offline, max_search_s=offline.max_search_s * scale_offline),
+            replace(server, min_duration_s=min_s, max_point_s=server.max_point_s * scale_server,
+                    max_search_s=server.max_search_s * scale_server))
 
 
 def calibration_folder(folder: str | Path | None) -> str | None:

@@ -73,6 +73,23 @@ def cell_config(spec: ModelSpec, config: SweepConfig, metric: str, batch_size: i
     return cfg
 
 
+def scenario_cell(spec: ModelSpec, config: SweepConfig, threads: int | None, backend: str, precision: str) -> Cell:
+    """The offline or server cell of one deployment. Its key holds what the scenario searched (offline: batch
+    sizes and stream counts; server: the batch size, the stream count and the p99 bound; None: the defaults)."""
+    scope = config.scope
+    metric = scope.scenario_metric
+    first_batch = sorted(scope.batch_sizes)[0] if metric == "offline" else scope.batch_sizes[0]
+    cfg = cell_config(spec, config, metric, first_batch, threads, backend, precision)
+    cfg["scenario"] = metric
+    if metric == "offline":
+        cfg["batch_sizes"] = sorted(scope.batch_sizes)
+        cfg["streams"] = sorted(scope.streams) or None
+    else:
+        cfg["streams"] = scope.streams[0] if scope.streams else None
+        cfg["p99_ms"] = scope.p99_ms
+    return Cell(CellKey(spec.id, metric, cfg), first_batch, threads)
+
+
 def plan(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob]:
     """One job per model x thread count x backend x precision: a crash in one backend (a segfaulting
     runtime) costs only that backend's cells. The model's complexity cell rides with its first job.
@@ -102,7 +119,9 @@ def _first_trials(specs: list[ModelSpec], config: SweepConfig) -> list[WorkerJob
                         key = CellKey(spec.id, "complexity", cell_config(spec, config, "complexity", 1, None))
                         cells.append(Cell(key, 1, None))
                     first = False
-                    for batch_size in sorted(scope.batch_sizes):
+                    if scope.scenario_metric:  # one scenario cell per deployment: its search spans batch sizes
+                        cells.append(scenario_cell(spec, config, threads, backend, precision))
+                    for batch_size in (() if scope.scenario_metric else sorted(scope.batch_sizes)):
                         for metric in ("time", "memory", "energy"):
                             if metric in scope.metrics:
                                 cfg = cell_config(spec, config, metric, batch_size, threads, backend, precision)

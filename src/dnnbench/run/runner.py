@@ -150,7 +150,8 @@ def _ensure_peaks(store: Store, machine_id: str, config: SweepConfig) -> None:
     """The device's peak FLOP/s at each precision and thread count of a timed sweep, measured once per store
     (a few seconds each; a peak measured under contention is measured again): what efficiencies divide by."""
     scope = config.scope
-    if not scope.measure_peak or "time" not in scope.metrics or device_type(scope.device) not in ("cpu", "cuda"):
+    if (not scope.measure_peak or "time" not in scope.metrics or scope.scenario_metric
+            or device_type(scope.device) not in ("cpu", "cuda")):
         return
     from .peak import ensure_peak
 

@@ -28,12 +28,17 @@ from ..store.values import (
     EnergyValue,
     LatencyStats,
     MemoryValue,
+    OfflinePoint,
+    OfflineValue,
     OutputCheckInfo,
     RuntimeInfo,
+    ServerPoint,
+    ServerValue,
     SetupInfo,
     TimeValue,
     Value,
 )
+from .config import SCENARIO_METRICS
 from .plan import Cell, WorkerJob
 
 if TYPE_CHECKING:
@@ -364,7 +369,11 @@ class _Measurer:
         prepared = Prepared(backend, reference, images, build_s, prepare_steps, meta_model, weight_bytes,
                             baseline_rss)
         try:
-            self._batches(cells, by_batch, prepared)
+            per_batch = [c for c in cells if c.metric not in SCENARIO_METRICS]
+            if per_batch:
+                self._batches(per_batch, sorted({c.batch_size for c in per_batch}), prepared)
+            for cell in (c for c in cells if c.metric in SCENARIO_METRICS):
+                self.scenario(cell, prepared)
         finally:
             if reference is not None:
                 reference.close()
@@ -451,6 +460,80 @@ class _Measurer:
                     value = memory_value(measured, deployment, shape, prepared.weight_bytes, baseline_rss,
                                          estimate)
                 self.send(Finished(record(cell, "ok", value, started_at=started_at)))
+
+    def scenario(self, cell: Cell, prepared: Prepared) -> None:
+        """An offline or server cell (measure/scenarios.py): bind and check the first batch size as a time cell
+        does, then search over streams the backend makes (Backend.stream_pool), the cores given split evenly. A
+        backend that cannot run requests concurrently is recorded as unsupported, with its reason."""
+        import torch
+
+        from ..backends import PrecisionUnsupported, as_tensor, compare
+        from ..backends.output_check import tile_check
+        from ..backends.streams import ConcurrencyUnsupported
+        from ..measure import scenarios
+        from ..measure.contention import ContentionMonitor
+
+        job, backend, reference, scope = self.job, prepared.backend, prepared.reference, self.scope
+        self.send(Begin((cell.digest,), f"{cell.metric} scenario", setup=backend.compiles_at_first_call))
+        started_at = time.time()
+        batch_size = cell.batch_size
+        try:
+            backend.release_shapes()
+            x = tile_check(prepared.images, batch_size).to(self.device)
+            with torch.inference_mode():
+                forward = backend.bind(x)
+            _, first_output = self.first_inference(forward)
+            precision = backend.executed_precision or job.precision
+            with torch.inference_mode():
+                if reference is None:
+                    check = compare(as_tensor(first_output), as_tensor(first_output), precision)
+                else:
+                    check = compare(backend.outputs(x), reference.logits(batch_size), precision)
+            first_output = forward = None
+            cores = job.threads or torch.get_num_threads()
+
+            def make_pool(streams: int, batch: int, threads: int | None):
+                return backend.stream_pool(tile_check(prepared.images, batch).to(self.device), streams, threads)
+
+            with ContentionMonitor(threads=cores) as monitor:
+                if cell.metric == "offline":
+                    result = scenarios.offline_search(
+                        make_pool, cores, tuple(scope.streams) or scenarios.default_stream_counts(cores),
+                        tuple(sorted(scope.batch_sizes)), self.config.offline, out_of_memory=is_out_of_memory)
+                else:
+                    streams = scope.streams[0] if scope.streams else cores
+                    with make_pool(streams, batch_size, scenarios.threads_per_stream(cores, streams)) as pool:
+                        result = scenarios.server_search(pool, batch_size,
+                                                         scope.p99_ms / 1000 if scope.p99_ms else None,
+                                                         self.config.server)
+        except (ConcurrencyUnsupported, PrecisionUnsupported) as exc:
+            self.send(Finished(record(cell, "unsupported", error=f"{job.backend} at {job.precision}: {exc}",
+                                      started_at=started_at)))
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a result
+            status = "oom" if is_out_of_memory(exc) else "error"
+            self.send(Finished(record(cell, status, error=_exception_line(exc), started_at=started_at)))
+            return
+        shared = dict(backend=BackendInfo.from_dict(backend.describe()), executed_precision=backend.executed_precision,
+                      output_check=OutputCheckInfo.from_dict(asdict(check)),
+                      contention=ContentionInfo.from_dict(asdict(monitor.report)))
+        points = scenarios.point_dicts(result.points)
+        if cell.metric == "offline":
+            value: Value = OfflineValue(
+                concurrency=result.concurrency, cores=result.cores,
+                points=tuple(OfflinePoint.from_dict(p) for p in points), best_images_per_s=result.best_images_per_s,
+                best_streams=result.best_streams, best_batch_size=result.best_batch_size,
+                single_stream_images_per_s=result.single_stream_images_per_s, min_duration_s=result.min_duration_s,
+                min_samples=result.min_samples, search=result.search, search_s=result.search_s, **shared)
+        else:
+            value = ServerValue(
+                concurrency=result.concurrency, cores=cores, streams=result.streams,
+                threads_per_stream=result.threads_per_stream, batch_size=result.batch_size,
+                p99_bound_s=result.p99_bound_s, bound_source=result.bound_source,
+                single_stream_median_s=result.single_stream_median_s,
+                points=tuple(ServerPoint.from_dict(p) for p in points), knee_rate=result.knee_rate, seed=result.seed,
+                search=result.search, search_s=result.search_s, **shared)
+        self.send(Finished(record(cell, "ok", value, started_at=started_at)))
 
     def energy_cells_checked(self, cells: list[Cell]) -> list[Cell]:
         """The cells left to measure: energy cells are recorded as unavailable, with the reason, where no energy

@@ -595,6 +595,153 @@ class EnergyValue(_Value):
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+# --- scenarios: offline throughput and server latency under load (measure/scenarios.py) -------------
+
+# how a backend runs several requests at once (Backend.stream_pool): recorded in `concurrency`
+CONCURRENCY_KINDS = {
+    "openvino-async-infer-queue": "OpenVINO AsyncInferQueue, one infer request per stream, NUM_STREAMS = streams",
+    "onnxruntime-session-threads": "one ONNX Runtime session run from one Python thread per stream",
+    "torch-threads": "one Python thread per stream, each with its own intra-op thread count",
+    "torch-cuda-streams": "one Python thread per stream, each queueing on its own torch.cuda.Stream",
+    "threads": "one Python thread per stream (a backend's blocking call)",
+}
+
+
+@dataclass(frozen=True)
+class OfflinePoint(_Part):
+    """One point of the offline curve: `streams` requests in flight, each a batch of `batch_size`, the cores
+    split as `threads_per_stream` each. Throughput is sustained: images completed in the timed window over its
+    wall time (warm-up excluded); the window ran until both `min_duration_s` and `min_samples` of the value
+    were met (`met_minimums`), or until the point's cap. `error`: why the point was not measured (an out of
+    memory at a large batch), its figures then None."""
+
+    streams: int | None = None
+    batch_size: int | None = None
+    threads_per_stream: int | None = None
+    images_per_s: float | None = None  # sustained: images / duration_s
+    samples: int | None = None  # requests (batches) completed in the timed window
+    images: int | None = None
+    duration_s: float | None = None
+    met_minimums: bool | None = None
+    error: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OfflineValue(_Value):
+    """The offline scenario of one deployment: the whole throughput curve over stream counts and batch sizes
+    (`points`, in the order measured), the best point, and how the streams were made (`concurrency`, a
+    CONCURRENCY_KINDS key). `single_stream_images_per_s`: the (1 stream, batch 1) point, the baseline of the
+    offline gain. `cores`: the cores given (streams x threads_per_stream = cores at every point)."""
+
+    METRIC: ClassVar[str] = "offline"
+    LAYOUT: ClassVar[int] = 1
+    _NESTED: ClassVar[Mapping[str, type]] = {"backend": BackendInfo, "output_check": OutputCheckInfo,
+                                             "contention": ContentionInfo}
+    _TUPLES_OF: ClassVar[Mapping[str, type]] = {"points": OfflinePoint}
+
+    concurrency: str | None = None
+    cores: int | None = None
+    points: tuple[OfflinePoint, ...] | None = None
+    best_images_per_s: float | None = None
+    best_streams: int | None = None
+    best_batch_size: int | None = None
+    single_stream_images_per_s: float | None = None
+    min_duration_s: float | None = None  # the rules every point was timed under
+    min_samples: int | None = None
+    search: str | None = None  # how the points were chosen, in words
+    search_s: float | None = None  # wall time of the whole search
+    backend: BackendInfo | None = None
+    executed_precision: str | None = _nullable("backend")
+    output_check: OutputCheckInfo | None = None
+    contention: ContentionInfo | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> OfflinePoint | None:
+        """The point of the highest sustained throughput."""
+        measured = [p for p in self.points or () if p.images_per_s is not None]
+        return max(measured, key=lambda p: p.images_per_s) if measured else None
+
+    @property
+    def gain_over_single_stream(self) -> float | None:
+        """Best offline images/s over the single-stream batch-1 figure."""
+        if self.best_images_per_s and self.single_stream_images_per_s:
+            return self.best_images_per_s / self.single_stream_images_per_s
+        return None
+
+
+@dataclass(frozen=True)
+class ServerPoint(_Part):
+    """One offered load of the server scenario: `count` requests at Poisson arrival times of rate `target_rate`
+    (per second), each served by the first free stream; latencies are from the scheduled arrival to completion,
+    queueing included. `achieved_rate`: completed requests over the wall time from the first arrival to the last
+    completion. `dropped`: requests not completed when the point's time cap ran out (counted as over the
+    bound); `late`: requests whose latency exceeded the p99 bound. `meets_bound`: p99 <= the bound and nothing
+    dropped."""
+
+    target_rate: float | None = None
+    achieved_rate: float | None = None
+    count: int | None = None
+    completed: int | None = None
+    duration_s: float | None = None
+    p50_s: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    mean_s: float | None = None
+    max_s: float | None = None
+    dropped: int | None = None
+    late: int | None = None
+    meets_bound: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerValue(_Value):
+    """The server scenario of one deployment: latency percentiles at each offered rate tried (`points`, in the
+    order tried), the p99 bound they were held to, and the knee: the highest rate whose p99 met it. `streams`
+    requests in flight at most, each batch `batch_size`, made as `concurrency` says (a CONCURRENCY_KINDS key).
+    `bound_source`: "user" (--p99-ms) or "4x single-stream median" (measured first in the same worker,
+    `single_stream_median_s`). `seed`: the arrival times' random seed."""
+
+    METRIC: ClassVar[str] = "server"
+    LAYOUT: ClassVar[int] = 1
+    _NESTED: ClassVar[Mapping[str, type]] = {"backend": BackendInfo, "output_check": OutputCheckInfo,
+                                             "contention": ContentionInfo}
+    _TUPLES_OF: ClassVar[Mapping[str, type]] = {"points": ServerPoint}
+
+    concurrency: str | None = None
+    cores: int | None = None
+    streams: int | None = None
+    threads_per_stream: int | None = None
+    batch_size: int | None = None
+    p99_bound_s: float | None = None
+    bound_source: str | None = None
+    single_stream_median_s: float | None = None
+    points: tuple[ServerPoint, ...] | None = None
+    knee_rate: float | None = _nullable("p99_bound_s")  # None: not even the lowest rate tried met the bound
+    seed: int | None = None
+    search: str | None = None
+    search_s: float | None = None
+    backend: BackendInfo | None = None
+    executed_precision: str | None = _nullable("backend")
+    output_check: OutputCheckInfo | None = None
+    contention: ContentionInfo | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def knee(self) -> ServerPoint | None:
+        """The point at the knee rate (the highest rate meeting the bound)."""
+        meeting = [p for p in self.points or () if p.meets_bound and p.target_rate is not None]
+        return max(meeting, key=lambda p: p.target_rate) if meeting else None
+
+    def at_rate(self, rate: float) -> ServerPoint | None:
+        """The measured point of the lowest offered rate >= `rate` (what a p99 at `rate` is bounded by), or None
+        when no rate that high was tried."""
+        above = [p for p in self.points or () if p.target_rate is not None and p.target_rate >= rate]
+        return min(above, key=lambda p: p.target_rate) if above else None
+
+
 # --- complexity ------------------------------------------------------------------------------------
 
 
@@ -828,11 +975,12 @@ class RawValue:
         return _thaw(self.data)
 
 
-Value = TimeValue | MemoryValue | EnergyValue | ComplexityValue | AccuracyValue | PeakValue | RawValue
+Value = (TimeValue | MemoryValue | EnergyValue | ComplexityValue | AccuracyValue | PeakValue | OfflineValue
+         | ServerValue | RawValue)
 
 VALUE_TYPES: dict[str, type[_Value]] = {
     "time": TimeValue, "memory": MemoryValue, "energy": EnergyValue, "complexity": ComplexityValue,
-    "accuracy": AccuracyValue, "peak": PeakValue,
+    "accuracy": AccuracyValue, "peak": PeakValue, "offline": OfflineValue, "server": ServerValue,
 }
 
 
@@ -855,8 +1003,9 @@ def encode(value: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "MEMORY_KINDS", "SETUP_PARTS", "VALUE_TYPES", "AccuracyValue", "AnalyticMemory", "BackendInfo", "ClassCount",
-    "ComplexityValue", "ContentionInfo", "EnergyValue", "KernelInfo", "LatencyStats", "MemoryValue", "OutputCheckInfo",
-    "PeakValue", "PreprocessingInfo", "RawValue", "RuntimeInfo", "SetupInfo", "SpecPeakInfo", "TimeValue",
-    "Value", "ValueLayoutError", "WeightsInfo", "decode", "encode",
+    "CONCURRENCY_KINDS", "MEMORY_KINDS", "SETUP_PARTS", "VALUE_TYPES", "AccuracyValue", "AnalyticMemory", "BackendInfo",
+    "ClassCount", "ComplexityValue", "ContentionInfo", "EnergyValue", "KernelInfo", "LatencyStats", "MemoryValue",
+    "OfflinePoint", "OfflineValue", "OutputCheckInfo", "PeakValue", "PreprocessingInfo", "RawValue", "RuntimeInfo",
+    "ServerPoint", "ServerValue", "SetupInfo", "SpecPeakInfo", "TimeValue", "Value", "ValueLayoutError", "WeightsInfo",
+    "decode", "encode",
 ]
