@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import sys
 import time
@@ -344,7 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     if sections - set(SECTIONS):
         parser.error(f"--sections: unknown {', '.join(sorted(sections - set(SECTIONS)))}; of {', '.join(SECTIONS)}")
+    # the minimal loops of this process run in the environment of dnnbench's fp32 workers: NVIDIA_TF32_OVERRIDE=0,
+    # read by cuBLAS and cuDNN when they load (so before torch touches the GPU). Without it the two compared
+    # different library settings: on an H200 the fp32 batch-1 worker cells read 4.2 ms twice against 2.8-3.0 ms for
+    # this process's loop, while fp16 (no TF32 either way) agreed within 3% (docs/METHODOLOGY.md, "On a GPU")
+    from dnnbench.run.worker import tf32_environment
 
+    tf32_environment(args.device, False, os.environ)
     import torch
 
     if not torch.cuda.is_available():

@@ -143,6 +143,7 @@ def test_main_runs_every_step_through_dnnbenchs_api_and_prints_one_table(accepta
         return {"device": device, "device_name": "NVIDIA H200", "precision": precision, "theoretical_flops": 989.4e12,
                 "kernels": [{"kernel": "matmul", "rate": 800e12}], "spec": {"clock_source": "datasheet"}}
 
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)  # main sets it as the workers have it; undone after
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     monkeypatch.setattr(dnnbench.run, "benchmark", benchmark)
@@ -164,6 +165,7 @@ def test_main_runs_every_step_through_dnnbenchs_api_and_prints_one_table(accepta
                         "fp32,fp16,bf16", "time,memory")
     assert calls[2] == ((), "paper", "eager", "fp16", "time") and calls[3][2] == "compile" and len(calls) == 4
     assert "tensorrt" in out and "n/a" in out and "FAIL 0" in out and "PASS" in out
+    assert os.environ["NVIDIA_TF32_OVERRIDE"] == "0"  # the loops ran in the fp32 workers' environment
 
 
 def test_an_fp16_flag_from_logits_below_fp16s_range_is_the_weights_not_a_failure(acceptance):
