@@ -306,3 +306,96 @@ def has_scenarios(frames: BenchmarkFrames, machine_ids: Iterable[str] | None = N
     """Whether the frames hold any offline or server cell (of these machines)."""
     wanted = None if machine_ids is None else set(machine_ids)
     return any(wanted is None or r.machine_id in wanted for r in _scenario_records(frames))
+
+
+FIGURE_COLUMNS = [*DEPLOYMENT, "offline_images_per_s", "offline_streams", "offline_batch_size", "offline_reason",
+                  "server_p99_ms", "server_rate", "server_streams", "server_batch_size", "server_reason"]
+OFFLINE_HOW = "dnnbench run --scenario offline"
+SERVER_HOW = "dnnbench run --scenario server"
+
+
+def scenario_figures(frames: BenchmarkFrames, at_rate: float | None = None) -> pd.DataFrame:
+    """One row per deployment with any offline or server cell (failed ones too), with what `select` judges: the
+    best trusted offline images/s (and its point) and, given `at_rate`, the server p99 there
+    (server_p99_at_rate). Where a figure is missing, `offline_reason`/`server_reason` says why (a contended or
+    unsupported cell, a rate not reached); the model's accuracy columns come with it, as in `performance`."""
+    from .derived import model_summary
+    from .quantized import quantization_columns
+
+    cells = scenario_cells(frames)
+    if cells.empty:
+        return pd.DataFrame(columns=FIGURE_COLUMNS)
+    best = best_offline(frames)
+    at = server_p99_at_rate(frames, at_rate) if at_rate is not None else None
+    keys = _keys()
+    rows = []
+    for key, group in cells.sort_values("finished_at", kind="stable").groupby(keys, sort=False, dropna=False):
+        row = {k: group.iloc[-1][k] for k in DEPLOYMENT}
+        row.update(_offline_figures(group[group["metric"] == "offline"], _match(best, keys, key)))
+        row.update(_server_figures(group[group["metric"] == "server"], _match(at, keys, key), at_rate))
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=FIGURE_COLUMNS)
+    summary = model_summary(frames)[["model", "params", "top1", "top5", "accuracy_source"]]
+    frame = quantization_columns(frame.merge(summary, on="model", how="left"), frames.accuracy)
+    frame["accuracy_source"] = frame["accuracy_source"].fillna("none")
+    return _typed(frame)
+
+
+def _match(frame: pd.DataFrame | None, keys: list[str], key: tuple) -> pd.Series | None:
+    if frame is None or frame.empty:
+        return None
+    mask = pd.Series(True, index=frame.index)
+    for column, value in zip(keys, key):
+        mask &= frame[column].isna() if _missing(value) else frame[column] == value
+    return frame[mask].iloc[0] if mask.any() else None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _failed_reason(cells: pd.DataFrame, scenario: str) -> str:
+    """Why the latest failed cell of a scenario gave no figure: `offline scenario unsupported: reason`."""
+    failed = cells[cells["status"] != "ok"]
+    if failed.empty:
+        return ""
+    last = failed.iloc[-1]
+    first_line = last["error"].splitlines()[0][:160] if last["error"] else ""
+    return f"{scenario} scenario {last['status']}" + (f": {first_line}" if first_line else "")
+
+
+def _offline_figures(cells: pd.DataFrame, best: pd.Series | None) -> dict[str, Any]:
+    figures = {"offline_images_per_s": np.nan, "offline_streams": np.nan, "offline_batch_size": np.nan}
+    if best is not None and best["trusted"]:
+        figures.update(offline_images_per_s=best["best_images_per_s"], offline_streams=best["best_streams"],
+                       offline_batch_size=best["best_batch_size"], offline_reason="")
+    elif best is not None:
+        figures["offline_reason"] = (f"offline scenario measured, no trusted point ({best['excluded']}): measure it "
+                                     f"again (`{OFFLINE_HOW} --force`)")
+    else:
+        figures["offline_reason"] = (_failed_reason(cells, "offline")
+                                     or f"not measured in the offline scenario (`{OFFLINE_HOW}`)")
+    return figures
+
+
+def _server_figures(cells: pd.DataFrame, at: pd.Series | None, rate: float | None) -> dict[str, Any]:
+    figures = {"server_p99_ms": np.nan, "server_rate": np.nan, "server_streams": np.nan,
+               "server_batch_size": np.nan, "server_reason": ""}
+    if rate is None:
+        return figures
+    if at is not None and not _missing(at["server_p99_ms"]):
+        figures.update(server_p99_ms=at["server_p99_ms"], server_rate=at["server_rate"],
+                       server_streams=at["server_streams"], server_batch_size=at["server_batch_size"])
+    elif at is not None:
+        figures["server_reason"] = f"server p99 at {rate:g} requests/s not measured: {at['server_note']}"
+    else:
+        ok = cells[cells["status"] == "ok"]
+        untrusted = ok[ok["contended"] | ~ok["output_check_passed"].astype(bool)]
+        if len(ok) and len(untrusted) == len(ok):
+            why = "contended" if untrusted["contended"].any() else "flagged by the output check"
+            figures["server_reason"] = (f"server scenario measured, no trusted cell ({why}): measure it again "
+                                        f"(`{SERVER_HOW} --force`)")
+        else:
+            figures["server_reason"] = (_failed_reason(cells, "server")
+                                        or f"not measured in the server scenario (`{SERVER_HOW}`)")
+    return figures
