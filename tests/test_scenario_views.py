@@ -15,18 +15,21 @@ from dnnbench.analysis import Constraints, frames_from_records, performance, sel
 from dnnbench.analysis.scenarios import (
     best_offline,
     offline_curve,
+    scenario_figures,
     scenario_summary,
     server_curve,
     server_knees,
     server_p99_at_rate,
 )
 from dnnbench.analysis.select import selection_rows
+from dnnbench.cli.app import app
 from dnnbench.errors import UsageError
-from dnnbench.report import ReportOptions, build_report
-from dnnbench.report import figures as static
-from dnnbench.report import interactive
-from dnnbench.store import ResultRecord, Store
+from dnnbench.report import EmptyFigureError, ReportOptions, build_report
+from dnnbench.report import scenarios as draw
+from dnnbench.store import ResultRecord
 from dnnbench.store.values import decode
+from test_analysis import CPU_A, fill_store
+from test_report import _console_errors, _run_chromium
 
 MACHINE = "m1"
 
@@ -167,3 +170,138 @@ def test_frames_of_a_store_without_scenario_cells_are_empty_and_well_formed():
 
 def test_a_store_with_only_scenario_cells_is_not_empty(frames):
     frames.require_data()
+
+
+# --- select ---------------------------------------------------------------------------------------------------
+
+
+def _select(frames, limits, **kwargs):
+    return select_models(performance(frames), limits, top=None, machine_id=MACHINE,
+                         scenarios=scenario_figures(frames, limits.at_rate), **kwargs)
+
+
+def test_min_throughput_keeps_deployments_whose_best_offline_point_meets_it(frames):
+    selection = _select(frames, Constraints(min_offline_images_per_s=50.0))
+    chosen = {c.model: c for c in selection.chosen}
+    # resnet50: openvino's 80 images/s passes (eager's 36 does not); mobilenetv2: eager's trusted 100 (not the 190
+    # point short of the minimums)
+    assert chosen["resnet50"].setup.endswith("openvino") and chosen["resnet50"].offline_images_per_s == 80.0
+    assert chosen["resnet50"].offline_point == "2 streams x batch 4"
+    assert chosen["mobilenetv2"].offline_images_per_s == 100.0
+    # the openvino deployment of mobilenetv2 could not run concurrently: listed, with why, not dropped
+    missing = {(r.candidate.model, r.candidate.setup): r.describe() for r in selection.not_measured}
+    assert missing == {("mobilenetv2", "cpu fp32 2 threads openvino"):
+                       "offline scenario unsupported: openvino at fp32: no concurrent requests here"}
+    too_slow = _select(frames, Constraints(min_offline_images_per_s=150.0))
+    assert not too_slow.chosen
+    why = {r.candidate.model: r.describe() for r in too_slow.rejected}
+    assert why["resnet50"].startswith("offline throughput 80.0 < 150 images/s")
+
+
+def test_max_p99_at_a_rate_judges_the_smallest_measured_rate_at_or_above_it(frames):
+    # 15 req/s is judged at 20 req/s (p99 90 ms): passes 95 ms, fails 80 ms
+    assert [c.model for c in _select(frames, Constraints(max_p99_ms=95.0, at_rate=15.0)).chosen] == ["resnet50"]
+    strict = _select(frames, Constraints(max_p99_ms=80.0, at_rate=15.0))
+    assert not strict.chosen
+    rejected = {r.candidate.model: r.describe() for r in strict.rejected}
+    assert rejected["resnet50"] == ("server p99 90.0 > 80.0 ms (+10.0 ms, +12%) [at 20 requests/s offered]")
+    # every deployment without a trusted server figure is listed with why
+    missing = {(r.candidate.model, r.candidate.setup): r.describe() for r in strict.not_measured}
+    assert "no trusted cell (contended)" in missing[("resnet50", "cpu fp32 2 threads openvino")]
+    assert missing[("mobilenetv2", "cpu fp32 2 threads eager")].startswith("not measured in the server scenario")
+    overloaded = _select(frames, Constraints(max_p99_ms=1e4, at_rate=35.0))
+    assert not overloaded.chosen and "5 of 200 requests dropped" in overloaded.rejected[0].describe()
+
+
+def test_scenario_constraints_need_both_flags_and_positive_values():
+    with pytest.raises(UsageError, match="--max-p99-ms"):
+        Constraints(at_rate=10.0)
+    with pytest.raises(UsageError, match="--at-rate"):
+        Constraints(max_p99_ms=10.0)
+    with pytest.raises(UsageError, match="--min-throughput must be positive"):
+        Constraints(min_offline_images_per_s=0.0)
+
+
+def test_selection_rows_carry_scenario_columns_only_when_asked(frames):
+    plain = selection_rows(_select(frames, Constraints(min_images_per_s=1.0)), 5)
+    assert plain and not any("offline_images_per_s" in row or "not_measured" in row for row in plain)
+    rows = selection_rows(_select(frames, Constraints(min_offline_images_per_s=50.0)), 5)
+    assert [row["not_measured"] for row in rows] == [False, False, True]
+    assert rows[0]["offline_point"] == "2 streams x batch 4"
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return fill_store(tmp_path / "results.sqlite", scenario_records(), {MACHINE: CPU_A})
+
+
+def test_cli_select_filters_and_lists_not_measured_deployments(store):
+    runner = CliRunner()
+    done = runner.invoke(app, ["select", "--db", store, "--min-throughput", "50", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    rows = json.loads(done.output)
+    assert {(r["model"], r["fits"], r["not_measured"]) for r in rows} == {
+        ("resnet50", True, False), ("mobilenetv2", True, False), ("mobilenetv2", False, True)}
+    table = runner.invoke(app, ["select", "--db", store, "--max-p99-ms", "80", "--at-rate", "15"],
+                          env={"COLUMNS": "200"})
+    assert table.exit_code == 1 and "not measured in that scenario" in table.output
+    assert "no model meets batch size 1, server p99 <= 80 ms at 15 requests/s" in table.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--at-rate", "15"], "--at-rate 15 says where a server p99 is judged; give the bound with --max-p99-ms MS"),
+    (["--max-p99-ms", "5"], "--max-p99-ms 5 bounds the server p99 at an offered rate; give the rate with --at-rate"),
+    (["--min-throughput", "-3"], "--min-throughput must be positive, not -3.0"),
+])
+def test_cli_select_errors_are_one_line_and_exit_2(store, args, message):
+    done = CliRunner().invoke(app, ["select", "--db", store, *args], env={"COLUMNS": "300"})
+    assert done.exit_code == 2 and message in done.output and len(done.output.strip().splitlines()) == 1
+
+
+# --- the report -----------------------------------------------------------------------------------------------
+
+
+def test_scenario_figures_draw_curves_and_refuse_empty_frames(frames):
+    curve, server = offline_curve(frames), server_curve(frames)
+    fig = draw.offline_throughput(curve, best_offline(frames))
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 3  # one panel per deployment
+    assert all("images/s" in ax.get_ylabel() and "Streams" in ax.get_xlabel() for ax in fig.axes if ax.get_visible())
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "best 36 images/s\n2 streams x batch 4" in texts
+    fig = draw.server_latency(server, server_knees(frames))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert " knee 20 req/s" in texts and " knee 50 req/s (contended)" in texts
+    assert any("p99 bound 100 ms" in t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
+    interactive = draw.server_latency_interactive(server, server_knees(frames))
+    assert {t.name for t in interactive.data} >= {"p50", "p99", "p99 bound", "knee", "requests dropped"}
+    offline_fig = draw.offline_throughput_interactive(curve, best_offline(frames))
+    assert "best point" in {t.name for t in offline_fig.data}
+    for make in (draw.offline_throughput, draw.offline_throughput_interactive):
+        with pytest.raises(EmptyFigureError):
+            make(curve.iloc[:0])
+    for make in (draw.server_latency, draw.server_latency_interactive):
+        with pytest.raises(EmptyFigureError):
+            make(server.iloc[:0])
+
+
+def test_report_has_a_scenario_section_only_with_scenario_cells(store, tmp_path):
+    result = build_report(store, tmp_path / "report", ReportOptions(formats=("png",)))
+    page = result.index.read_text()
+    section = page.split('<section id="scenarios">', 1)[1].split("</section>", 1)[0]
+    assert "Best offline images/s" in section and "Server knee req/s" in section
+    assert {p.name for p in result.images} >= {f"{n:02d}-{key}-m1.png" for n, key in ((3, "offline-throughput"),
+                                                                                      (4, "server-latency"))}
+    failures = page.split('<section id="failures">', 1)[1].split("</section>", 1)[0]
+    assert "offline" in failures and "no concurrent requests here" in failures
+    plain = fill_store(tmp_path / "plain.sqlite", [timed("resnet50", "eager", 0.05)], {MACHINE: CPU_A})
+    before = build_report(plain, tmp_path / "plain", ReportOptions(formats=()))
+    text = before.index.read_text()
+    assert 'id="scenarios"' not in text and "offline" not in text.split('<section id="failures">', 1)[1]
+
+
+def test_report_with_scenarios_renders_in_chromium_without_errors(store, tmp_path):
+    result = build_report(store, tmp_path / "report", ReportOptions(formats=()))
+    done = _run_chromium(result.index, tmp_path, "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _console_errors(done.stderr) == []
+    assert done.stdout.count('class="plot js-plotly-plot"') == result.figures

@@ -321,7 +321,7 @@ def select_models(perf: pd.DataFrame, limits: Constraints, top: int | None = 5, 
         if passing:
             chosen.append(min(passing, key=lambda c: _fastest_key(c, limits)))
         else:
-            closest = min(judged, key=lambda cv: (len(cv[1]), cv[0].latency_ms or math.inf))
+            closest = min(judged, key=lambda cv: (len(cv[1]), _fastest_key(cv[0], limits)))
             rejected.append(Rejection(*closest))
     chosen.sort(key=_rank_key)
     rejected.sort(key=lambda r: _rank_key(r.candidate))
