@@ -41,6 +41,8 @@ class Constraints:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{SCENARIO_FLAGS.get(name, name.replace('_', ' '))} must be positive, not {value}")
+        if self.min_top1 is not None and not 0 <= self.min_top1 <= 100:
+            raise UsageError(f"min top-1 is a percentage in [0, 100], not {self.min_top1}")
         if self.at_rate is not None and self.max_p99_ms is None:
             raise UsageError(f"--at-rate {self.at_rate:g} says where a server p99 is judged; give the bound with "
                              "--max-p99-ms MS")
@@ -52,8 +54,6 @@ class Constraints:
     def scenario_limits(self) -> bool:
         """Whether any constraint needs offline or server cells."""
         return self.min_offline_images_per_s is not None or self.max_p99_ms is not None
-        if self.min_top1 is not None and not 0 <= self.min_top1 <= 100:
-            raise UsageError(f"min top-1 is a percentage in [0, 100], not {self.min_top1}")
 
     def describe(self) -> str:
         parts = [f"batch size {self.batch_size}"]
