@@ -5,10 +5,12 @@ percentiles at each offered rate; both belong to one deployment (machine, model,
 backend), the `setup` of the time cells. This module flattens them into one row per point, picks the best
 offline point and the server knee per deployment, and judges a server p99 at a given rate (`select`).
 
-Trust follows the time cells (analysis/best.py): a point can be chosen only from a cell whose output check
-passed and that was measured without contention, and an offline point only where its window met the minimum
-duration and sample count. Untrusted points stay in the curves, marked, and are counted (`excluded`) where a
-best point or knee is picked; a deployment without a trusted point gets no best figure, only the reason.
+Trust follows the time cells (analysis/best.py): a point is trusted where its cell's output check passed and
+it was measured without contention, and an offline point only where its window met the minimum duration and
+sample count. Untrusted points stay in the curves, marked, and are counted (`excluded`). A flagged cell or a
+point short of its minimums never gives a best figure. A contended one does only where a deployment has nothing
+better, marked `contended`: contention only ever lowers a throughput and raises a latency, so such a figure is
+a conservative one (`select` lets it pass a limit it meets, and says so where it fails one).
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ OFFLINE_COLUMNS = [*CELL_COLUMNS, "streams", "batch_size", "threads_per_stream",
                    "duration_s", "met_minimums", "point_error", "trusted"]
 BEST_OFFLINE_COLUMNS = [*DEPLOYMENT, "executed_precision", "concurrency", "best_images_per_s", "best_streams",
                         "best_batch_size", "best_threads_per_stream", "single_stream_images_per_s",
-                        "single_stream_source", "gain", "points", "excluded", "trusted"]
+                        "single_stream_source", "gain", "points", "excluded", "trusted", "contended"]
 SERVER_COLUMNS = [*CELL_COLUMNS, "streams", "batch_size", "threads_per_stream", "p99_bound_ms", "bound_source",
                   "target_rate", "achieved_rate", "count", "completed", "dropped", "p50_ms", "p90_ms", "p99_ms",
                   "mean_ms", "max_ms", "meets_bound", "trusted"]
 KNEE_COLUMNS = [*DEPLOYMENT, "executed_precision", "concurrency", "cell", "streams", "batch_size", "p99_bound_ms",
                 "bound_source", "knee_rate", "knee_p99_ms", "knee_achieved_rate", "rates", "trusted", "excluded"]
 AT_RATE_COLUMNS = [*DEPLOYMENT, "server_rate", "server_p99_ms", "server_streams", "server_batch_size",
-                   "server_dropped", "server_note"]
+                   "server_dropped", "server_contended", "server_note"]
 
 
 def _nan(value: Any) -> Any:
@@ -137,19 +139,23 @@ def best_offline(frames: BenchmarkFrames, curve: pd.DataFrame | None = None) -> 
     """One row per deployment with an offline curve: the trusted point of the highest images/s (its streams,
     batch size, threads per stream), the single-stream images/s beside it and the gain. The single-stream
     figure is the time cell at batch size 1 of the same setup (`time cell`), else the curve's (1 stream,
-    batch 1) point (`offline 1x1`). Where no point is trusted, the best figures are NaN, `trusted` False and
-    `excluded` says why."""
+    batch 1) point (`offline 1x1`). Where no point is trusted, the best of the contended points (check passed,
+    minimums met) stands in, `trusted` False and `contended` True; where there is none, the best figures are NaN.
+    `excluded` counts the points left out and why."""
     curve = offline_curve(frames) if curve is None else curve
     single = _single_stream(frames)
     rows = []
     for _, points in curve.groupby(_keys(), sort=False, dropna=False):
         first = points.iloc[0]
         trusted = points[points["trusted"].astype(bool)]
-        best = trusted.loc[trusted["images_per_s"].idxmax()] if len(trusted) else None
+        pool = trusted if len(trusted) else points[
+            points["images_per_s"].notna() & points["output_check_passed"].astype(bool)
+            & points["met_minimums"].astype(bool)]
+        best = pool.loc[pool["images_per_s"].idxmax()] if len(pool) else None
         key = tuple(first[k] for k in _keys())
         ss, source = single.get(key, (np.nan, ""))
-        if (ss is None or pd.isna(ss)) and len(trusted):
-            one = trusted[(trusted["streams"] == 1) & (trusted["batch_size"] == 1)]
+        if (ss is None or pd.isna(ss)) and len(pool):
+            one = pool[(pool["streams"] == 1) & (pool["batch_size"] == 1)]
             ss, source = (float(one["images_per_s"].iloc[0]), "offline 1x1") if len(one) else (np.nan, "")
         row = {k: first[k] for k in DEPLOYMENT}
         row.update({"executed_precision": (best if best is not None else first)["executed_precision"],
@@ -161,7 +167,8 @@ def best_offline(frames: BenchmarkFrames, curve: pd.DataFrame | None = None) -> 
                     "single_stream_images_per_s": ss, "single_stream_source": source,
                     "gain": best["images_per_s"] / ss if best is not None and ss and not pd.isna(ss) else np.nan,
                     "points": int(points["images_per_s"].notna().sum()), "excluded": _excluded(points),
-                    "trusted": best is not None})
+                    "trusted": best is not None and len(trusted) > 0,
+                    "contended": best is not None and not len(trusted)})
         rows.append(row)
     return _typed(pd.DataFrame(rows, columns=BEST_OFFLINE_COLUMNS))
 
@@ -231,17 +238,18 @@ def server_knees(frames: BenchmarkFrames, curve: pd.DataFrame | None = None) -> 
 
 
 def server_p99_at_rate(frames: BenchmarkFrames, rate: float, curve: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per deployment with a trusted server cell: the p99 (ms) at offered rate `rate`, judged at the
-    smallest measured rate >= `rate` (no interpolation: latency rises with load, so that p99 bounds the one at
-    `rate`; an interpolated figure would be one nobody measured). Of several serving configurations (stream
-    counts, batch sizes) the one with the lowest such p99. `server_p99_ms` is NaN, with the reason in
-    `server_note`, where no rate that high was measured, or where requests were dropped at it (overloaded: the
-    p99 of the completed ones would understate)."""
+    """One row per deployment with a server cell whose output check passed: the p99 (ms) at offered rate `rate`,
+    judged at the smallest measured rate >= `rate` (no interpolation: latency rises with load, so that p99 bounds
+    the one at `rate`; an interpolated figure would be one nobody measured). Of several serving configurations
+    (stream counts, batch sizes) the one with the lowest such p99, uncontended cells first (`server_contended`:
+    only contended cells had one). `server_p99_ms` is NaN, with the reason in `server_note`, where no rate that
+    high was measured, or where requests were dropped at it (overloaded: the p99 of the completed ones would
+    understate)."""
     if not rate > 0:
         raise ValueError(f"the offered rate must be positive, not {rate}")
     curve = server_curve(frames) if curve is None else curve
     rows = []
-    for _, points in curve[curve["trusted"].astype(bool)].groupby(_keys(), sort=False, dropna=False):
+    for _, points in curve[curve["output_check_passed"].astype(bool)].groupby(_keys(), sort=False, dropna=False):
         first = points.iloc[0]
         best: dict[str, Any] | None = None
         notes = []
@@ -259,12 +267,14 @@ def server_p99_at_rate(frames: BenchmarkFrames, rate: float, curve: pd.DataFrame
                              f"{_int(p['count'])} requests dropped")
                 continue
             candidate = {"server_rate": p["target_rate"], "server_p99_ms": p["p99_ms"], "server_streams":
-                         c0["streams"], "server_batch_size": c0["batch_size"], "server_dropped": 0}
-            if best is None or candidate["server_p99_ms"] < best["server_p99_ms"]:
+                         c0["streams"], "server_batch_size": c0["batch_size"], "server_dropped": 0,
+                         "server_contended": bool(c0["contended"])}
+            if best is None or (candidate["server_contended"], candidate["server_p99_ms"]) < (
+                    best["server_contended"], best["server_p99_ms"]):
                 best = candidate
         row = {k: first[k] for k in DEPLOYMENT}
         row.update(best or {"server_rate": np.nan, "server_p99_ms": np.nan, "server_streams": np.nan,
-                            "server_batch_size": np.nan, "server_dropped": np.nan})
+                            "server_batch_size": np.nan, "server_dropped": np.nan, "server_contended": False})
         row["server_note"] = "" if best is not None else "; ".join(notes)
         rows.append(row)
     return _typed(pd.DataFrame(rows, columns=AT_RATE_COLUMNS))
@@ -295,7 +305,8 @@ def scenario_summary(frames: BenchmarkFrames) -> pd.DataFrame:
         row = rows.setdefault(key, {**{c: k[c] for c in DEPLOYMENT}})
         if "single_stream_images_per_s" not in row:
             row["single_stream_images_per_s"], row["single_stream_source"] = single.get(key, (np.nan, ""))
-        row.update({"knee_rate": k["knee_rate"] if k["trusted"] else np.nan, "p99_bound_ms": k["p99_bound_ms"],
+        flagged = "flagged" in k["excluded"]
+        row.update({"knee_rate": np.nan if flagged else k["knee_rate"], "p99_bound_ms": k["p99_bound_ms"],
                     "bound_source": k["bound_source"], "server_streams": k["streams"],
                     "server_batch_size": k["batch_size"], "server_excluded": k["excluded"]})
     frame = pd.DataFrame(list(rows.values()), columns=columns)
@@ -309,7 +320,8 @@ def has_scenarios(frames: BenchmarkFrames, machine_ids: Iterable[str] | None = N
 
 
 FIGURE_COLUMNS = [*DEPLOYMENT, "offline_images_per_s", "offline_streams", "offline_batch_size", "offline_reason",
-                  "server_p99_ms", "server_rate", "server_streams", "server_batch_size", "server_reason"]
+                  "offline_contended", "server_p99_ms", "server_rate", "server_streams", "server_batch_size",
+                  "server_reason", "server_contended"]
 OFFLINE_HOW = "dnnbench run --scenario offline"
 SERVER_HOW = "dnnbench run --scenario server"
 
@@ -365,13 +377,15 @@ def _failed_reason(cells: pd.DataFrame, scenario: str) -> str:
 
 
 def _offline_figures(cells: pd.DataFrame, best: pd.Series | None) -> dict[str, Any]:
-    figures = {"offline_images_per_s": np.nan, "offline_streams": np.nan, "offline_batch_size": np.nan}
-    if best is not None and best["trusted"]:
+    figures = {"offline_images_per_s": np.nan, "offline_streams": np.nan, "offline_batch_size": np.nan,
+               "offline_contended": False}
+    if best is not None and not _missing(best["best_images_per_s"]):
         figures.update(offline_images_per_s=best["best_images_per_s"], offline_streams=best["best_streams"],
-                       offline_batch_size=best["best_batch_size"], offline_reason="")
+                       offline_batch_size=best["best_batch_size"], offline_reason="",
+                       offline_contended=bool(best["contended"]))
     elif best is not None:
-        figures["offline_reason"] = (f"offline scenario measured, no trusted point ({best['excluded']}): measure it "
-                                     f"again (`{OFFLINE_HOW} --force`)")
+        figures["offline_reason"] = (f"offline scenario measured, no point to judge ({best['excluded']}): measure "
+                                     f"it again (`{OFFLINE_HOW} --force`)")
     else:
         figures["offline_reason"] = (_failed_reason(cells, "offline")
                                      or f"not measured in the offline scenario (`{OFFLINE_HOW}`)")
@@ -380,21 +394,20 @@ def _offline_figures(cells: pd.DataFrame, best: pd.Series | None) -> dict[str, A
 
 def _server_figures(cells: pd.DataFrame, at: pd.Series | None, rate: float | None) -> dict[str, Any]:
     figures = {"server_p99_ms": np.nan, "server_rate": np.nan, "server_streams": np.nan,
-               "server_batch_size": np.nan, "server_reason": ""}
+               "server_batch_size": np.nan, "server_reason": "", "server_contended": False}
     if rate is None:
         return figures
     if at is not None and not _missing(at["server_p99_ms"]):
         figures.update(server_p99_ms=at["server_p99_ms"], server_rate=at["server_rate"],
-                       server_streams=at["server_streams"], server_batch_size=at["server_batch_size"])
+                       server_streams=at["server_streams"], server_batch_size=at["server_batch_size"],
+                       server_contended=bool(at["server_contended"]))
     elif at is not None:
         figures["server_reason"] = f"server p99 at {rate:g} requests/s not measured: {at['server_note']}"
     else:
         ok = cells[cells["status"] == "ok"]
-        untrusted = ok[ok["contended"] | ~ok["output_check_passed"].astype(bool)]
-        if len(ok) and len(untrusted) == len(ok):
-            why = "contended" if untrusted["contended"].any() else "flagged by the output check"
-            figures["server_reason"] = (f"server scenario measured, no trusted cell ({why}): measure it again "
-                                        f"(`{SERVER_HOW} --force`)")
+        if len(ok) and not ok["output_check_passed"].astype(bool).any():
+            figures["server_reason"] = ("server scenario measured, every cell flagged by the output check: its "
+                                        "outputs differ from eager fp32")
         else:
             figures["server_reason"] = (_failed_reason(cells, "server")
                                         or f"not measured in the server scenario (`{SERVER_HOW}`)")

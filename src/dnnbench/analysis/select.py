@@ -160,6 +160,15 @@ class Candidate:
     server_p99_ms: float | None = None
     server_rate: float | None = None  # the measured rate the p99 was judged at (>= the constraint's rate)
     server_reason: str = ""
+    # the figure came from a cell measured under contention: conservative (slower than the machine is)
+    offline_contended: bool = False
+    server_contended: bool = False
+
+    @property
+    def scenario_note(self) -> str:
+        """Which scenario figures were measured under contention (they pass a limit they meet; see violations)."""
+        which = [w for w, flag in (("offline", self.offline_contended), ("server", self.server_contended)) if flag]
+        return f"{' and '.join(which)} measured while contended (conservative)" if which else ""
 
     @property
     def offline_point(self) -> str:
@@ -258,7 +267,12 @@ def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
     return tuple(out) + _scenario_violations(c, limits)
 
 
+CONTENDED = "measured while contended, which only slows it: measure again with `dnnbench run --scenario {} --force`"
+
+
 def _scenario_violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
+    """A figure measured under contention is conservative: it passes a limit it meets; where it fails one, the
+    violation says that the machine was busy."""
     out = []
     if limits.min_offline_images_per_s is not None:
         limit = limits.min_offline_images_per_s
@@ -267,14 +281,16 @@ def _scenario_violations(c: Candidate, limits: Constraints) -> tuple[Violation, 
                                  or "not measured in the offline scenario"))
         elif c.offline_images_per_s < limit:
             out.append(Violation("offline throughput", limit, c.offline_images_per_s, "images/s", False,
-                                 note=f"best point {c.offline_point}"))
+                                 note=f"best point {c.offline_point}" + (
+                                     "; " + CONTENDED.format("offline") if c.offline_contended else "")))
     if limits.max_p99_ms is not None:
         if c.server_p99_ms is None:
             out.append(Violation("server p99", limits.max_p99_ms, None, "ms", True,
                                  reason=c.server_reason or "not measured in the server scenario"))
         elif c.server_p99_ms > limits.max_p99_ms:
             out.append(Violation("server p99", limits.max_p99_ms, c.server_p99_ms, "ms", True,
-                                 note=f"at {c.server_rate:g} requests/s offered"))
+                                 note=f"at {c.server_rate:g} requests/s offered" + (
+                                     "; " + CONTENDED.format("server") if c.server_contended else "")))
     return tuple(out)
 
 
@@ -373,7 +389,9 @@ def _with_scenario(c: Candidate, figures: pd.Series | None) -> Candidate:
                    offline_batch_size=int(batch) if batch is not None else None,
                    offline_reason=str(figures.get("offline_reason") or ""),
                    server_p99_ms=_number(figures.get("server_p99_ms")), server_rate=_number(figures.get("server_rate")),
-                   server_reason=str(figures.get("server_reason") or ""))
+                   server_reason=str(figures.get("server_reason") or ""),
+                   offline_contended=bool(figures.get("offline_contended")),
+                   server_contended=bool(figures.get("server_contended")))
 
 
 DEFAULT_FPS_LEVELS = (15.0, 30.0, 60.0)
@@ -410,7 +428,7 @@ def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
             "quantization": c.quantization,
             "batch_size": c.batch_size, "fits": not why_not,
             "offline_images_per_s": c.offline_images_per_s, "offline_point": c.offline_point,
-            "server_p99_ms": c.server_p99_ms, "server_rate": c.server_rate,
+            "server_p99_ms": c.server_p99_ms, "server_rate": c.server_rate, "scenario_note": c.scenario_note,
             "why_not": why_not, "latency_source": c.latency_source, "latency_low_ms": c.latency_low_ms,
             # an open interval (None): JSON has no infinity
             "latency_high_ms": c.latency_high_ms if c.latency_high_ms is None or math.isfinite(c.latency_high_ms)
@@ -431,7 +449,7 @@ def selection_rows(selection: Selection, top: int) -> list[dict]:
                  for r in selection.not_measured if (r.candidate.model, r.candidate.setup) not in listed]
     else:  # no scenario constraint: the columns of before
         for row in rows:
-            for key in ("offline_images_per_s", "offline_point", "server_p99_ms", "server_rate"):
+            for key in ("offline_images_per_s", "offline_point", "server_p99_ms", "server_rate", "scenario_note"):
                 del row[key]
     if all(row["joules_per_image"] is None for row in rows):  # no energy cells: the columns of before
         for row in rows:

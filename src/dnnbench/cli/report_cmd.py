@@ -195,10 +195,11 @@ def _selection_table(selection, machine_label: str) -> Table:
     headers = (["#", "model", "top-1 %", "acc.", "ms/batch"] + (["latency", "5-95% ms"] if predicted else [])
                + ["images/s", "MB"] + (["J/image"] if energy else [])
                + (["offline img/s", "at"] if offline else []) + (["p99 ms", "judged at req/s"] if served else [])
+               + (["scenario note"] if any(c.scenario_note for c in selection.chosen) else [])
                + ([] if one_setup else ["config"]) + (["quantized"] if quantized else []))
     for header in headers:
-        table.add_column(header, justify="left" if header in ("model", "acc.", "config", "latency", "quantized", "at")
-                         else "right")
+        table.add_column(header, justify="left" if header in ("model", "acc.", "config", "latency", "quantized", "at",
+                                                              "scenario note") else "right")
     for i, c in enumerate(selection.chosen, 1):
         row = [str(i), c.name, _fmt(c.top1, 2), SOURCE_MARK.get(c.accuracy_source, c.accuracy_source),
                _fmt(c.latency_ms, 2)]
@@ -208,6 +209,7 @@ def _selection_table(selection, machine_label: str) -> Table:
         row += [_fmt(c.joules_per_image, 3)] if energy else []
         row += [_fmt(c.offline_images_per_s), c.offline_point] if offline else []
         row += [_fmt(c.server_p99_ms, 2), "-" if c.server_rate is None else f"{c.server_rate:.4g}"] if served else []
+        row += [c.scenario_note] if "scenario note" in headers else []
         table.add_row(*row + ([] if one_setup else [c.setup]) + ([c.quantization or "-"] if quantized else []))
     return table
 

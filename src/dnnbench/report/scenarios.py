@@ -86,11 +86,12 @@ def offline_throughput(curve: pd.DataFrame, best: pd.DataFrame | None = None) ->
             ax.scatter(line["streams"][~trusted], line["images_per_s"][~trusted], s=22, facecolors="white",
                        edgecolors=color, linewidths=1.0, zorder=3)
         b = bests.get(_key(first))
-        if b is not None and b["trusted"]:
-            ax.scatter([b["best_streams"]], [b["best_images_per_s"]], marker="*", s=170, color="#ffbf00",
-                       edgecolors="black", linewidths=0.7, zorder=5)
-            ax.annotate(f"best {b['best_images_per_s']:.3g} images/s\n{_streams(b['best_streams'])} x batch "
-                        f"{int(b['best_batch_size'])}", (b["best_streams"], b["best_images_per_s"]),
+        if b is not None and not pd.isna(b["best_images_per_s"]):
+            ax.scatter([b["best_streams"]], [b["best_images_per_s"]], marker="*", s=170,
+                       color="#ffbf00" if b["trusted"] else "white", edgecolors="black", linewidths=0.7, zorder=5)
+            ax.annotate(f"best {b['best_images_per_s']:.3g} images/s" + ("" if b["trusted"] else " (contended)")
+                        + f"\n{_streams(b['best_streams'])} x batch {int(b['best_batch_size'])}",
+                        (b["best_streams"], b["best_images_per_s"]),
                         xytext=(6, -4), textcoords="offset points", fontsize=6.5, va="top")
         if b is not None and not pd.isna(b["single_stream_images_per_s"]):
             ax.axhline(b["single_stream_images_per_s"], color="#777777", ls=":", lw=1.0)
@@ -112,8 +113,8 @@ def offline_throughput(curve: pd.DataFrame, best: pd.DataFrame | None = None) ->
         ax.legend(loc="lower right", fontsize=6.5, frameon=False)
     fig.suptitle(f"Offline throughput against streams: {_plain(data['machine'].iloc[0])}", x=0.01, ha="left",
                  fontweight="bold")
-    fig.supxlabel("star: best trusted point; hollow: contended, short of the minimums or flagged (not a "
-                  "candidate); dotted: single-stream images/s", x=0.01, ha="left", fontsize=6.5, color="#444444")
+    fig.supxlabel("star: best trusted point (white: only contended points); hollow: contended, short of the "
+                  "minimums or flagged; dotted: single-stream images/s", x=0.01, ha="left", fontsize=6.5, color="#444444")
     return fig
 
 
@@ -231,14 +232,16 @@ def offline_throughput_interactive(curve: pd.DataFrame, best: pd.DataFrame | Non
                 text=hover, hovertemplate="%{text}<extra></extra>"), **at)
             shown.add(b)
         r = bests.get(_key(part.iloc[0]))
-        if r is not None and r["trusted"]:
+        if r is not None and not pd.isna(r["best_images_per_s"]):
             fig.add_trace(go.Scatter(
                 x=[r["best_streams"]], y=[r["best_images_per_s"]], mode="markers", name="best point",
                 legendgroup="best", showlegend=i == 0,
-                marker={"symbol": "star", "size": 16, "color": "#ffbf00", "line": {"color": "black", "width": 1}},
+                marker={"symbol": "star", "size": 16, "color": "#ffbf00" if r["trusted"] else "white",
+                        "line": {"color": "black", "width": 1}},
                 text=[f"best: {r['best_images_per_s']:.4g} images/s at {_streams(r['best_streams'])} x batch "
                       f"{int(r['best_batch_size'])}" + (f"; {r['gain']:.3g}x single-stream" if not pd.isna(r["gain"])
-                                                       else "")],
+                                                       else "")
+                      + ("" if r["trusted"] else " (measured while contended: no trusted point)")],
                 hovertemplate="%{text}<extra></extra>"), **at)
         if r is not None and not pd.isna(r["single_stream_images_per_s"]):
             streams = sorted(part["streams"].unique())
@@ -251,8 +254,8 @@ def offline_throughput_interactive(curve: pd.DataFrame, best: pd.DataFrame | Non
         fig.update_xaxes(type="log", tickvals=sorted(part["streams"].unique()), title_text=STREAMS + " (log2)", **at)
         fig.update_yaxes(rangemode="tozero", title_text=THROUGHPUT, **at)
     return _finish(fig, n, f"Offline throughput against streams: {esc(data['machine'].iloc[0])}",
-                   "star: best trusted point; hollow: contended, short of the minimums or flagged; dotted: "
-                   "single-stream images/s")
+                   "star: best trusted point (white: only contended points); hollow: contended, short of the "
+                   "minimums or flagged; dotted: single-stream images/s")
 
 
 def _int(value: object) -> str:
