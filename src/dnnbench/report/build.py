@@ -528,10 +528,11 @@ def _scenario_section(builder: _Builder, frames: BenchmarkFrames, machines: list
                    "best point starred; the server scenario offers Poisson arrivals at rising rates and reports the "
                    "p50 and p99 latency from arrival (queueing included), the knee being the highest rate whose p99 "
                    "met the bound with nothing dropped. Single-stream images/s: the time cell at batch size 1 of the "
-                   "same config, else the offline curve's 1 stream x batch 1 point. Only cells measured without "
-                   "contention whose outputs passed the check (and, offline, whose window met the minimum duration "
-                   "and sample count) give a best point or a knee; the others are drawn hollow or grey and counted "
-                   "under Note. See docs/SCENARIOS.md.", blocks)
+                   "same config, else the offline curve's 1 stream x batch 1 point. Points measured without contention "
+                   "whose outputs passed the check (and, offline, whose window met the minimum duration and sample "
+                   "count) are trusted; the others are drawn hollow or grey and counted under Note. A flagged cell "
+                   "never gives a figure; a contended one only where nothing trusted was measured, marked "
+                   "(contention only slows: such a figure is conservative). See docs/SCENARIOS.md.", blocks)
 
 
 def _range_text(low: float, high: float) -> str:

@@ -265,6 +265,16 @@ def _int(value: object) -> str:
         return "?"
 
 
+def _log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 ticks covering [low, high] (Plotly labels a short log range with bare digits otherwise)."""
+    if not (low > 0 and high >= low):
+        return []
+    ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+             for m in (1, 2, 5)]
+    inside = [t for t in ticks if low / 1.5 <= t <= high * 1.5]
+    return inside or ticks
+
+
 def server_latency_interactive(curve: pd.DataFrame, knees: pd.DataFrame | None = None) -> go.Figure:
     data = _server_data(curve)
     by_cell = _knees(knees)
@@ -303,13 +313,18 @@ def server_latency_interactive(curve: pd.DataFrame, knees: pd.DataFrame | None =
             low = np.nanmin(part["p50_ms"].to_numpy(float))
             high = np.nanmax(part["p99_ms"].to_numpy(float))
             fig.add_trace(go.Scatter(
-                x=[knee["knee_rate"]] * 2, y=[low, high], mode="lines", name="knee", legendgroup="knee",
+                x=[knee["knee_rate"]] * 2, y=[low, high], mode="lines+text", name="knee", legendgroup="knee",
+                text=["", f"knee {knee['knee_rate']:.3g} req/s" + ("" if trusted else " (contended)")],
+                textposition="top right", textfont={"size": 10, "color": KNEE_COLOR if trusted else "#777"},
                 showlegend=i == 0, line={"color": KNEE_COLOR if trusted else "#aaa", "dash": "dot", "width": 1.5},
                 hovertemplate=f"knee: {knee['knee_rate']:.4g} req/s, p99 {knee['knee_p99_ms']:.3g} ms"
                               + ("" if trusted else f" ({esc(knee['excluded'])}: not a trusted knee)")
                               + "<extra></extra>"), **at)
         fig.update_xaxes(title_text=RATE, **at)
-        fig.update_yaxes(type="log", title_text=LATENCY, **at)
+        values = part[["p50_ms", "p99_ms"]].to_numpy(float)
+        bound = first["p99_bound_ms"]
+        ticks = _log_ticks(np.nanmin(values), max(np.nanmax(values), 0 if pd.isna(bound) else bound))
+        fig.update_yaxes(type="log", title_text=LATENCY, tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], **at)
     return _finish(fig, n, f"Server latency against offered load: {esc(data['machine'].iloc[0])}",
                    "p50 and p99 from the scheduled arrival; dashed: the p99 bound; dotted: the knee, the highest "
                    "rate whose p99 met the bound with nothing dropped")
