@@ -53,10 +53,13 @@ class BenchmarkFrames:
     source: str = ""
     peaks: pd.DataFrame = field(default_factory=peaks_frame)  # peak FLOP/s per machine, device, precision, threads
     energy: pd.DataFrame | None = None  # joules per image per timed config (None: built without energy cells)
+    # the offline and server cells (docs/SCENARIOS.md), as records: analysis/scenarios.py makes their frames
+    scenario_records: tuple[ResultRecord, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return self.complexity.empty and self.time.empty and self.memory.empty and not self.measured_accuracy
+        return (self.complexity.empty and self.time.empty and self.memory.empty and not self.measured_accuracy
+                and not self.scenario_records)
 
     @property
     def measured_accuracy(self) -> bool:
@@ -122,7 +125,9 @@ def frames_from_records(records: Iterable[ResultRecord], fingerprints: Mapping[s
     memory = _finish_keyed(rows["memory"], MEMORY_COLUMNS, labels, info)
     energy = _finish_keyed(rows["energy"], ENERGY_COLUMNS, labels, info)
     accuracy = _accuracy_frame(rows["accuracy"], zoo, labels)
-    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source, peaks_frame(peaks), energy)
+    scenarios = tuple(r for r in records if r.metric in ("offline", "server"))
+    return BenchmarkFrames(machines, complexity, time, memory, accuracy, zoo, source, peaks_frame(peaks), energy,
+                           scenarios)
 
 
 # --- one record -> one row ------------------------------------------------------------------------

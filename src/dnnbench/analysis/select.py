@@ -1,5 +1,10 @@
 """Which models fit a deployment: constraints on latency, throughput, memory, energy and accuracy, and why the
-best models that do not fit were left out."""
+best models that do not fit were left out.
+
+Two constraints come from the scenario cells (docs/SCENARIOS.md, analysis/scenarios.py): a floor on the best
+offline images/s of a deployment, and a bound on its server p99 at an offered rate. A deployment without the
+figure such a constraint needs is never dropped silently: it fails it "not measured in that scenario" (or why
+its cells gave no figure), and `Selection.not_measured` lists every such deployment."""
 
 from __future__ import annotations
 
@@ -22,16 +27,33 @@ class Constraints:
     max_memory_mb: float | None = None  # the memory index of docs/REPORT.md, in MiB
     min_top1: float | None = None  # percent
     max_joules_per_image: float | None = None  # the energy cell's figure (`--metrics energy`), idle power subtracted
+    # the scenarios: the deployment's best offline images/s (any streams and batch size), and its server p99 (ms)
+    # at offered rate `at_rate` (requests/s), judged at the smallest measured rate >= at_rate
+    min_offline_images_per_s: float | None = None
+    max_p99_ms: float | None = None
+    at_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"the batch size must be positive, not {self.batch_size}")
-        for name in ("max_latency_ms", "min_images_per_s", "max_memory_mb", "max_joules_per_image"):
+        for name in ("max_latency_ms", "min_images_per_s", "max_memory_mb", "max_joules_per_image",
+                     "min_offline_images_per_s", "max_p99_ms", "at_rate"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise UsageError(f"{name.replace('_', ' ')} must be positive, not {value}")
+                raise UsageError(f"{SCENARIO_FLAGS.get(name, name.replace('_', ' '))} must be positive, not {value}")
         if self.min_top1 is not None and not 0 <= self.min_top1 <= 100:
             raise UsageError(f"min top-1 is a percentage in [0, 100], not {self.min_top1}")
+        if self.at_rate is not None and self.max_p99_ms is None:
+            raise UsageError(f"--at-rate {self.at_rate:g} says where a server p99 is judged; give the bound with "
+                             "--max-p99-ms MS")
+        if self.max_p99_ms is not None and self.at_rate is None:
+            raise UsageError(f"--max-p99-ms {self.max_p99_ms:g} bounds the server p99 at an offered rate; give the "
+                             "rate with --at-rate REQUESTS_PER_S")
+
+    @property
+    def scenario_limits(self) -> bool:
+        """Whether any constraint needs offline or server cells."""
+        return self.min_offline_images_per_s is not None or self.max_p99_ms is not None
 
     def describe(self) -> str:
         parts = [f"batch size {self.batch_size}"]
@@ -45,7 +67,16 @@ class Constraints:
             parts.append(f"top-1 >= {self.min_top1:g}%")
         if self.max_joules_per_image is not None:
             parts.append(f"energy <= {self.max_joules_per_image:g} J/image")
+        if self.min_offline_images_per_s is not None:
+            parts.append(f"offline >= {self.min_offline_images_per_s:g} images/s")
+        if self.max_p99_ms is not None:
+            parts.append(f"server p99 <= {self.max_p99_ms:g} ms at {self.at_rate:g} requests/s")
         return ", ".join(parts)
+
+
+# the flags of the scenario constraints, named in errors as the user typed them
+SCENARIO_FLAGS = {"min_offline_images_per_s": "--min-throughput", "max_p99_ms": "--max-p99-ms",
+                  "at_rate": "--at-rate"}
 
 
 @dataclass(frozen=True)
@@ -121,6 +152,30 @@ class Candidate:
     # deployment's own measured top-1 when there is one, else the model's, which no top-1 constraint accepts
     quantization: str = ""
     accuracy_measured: bool = True
+    # the scenarios (None: no such figure, `*_reason` says why); filled only when a scenario constraint is given
+    offline_images_per_s: float | None = None
+    offline_streams: int | None = None
+    offline_batch_size: int | None = None
+    offline_reason: str = ""
+    server_p99_ms: float | None = None
+    server_rate: float | None = None  # the measured rate the p99 was judged at (>= the constraint's rate)
+    server_reason: str = ""
+    # the figure came from a cell measured under contention: conservative (slower than the machine is)
+    offline_contended: bool = False
+    server_contended: bool = False
+
+    @property
+    def scenario_note(self) -> str:
+        """Which scenario figures were measured under contention (they pass a limit they meet; see violations)."""
+        which = [w for w, flag in (("offline", self.offline_contended), ("server", self.server_contended)) if flag]
+        return f"{' and '.join(which)} measured while contended (conservative)" if which else ""
+
+    @property
+    def offline_point(self) -> str:
+        """`2 streams x batch 4`, where the best offline figure was measured."""
+        if self.offline_streams is None:
+            return ""
+        return f"{self.offline_streams} stream{'s' if self.offline_streams != 1 else ''} x batch {self.offline_batch_size}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +193,8 @@ class Selection:
     chosen: tuple[Candidate, ...]  # ranked: top-1 first, then speed; at most `top`
     rejected: tuple[Rejection, ...]  # every model that fits no setup, ranked the same way
     eligible: int  # how many models fit (chosen is the first `top` of them)
+    # every deployment (model x setup) without a figure a scenario constraint needs, with why
+    not_measured: tuple[Rejection, ...] = ()
 
 
 def _number(value: object) -> float | None:
@@ -207,7 +264,39 @@ def violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
         elif (value > limit) if upper else (value < limit):
             out.append(Violation(name, limit, value, unit, upper, note=how if name in ("latency", "throughput")
                                  else ""))
+    return tuple(out) + _scenario_violations(c, limits)
+
+
+CONTENDED = "measured while contended, which only slows it: measure again with `dnnbench run --scenario {} --force`"
+
+
+def _scenario_violations(c: Candidate, limits: Constraints) -> tuple[Violation, ...]:
+    """A figure measured under contention is conservative: it passes a limit it meets; where it fails one, the
+    violation says that the machine was busy."""
+    out = []
+    if limits.min_offline_images_per_s is not None:
+        limit = limits.min_offline_images_per_s
+        if c.offline_images_per_s is None:
+            out.append(Violation("offline throughput", limit, None, "images/s", False, reason=c.offline_reason
+                                 or "not measured in the offline scenario"))
+        elif c.offline_images_per_s < limit:
+            out.append(Violation("offline throughput", limit, c.offline_images_per_s, "images/s", False,
+                                 note=f"best point {c.offline_point}" + (
+                                     "; " + CONTENDED.format("offline") if c.offline_contended else "")))
+    if limits.max_p99_ms is not None:
+        if c.server_p99_ms is None:
+            out.append(Violation("server p99", limits.max_p99_ms, None, "ms", True,
+                                 reason=c.server_reason or "not measured in the server scenario"))
+        elif c.server_p99_ms > limits.max_p99_ms:
+            out.append(Violation("server p99", limits.max_p99_ms, c.server_p99_ms, "ms", True,
+                                 note=f"at {c.server_rate:g} requests/s offered" + (
+                                     "; " + CONTENDED.format("server") if c.server_contended else "")))
     return tuple(out)
+
+
+def _missing_scenario(c: Candidate, limits: Constraints) -> bool:
+    return ((limits.min_offline_images_per_s is not None and c.offline_images_per_s is None)
+            or (limits.max_p99_ms is not None and c.server_p99_ms is None))
 
 
 def _rank_key(c: Candidate) -> tuple:
@@ -216,33 +305,93 @@ def _rank_key(c: Candidate) -> tuple:
 
 
 def select_models(perf: pd.DataFrame, limits: Constraints, top: int | None = 5, machine_id: str | None = None,
-                  setups: Sequence[str] | None = None) -> Selection:
-    """The models that meet `limits` (each in its fastest setup that does), ranked by top-1 then speed."""
+                  setups: Sequence[str] | None = None, scenarios: pd.DataFrame | None = None) -> Selection:
+    """The models that meet `limits` (each in its fastest setup that does), ranked by top-1 then speed.
+
+    `scenarios`: the deployments' scenario figures (analysis.scenarios.scenario_figures), needed by the scenario
+    constraints; a deployment with scenario cells but no time cell at the batch size is a candidate too."""
     if top is not None and top < 1:
         raise UsageError(f"--top must be positive, not {top}")
     rows = perf if machine_id is None else perf[perf["machine_id"] == machine_id]
+    extra = _scenario_only_rows(rows, scenarios, limits, machine_id, setups)
     if setups is not None:
         rows = rows[rows["setup"].isin(list(setups))]
-    if rows.empty:
+    if rows.empty and extra.empty:
         raise UsageError("no timed cells to choose from" + (" on this machine" if machine_id else "")
                          + "; measure with `dnnbench run` first")
     at_batch = rows[rows["batch_size"] == limits.batch_size]
-    if at_batch.empty:
+    if at_batch.empty and not limits.scenario_limits:
         sizes = ", ".join(str(b) for b in sorted(rows["batch_size"].unique()))
         raise UsageError(f"nothing was measured at batch size {limits.batch_size}; batch sizes measured: {sizes}")
-    chosen, rejected = [], []
+    if len(extra):
+        at_batch = pd.concat([at_batch, extra], ignore_index=True) if len(at_batch) else extra
+    figures = _figures_by_deployment(scenarios) if limits.scenario_limits else {}
+    chosen, rejected, not_measured = [], [], []
     for _, model_rows in at_batch.groupby("model", sort=False):
         candidates = [candidate_from_row(r) for _, r in model_rows.iterrows()]
+        if limits.scenario_limits:
+            candidates = [_with_scenario(c, figures.get((c.machine_id, c.model, c.setup))) for c in candidates]
         judged = [(c, violations(c, limits)) for c in candidates]
+        not_measured += [Rejection(c, v) for c, v in judged if _missing_scenario(c, limits)]
         passing = [c for c, v in judged if not v]
         if passing:
-            chosen.append(min(passing, key=lambda c: c.latency_ms if c.latency_ms is not None else math.inf))
+            chosen.append(min(passing, key=lambda c: _fastest_key(c, limits)))
         else:
-            closest = min(judged, key=lambda cv: (len(cv[1]), cv[0].latency_ms or math.inf))
+            closest = min(judged, key=lambda cv: (len(cv[1]), _fastest_key(cv[0], limits)))
             rejected.append(Rejection(*closest))
     chosen.sort(key=_rank_key)
     rejected.sort(key=lambda r: _rank_key(r.candidate))
-    return Selection(limits, tuple(chosen[:top] if top else chosen), tuple(rejected), len(chosen))
+    not_measured.sort(key=lambda r: (_rank_key(r.candidate), r.candidate.setup))
+    return Selection(limits, tuple(chosen[:top] if top else chosen), tuple(rejected), len(chosen),
+                     tuple(not_measured))
+
+
+def _fastest_key(c: Candidate, limits: Constraints) -> tuple:
+    """Which passing setup of a model to show: the best on the scenario asked about, else the lowest latency."""
+    latency = c.latency_ms if c.latency_ms is not None else math.inf
+    if limits.min_offline_images_per_s is not None:
+        return -(c.offline_images_per_s or 0.0), latency
+    if limits.max_p99_ms is not None:
+        return c.server_p99_ms if c.server_p99_ms is not None else math.inf, latency
+    return (latency,)
+
+
+def _scenario_only_rows(rows: pd.DataFrame, scenarios: pd.DataFrame | None, limits: Constraints,
+                        machine_id: str | None, setups: Sequence[str] | None) -> pd.DataFrame:
+    """Deployments measured in a scenario but without a time row at the batch size, as candidate rows."""
+    if not limits.scenario_limits or scenarios is None or scenarios.empty:
+        return pd.DataFrame()
+    mine = scenarios if machine_id is None else scenarios[scenarios["machine_id"] == machine_id]
+    if setups is not None:
+        mine = mine[mine["setup"].isin(list(setups))]
+    timed = rows[rows["batch_size"] == limits.batch_size]
+    have = set(zip(timed["machine_id"], timed["model"], timed["setup"]))
+    mine = mine[[k not in have for k in zip(mine["machine_id"], mine["model"], mine["setup"])]]
+    return mine.assign(batch_size=limits.batch_size, status="ok", error="")
+
+
+def _figures_by_deployment(scenarios: pd.DataFrame | None) -> dict[tuple, pd.Series]:
+    if scenarios is None or scenarios.empty:
+        return {}
+    return {(r["machine_id"], r["model"], r["setup"]): r for _, r in scenarios.iterrows()}
+
+
+def _with_scenario(c: Candidate, figures: pd.Series | None) -> Candidate:
+    from dataclasses import replace
+
+    if figures is None:
+        return replace(c, offline_reason="not measured in the offline scenario (`dnnbench run --scenario offline`)",
+                       server_reason="not measured in the server scenario (`dnnbench run --scenario server`)")
+    count = _number(figures.get("offline_streams"))
+    batch = _number(figures.get("offline_batch_size"))
+    return replace(c, offline_images_per_s=_number(figures.get("offline_images_per_s")),
+                   offline_streams=int(count) if count is not None else None,
+                   offline_batch_size=int(batch) if batch is not None else None,
+                   offline_reason=str(figures.get("offline_reason") or ""),
+                   server_p99_ms=_number(figures.get("server_p99_ms")), server_rate=_number(figures.get("server_rate")),
+                   server_reason=str(figures.get("server_reason") or ""),
+                   offline_contended=bool(figures.get("offline_contended")),
+                   server_contended=bool(figures.get("server_contended")))
 
 
 DEFAULT_FPS_LEVELS = (15.0, 30.0, 60.0)
@@ -278,6 +427,8 @@ def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
             "memory_mb": c.memory_mb, "joules_per_image": c.joules_per_image, "config": c.setup,
             "quantization": c.quantization,
             "batch_size": c.batch_size, "fits": not why_not,
+            "offline_images_per_s": c.offline_images_per_s, "offline_point": c.offline_point,
+            "server_p99_ms": c.server_p99_ms, "server_rate": c.server_rate, "scenario_note": c.scenario_note,
             "why_not": why_not, "latency_source": c.latency_source, "latency_low_ms": c.latency_low_ms,
             # an open interval (None): JSON has no infinity
             "latency_high_ms": c.latency_high_ms if c.latency_high_ms is None or math.isfinite(c.latency_high_ms)
@@ -286,9 +437,20 @@ def _candidate_row(c: Candidate, rank: int | None, why_not: str) -> dict:
 
 def selection_rows(selection: Selection, top: int) -> list[dict]:
     """The selection as flat rows (CSV, JSON): the chosen models ranked, then the first `top` excluded ones
-    with why they do not fit."""
+    with why they do not fit, then (scenario constraints) every deployment not measured in that scenario, with
+    `not_measured` true."""
+    listed = {(r.candidate.model, r.candidate.setup) for r in selection.rejected[:top]}
     rows = ([_candidate_row(c, i, "") for i, c in enumerate(selection.chosen, 1)]
             + [_candidate_row(r.candidate, None, r.describe()) for r in selection.rejected[:top]])
+    if selection.constraints.scenario_limits:
+        for row in rows:
+            row["not_measured"] = False
+        rows += [{**_candidate_row(r.candidate, None, r.describe()), "not_measured": True}
+                 for r in selection.not_measured if (r.candidate.model, r.candidate.setup) not in listed]
+    else:  # no scenario constraint: the columns of before
+        for row in rows:
+            for key in ("offline_images_per_s", "offline_point", "server_p99_ms", "server_rate", "scenario_note"):
+                del row[key]
     if all(row["joules_per_image"] is None for row in rows):  # no energy cells: the columns of before
         for row in rows:
             del row["joules_per_image"]

@@ -87,6 +87,12 @@ def select(
     min_top1: float | None = typer.Option(None, "--min-top1", help="Top-1 accuracy floor, %."),
     max_joules_per_image: float | None = typer.Option(None, "--max-joules-per-image",
                                                       help="Energy limit, joules per image (--metrics energy cells)."),
+    min_throughput: float | None = typer.Option(None, "--min-throughput", help="Floor on the best offline "
+                                                "images/s, any streams and batch size (`run --scenario offline`)."),
+    max_p99_ms: float | None = typer.Option(None, "--max-p99-ms", help="Bound on the server p99 latency, ms, at "
+                                            "--at-rate (`run --scenario server`)."),
+    at_rate: float | None = typer.Option(None, "--at-rate", help="Offered rate, requests/s, where --max-p99-ms is "
+                                         "judged: the p99 measured at the smallest rate tried >= it."),
     top: int = typer.Option(5, "--top", help="How many models to list (and how many excluded ones to explain)."),
     models: str | None = typer.Option(None, "--models", help="On a calibrated machine: the models to predict "
                                       "where none was measured (comma-separated, patterns too; default: the "
@@ -97,14 +103,17 @@ def select(
     """The best models that meet latency, throughput, memory and accuracy limits on one machine (ranked by
     top-1, then speed), and why the best excluded ones failed. On a machine with a calibration (`dnnbench
     calibrate`), models it has not measured are predicted, labelled "predicted" with their 5-95% interval, and a
-    latency or throughput limit is judged at the interval's pessimistic end. Exit code 1 when no model fits."""
+    latency or throughput limit is judged at the interval's pessimistic end. --min-throughput and --max-p99-ms
+    judge the offline and server scenario cells; deployments without them are listed as not measured. Exit code 1
+    when no model fits."""
     from ..analysis import Constraints, load_frames, performance, select_models
     from ..analysis.select import selection_rows
     from . import render
 
     check_format(fmt)
     limits = Constraints(batch_size=batch_size, max_latency_ms=max_latency_ms, min_images_per_s=min_fps,
-                         max_memory_mb=max_memory_mb, min_top1=min_top1, max_joules_per_image=max_joules_per_image)
+                         max_memory_mb=max_memory_mb, min_top1=min_top1, max_joules_per_image=max_joules_per_image,
+                         min_offline_images_per_s=min_throughput, max_p99_ms=max_p99_ms, at_rate=at_rate)
     frames = load_frames(db or DEFAULT_DB)
     calibrated = _calibrated_machines(db or DEFAULT_DB)
     if not calibrated:
@@ -113,7 +122,12 @@ def select(
     perf = performance(frames)
     if chosen.machine_id in calibrated:
         perf = _with_predicted(db or DEFAULT_DB, frames, perf, chosen.machine_id, batch_size, models)
-    selection = select_models(perf, limits, top=top, machine_id=chosen.machine_id)
+    scenarios = None
+    if limits.scenario_limits:
+        from ..analysis.scenarios import scenario_figures
+
+        scenarios = scenario_figures(frames, limits.at_rate)
+    selection = select_models(perf, limits, top=top, machine_id=chosen.machine_id, scenarios=scenarios)
     rows = selection_rows(selection, top)
     if fmt != "table" or output is not None:
         render.emit(console, rows, None, fmt, output)
@@ -122,6 +136,9 @@ def select(
             console.print(_selection_table(selection, chosen.label))
         if selection.rejected:
             console.print(_rejection_table(selection, top))
+        unlisted = _not_measured(selection, top)
+        if unlisted:
+            console.print(_not_measured_table(unlisted))
     if not selection.chosen:
         console.print(f"[bold]no model meets {limits.describe()}[/] on {chosen.label}", highlight=False)
         raise typer.Exit(1)
@@ -172,12 +189,17 @@ def _selection_table(selection, machine_label: str) -> Table:
     energy = any(c.joules_per_image is not None for c in selection.chosen)
     predicted = any(c.predicted for c in selection.chosen)
     quantized = any(c.quantization for c in selection.chosen)  # int8 setups: their accuracy, or that it is unknown
+    limits = selection.constraints
+    offline = limits.min_offline_images_per_s is not None
+    served = limits.max_p99_ms is not None
     headers = (["#", "model", "top-1 %", "acc.", "ms/batch"] + (["latency", "5-95% ms"] if predicted else [])
-               + ["images/s", "MB"] + (["J/image"] if energy else []) + ([] if one_setup else ["config"])
-               + (["quantized"] if quantized else []))
+               + ["images/s", "MB"] + (["J/image"] if energy else [])
+               + (["offline img/s", "at"] if offline else []) + (["p99 ms", "judged at req/s"] if served else [])
+               + (["scenario note"] if any(c.scenario_note for c in selection.chosen) else [])
+               + ([] if one_setup else ["config"]) + (["quantized"] if quantized else []))
     for header in headers:
-        table.add_column(header, justify="left" if header in ("model", "acc.", "config", "latency", "quantized")
-                         else "right")
+        table.add_column(header, justify="left" if header in ("model", "acc.", "config", "latency", "quantized", "at",
+                                                              "scenario note") else "right")
     for i, c in enumerate(selection.chosen, 1):
         row = [str(i), c.name, _fmt(c.top1, 2), SOURCE_MARK.get(c.accuracy_source, c.accuracy_source),
                _fmt(c.latency_ms, 2)]
@@ -185,6 +207,9 @@ def _selection_table(selection, machine_label: str) -> Table:
             row += [c.latency_source, _interval(c) if c.predicted else ""]
         row += [_fmt(c.images_per_s), _fmt(c.memory_mb, 0)]
         row += [_fmt(c.joules_per_image, 3)] if energy else []
+        row += [_fmt(c.offline_images_per_s), c.offline_point] if offline else []
+        row += [_fmt(c.server_p99_ms, 2), "-" if c.server_rate is None else f"{c.server_rate:.4g}"] if served else []
+        row += [c.scenario_note] if "scenario note" in headers else []
         table.add_row(*row + ([] if one_setup else [c.setup]) + ([c.quantization or "-"] if quantized else []))
     return table
 
@@ -201,6 +226,22 @@ def _rejection_table(selection, top: int) -> Table:
         table.add_column(header, justify="right" if header == "top-1 %" else "left")
     for r in selection.rejected[:top]:
         table.add_row(r.candidate.name, _fmt(r.candidate.top1, 2), r.describe())
+    return table
+
+
+def _not_measured(selection, top: int) -> list:
+    """Deployments without the scenario figures a constraint needs, less those the rejection table shows."""
+    shown = {(r.candidate.model, r.candidate.setup) for r in selection.rejected[:top]}
+    return [r for r in selection.not_measured if (r.candidate.model, r.candidate.setup) not in shown]
+
+
+def _not_measured_table(rejections: list) -> Table:
+    table = Table(title="Deployments not measured in that scenario (none can fit until measured: "
+                        "`dnnbench run --scenario offline|server`)", title_justify="left")
+    for header in ("model", "config", "why"):
+        table.add_column(header)
+    for r in rejections:
+        table.add_row(r.candidate.name, r.candidate.setup, r.describe())
     return table
 
 

@@ -140,6 +140,7 @@ def _build(out_dir: Path, frames: BenchmarkFrames, machines: list[Machine], chos
         _batch_section(builder, perf, machines),
         _memory_section(builder, perf, machines, options.batch_size),
         _deployment_section(deployments, machines),
+        _scenario_section(builder, frames, machines),
         _roofline_section(builder, perf, machines, frames.peaks),
         _compare_section(builder, perf, machines, options.batch_size),
         _constraints_section(builder, perf, machines, options),
@@ -472,6 +473,68 @@ def _deployment_section(deployments: pd.DataFrame, machines: list[Machine]) -> S
     return Section("deployments", "Deployment: eager vs best backend", intro, blocks)
 
 
+SCENARIO_COLUMNS = [("name", "Model"), ("setup", "Config"), ("#single", "Single-stream images/s"),
+                    ("single_source", "From"), ("#offline", "Best offline images/s"), ("#streams", "Streams"),
+                    ("#batch", "Batch"), ("#gain", "Gain"), ("#knee", "Server knee req/s"), ("#bound", "p99 bound ms"),
+                    ("serving", "Serving"), ("note", "Note")]
+
+
+def _scenario_section(builder: _Builder, frames: BenchmarkFrames, machines: list[Machine]) -> Section | None:
+    """The offline and server scenarios: a table per machine setting single-stream images/s beside the best offline
+    point and the server knee, and the curves; None (no section) where the machines have no scenario cell."""
+    from ..analysis import scenarios as views
+    from . import scenarios as draw
+
+    if not views.has_scenarios(frames, [m.machine_id for m in machines]):
+        return None
+    curve, server = views.offline_curve(frames), views.server_curve(frames)
+    best, knees = views.best_offline(frames, curve), views.server_knees(frames, server)
+    summary = views.scenario_summary(frames)
+    blocks: list[FigureBlock | str] = []
+    for machine in machines:
+        mine = summary[summary["machine_id"] == machine.machine_id]
+        if mine.empty:
+            continue
+        rows = [{"_machine": machine.machine_id, "name": r.name, "setup": r.setup,
+                 "#single": _num_cell(r.single_stream_images_per_s), "single_source": r.single_stream_source or "",
+                 "#offline": _num_cell(r.best_images_per_s), "#streams": _num_cell(r.best_streams),
+                 "#batch": _num_cell(r.best_batch_size), "#gain": _num_cell(r.gain), "#knee": _num_cell(r.knee_rate),
+                 "#bound": _num_cell(r.p99_bound_ms),
+                 "serving": "" if pd.isna(r.server_streams) else
+                 f"{int(r.server_streams)} streams, batch {int(r.server_batch_size)}",
+                 "note": "; ".join(f"{what}: {why}" for what, why in (("offline", r.offline_excluded),
+                                                                       ("server", r.server_excluded))
+                                   if isinstance(why, str) and why)}
+                for r in mine.itertuples(index=False)]
+        blocks.append(f'<div data-machine="{esc(machine.machine_id)}"><h3>{esc(machine.label)}</h3>'
+                      f"{table_html(SCENARIO_COLUMNS, rows)}</div>")
+        offline = curve[curve["machine_id"] == machine.machine_id]
+        if len(offline):
+            mine_best = best[best["machine_id"] == machine.machine_id]
+            blocks.append(builder.figure(
+                f"offline-throughput-{machine.short_id}",
+                lambda c=offline, b=mine_best: draw.offline_throughput_interactive(c, b),
+                lambda c=offline, b=mine_best: draw.offline_throughput(c, b), machine.machine_id))
+        served = server[server["machine_id"] == machine.machine_id]
+        if len(served):
+            mine_knees = knees[knees["machine_id"] == machine.machine_id]
+            blocks.append(builder.figure(
+                f"server-latency-{machine.short_id}",
+                lambda c=served, k=mine_knees: draw.server_latency_interactive(c, k),
+                lambda c=served, k=mine_knees: draw.server_latency(c, k), machine.machine_id))
+    return Section("scenarios", "Scenarios: offline throughput and server latency",
+                   "Beyond one request at a time (single-stream, the rest of this report): the offline scenario keeps "
+                   "several requests in flight and reports sustained images/s over stream counts and batch sizes, the "
+                   "best point starred; the server scenario offers Poisson arrivals at rising rates and reports the "
+                   "p50 and p99 latency from arrival (queueing included), the knee being the highest rate whose p99 "
+                   "met the bound with nothing dropped. Single-stream images/s: the time cell at batch size 1 of the "
+                   "same config, else the offline curve's 1 stream x batch 1 point. Points measured without contention "
+                   "whose outputs passed the check (and, offline, whose window met the minimum duration and sample "
+                   "count) are trusted; the others are drawn hollow or grey and counted under Note. A flagged cell "
+                   "never gives a figure; a contended one only where nothing trusted was measured, marked "
+                   "(contention only slows: such a figure is conservative). See docs/SCENARIOS.md.", blocks)
+
+
 def _range_text(low: float, high: float) -> str:
     """`[1.90, 2.10]`, or empty where the cell stored no interval."""
     return "" if pd.isna(low) or pd.isna(high) else f"[{low:.3g}, {high:.3g}]"
@@ -679,16 +742,20 @@ def _is_blank(cell) -> bool:
 
 
 def _failures_section(frames: BenchmarkFrames, chosen: set[str]) -> Section:
+    from ..analysis.scenarios import scenario_cells
+
     rows = []
+    scenario = [("scenario", scenario_cells(frames))] if frames.scenario_records else []
     for metric, frame in (("complexity", frames.complexity), ("time", frames.time), ("memory", frames.memory),
-                          ("accuracy", frames.accuracy[frames.accuracy["accuracy_source"] == "measured"])):
+                          ("accuracy", frames.accuracy[frames.accuracy["accuracy_source"] == "measured"]), *scenario):
         failed = frame[(frame["status"] != "ok") & frame["machine_id"].isin(chosen)]
         for _, r in failed.iterrows():
             config = r.get("setup") if isinstance(r.get("setup"), str) else ""
             if "batch_size" in r and not pd.isna(r.get("batch_size")):
                 config += f", batch {int(r['batch_size'])}"
             rows.append({"_machine": r["machine_id"], "_cls": "failed", "machine": r["machine"], "name": r["name"],
-                         "metric": metric, "config": config.strip(", "), "status": r["status"],
+                         "metric": r["metric"] if metric == "scenario" else metric, "config": config.strip(", "),
+                         "status": r["status"],
                          "error": (r["error"] or "").splitlines()[0][:300] if r["error"] else ""})
     if not rows:
         return Section("failures", "Failed cells", "Every cell of this store was measured successfully.")
