@@ -5,7 +5,8 @@ For each model x backend, on this CPU with all its cores (default): `dnnbench ru
 1, 2, 4, ... the cores x batch sizes 1, 2, 4, 8, the whole curve) and `--scenario server` (batch 1, one stream per
 core, the highest Poisson rate whose p99 latency stays under 4x the single-stream median), into their own store;
 right after each model's offline cells, on the very ONNX file OpenVINO compiled, at batch 1 on the same cores,
-`benchmark_app -m FILE -d CPU -hint throughput -t SECS -shape [1,3,H,W]`, its "Throughput:" line parsed.
+`benchmark_app -m FILE -d CPU -hint throughput -t SECS -shape [1,3,H,W] -infer_precision f32` (the cell's
+precision: the plug-in would otherwise run bf16 on CPUs that have it), its "Throughput:" line parsed.
 Printed per row: single-stream images/s (1 stream, batch 1: call, wait, call again),
 the best offline images/s with its stream count and batch size, the gain over single-stream, the server knee
 rate with its bound, benchmark_app's figure and dnnbench's best offline over it. Then the issue's two targets:
@@ -32,8 +33,14 @@ import sys
 import time
 from pathlib import Path
 
+# dnnbench's precision -> benchmark_app's -infer_precision. Without it benchmark_app takes the CPU plug-in's
+# default, which is bf16 on CPUs with bf16 units: on this Zen 4 it timed a bf16 network against dnnbench's fp32
+# cell (51.4 against 26.9 images/s for ResNet-50: the bf16 figure of benchmarks/backends.py, 51.9)
+INFER_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
-def benchmark_app_throughput(onnx_file: str, input_size: int, threads: int, seconds: float) -> tuple[float | None, str]:
+
+def benchmark_app_throughput(onnx_file: str, input_size: int, threads: int, seconds: float,
+                             precision: str = "fp32") -> tuple[float | None, str]:
     """OpenVINO's benchmark_app with the throughput hint on `onnx_file` at batch 1 (the exported graph's batch is
     dynamic: `-shape` fixes it, as a user's batch-1 model would be): (images/s, the line it came from)."""
     app = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
@@ -43,7 +50,8 @@ def benchmark_app_throughput(onnx_file: str, input_size: int, threads: int, seco
     # `taskset` restricts to the cores dnnbench was given
     cores = sorted(os.sched_getaffinity(0))[:threads]
     command = ["taskset", "-c", ",".join(map(str, cores)), app, "-m", onnx_file, "-d", "CPU", "-hint", "throughput",
-               "-t", f"{seconds:g}", "-shape", f"[1,3,{input_size},{input_size}]"]
+               "-t", f"{seconds:g}", "-shape", f"[1,3,{input_size},{input_size}]",
+               "-infer_precision", INFER_PRECISION[precision]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 180)
     for line in done.stdout.splitlines():
         match = re.search(r"Throughput:\s*([0-9.]+)\s*FPS", line)
@@ -90,7 +98,8 @@ def main() -> None:
         if isinstance(value, OfflineValue) and value.backend is not None and value.backend.extra.get("source_file"):
             app_figures[model] = benchmark_app_throughput(value.backend.extra["source_file"],
                                                           offline.config["input_size"], args.threads,
-                                                          args.benchmark_app_s)
+                                                          args.benchmark_app_s,
+                                                          value.executed_precision or offline.config["dtype"])
         benchmark(model, scenario="server", batch_sizes=(1,), **common)
     scenario_s = time.perf_counter() - started
     cells = stored_cells()

@@ -279,3 +279,27 @@ def test_runtimes_make_streams_their_own_way(tmp_path, backend, concurrency):
     assert cell.status == "ok", cell.error
     assert cell.values.concurrency == concurrency and cell.values.output_check.passed
     assert [(p.streams, p.threads_per_stream) for p in cell.values.points] == [(1, 2), (2, 1)]
+
+
+def test_one_cpu_stream_of_pytorch_runs_on_the_callers_thread_with_its_thread_count():
+    """A second OpenMP team (a pool thread's) beside the main thread's halved MobileNetV2's single-stream speed on
+    2 cores: one CPU stream is the caller's own thread, as `run`'s single-stream cells are."""
+    import threading
+
+    import torch
+
+    from dnnbench.backends.streams import CallerThreadPool, ThreadStreamPool, torch_thread_pool
+
+    seen = []
+    before = torch.get_num_threads()
+    pool = torch_thread_pool(lambda: seen.append((threading.get_ident(), torch.get_num_threads(),
+                                                  torch.is_inference_mode_enabled())), 1, 1, torch.device("cpu"))
+    errors = []
+    with pool:
+        assert isinstance(pool, CallerThreadPool) and pool.concurrency == "torch-threads"
+        pool.submit(errors.append)
+        pool.wait_all()
+    assert seen == [(threading.get_ident(), 1, True)] and errors == [None]
+    assert torch.get_num_threads() == before  # restored
+    with torch_thread_pool(lambda: None, 2, 1, torch.device("cpu")) as two:
+        assert isinstance(two, ThreadStreamPool)

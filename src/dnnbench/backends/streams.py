@@ -174,8 +174,35 @@ class AsyncInferQueuePool(StreamPool):
         self.queue = self.compiled_model = self._array = None
 
 
+class CallerThreadPool(StreamPool):
+    """One stream on the caller's own thread: `submit` runs the request and calls `on_done` before returning (a
+    request arriving meanwhile waits in `submit`, as it would for a busy stream). PyTorch on a CPU with one
+    stream uses it: each thread that runs ATen's parallel regions gets an OpenMP team of its own, and a second
+    team beside the worker's main-thread one slowed MobileNetV2 at batch 1 on 2 cores from 16.7 to 29-35 ms per
+    call, in the main thread as in the new one (measured here, idle): single-stream figures must come from the
+    thread that times `run`'s cells."""
+
+    def __init__(self, call: Callable[[], Any], threads_per_stream: int | None,
+                 context: Callable[[], ContextManager[Any]], concurrency: str):
+        super().__init__(1, threads_per_stream)
+        self.concurrency = concurrency
+        self._call, self._context = call, context
+
+    def submit(self, on_done: OnDone) -> None:
+        error: BaseException | None = None
+        try:
+            with self._context():
+                self._call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who decides
+            error = exc
+        on_done(error)
+
+    def wait_all(self) -> None:
+        return None
+
+
 def torch_thread_pool(forward: Callable[[], Any], streams: int, threads_per_stream: int | None,
-                      device: Any) -> ThreadStreamPool:
+                      device: Any) -> StreamPool:
     """PyTorch from `streams` Python threads, all calling `forward` (one model, shared read-only), under
     inference mode. CPU: every stream thread sets the intra-op thread count to `threads_per_stream` (ATen's
     setting is one for the process, so all streams set the same value; the caller's count is restored when the
@@ -186,6 +213,17 @@ def torch_thread_pool(forward: Callable[[], Any], streams: int, threads_per_stre
     previous = torch.get_num_threads()
     cuda = getattr(device, "type", str(device)) == "cuda"
     origin = torch.cuda.current_stream(device) if cuda else None
+    if not cuda and streams == 1:
+        @contextlib.contextmanager
+        def own_threads():
+            if threads_per_stream:
+                torch.set_num_threads(threads_per_stream)
+            try:
+                with torch.inference_mode():
+                    yield
+            finally:
+                torch.set_num_threads(previous)
+        return CallerThreadPool(forward, threads_per_stream, own_threads, "torch-threads")
 
     @contextlib.contextmanager
     def context(index: int):
@@ -220,5 +258,5 @@ def torch_thread_pool(forward: Callable[[], Any], streams: int, threads_per_stre
                      concurrency="torch-cuda-streams" if cuda else "torch-threads")
 
 
-__all__ = ["AsyncInferQueuePool", "ConcurrencyUnsupported", "OnDone", "StreamPool", "ThreadStreamPool",
+__all__ = ["AsyncInferQueuePool", "CallerThreadPool", "ConcurrencyUnsupported", "OnDone", "StreamPool", "ThreadStreamPool",
            "torch_thread_pool"]
