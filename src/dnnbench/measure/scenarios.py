@@ -280,6 +280,21 @@ def offline_search(make_pool: PoolFactory, cores: int, stream_counts: tuple[int,
                          rules.min_duration_s, rules.min_images, search, clock() - started)
 
 
+def warm_streams(pool: Pool, seconds: float = 0.5, per_stream: int = 4,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+    """Every stream kept busy for `seconds` and `per_stream` requests each at least, before the server's search:
+    a stream's first calls are slow (its thread's OpenMP team and malloc arena are new), and a search that meets
+    them at its first, highest rates brackets the knee too low (MobileNetV2, eager, 2 streams: 23 requests/s in
+    one run against 74 in another, whose first rates had met the bound)."""
+    done = _Completions(clock)
+    started, submitted = clock(), 0
+    while submitted < per_stream * pool.streams or clock() - started < seconds:
+        pool.submit(done.done)
+        submitted += 1
+    pool.wait_all()
+    done.raise_error()
+
+
 def single_stream_median(pool: Pool, min_requests: int = 20, min_seconds: float = 1.0,
                          clock: Callable[[], float] = time.perf_counter) -> float:
     """The median time of one request alone (submitted, waited for, then the next), after three warm-up requests:
@@ -372,6 +387,7 @@ def server_search(pool: Pool, batch_size: int, p99_bound_s: float | None, rules:
     then bisects geometrically until the bracket is `rate_tolerance` narrow, at most `max_points` rates and
     `max_search_s` seconds. Every rate tried is kept."""
     started = clock()
+    warm_streams(pool, clock=clock)
     single = single_stream_median(pool, clock=clock)
     if p99_bound_s is None:
         bound, source = rules.bound_multiple * single, f"{rules.bound_multiple:g}x single-stream median"
@@ -430,5 +446,5 @@ def point_dicts(points: tuple[Any, ...]) -> list[dict[str, Any]]:
 
 __all__ = ["OfflinePointResult", "OfflineResult", "OfflineRules", "Pool", "PoolFactory", "ServerPointResult",
            "ServerResult", "ServerRules", "default_stream_counts", "offline_point", "offline_search",
-           "poisson_arrivals", "point_dicts", "server_point", "server_search", "single_stream_median",
+           "poisson_arrivals", "point_dicts", "server_point", "server_search", "single_stream_median", "warm_streams",
            "threads_per_stream"]
