@@ -19,8 +19,15 @@ as it is):
   convolutions the one traced later, whose other input is then ready), and activations after it follow;
 - **element-wise chains** (`eltwise`): an element-wise operator (add, sub, mul, div, a batch norm not folded,
   an activation) whose input is an element-wise node's output read by it alone joins that node;
-- **in place** (`in place`): reshapes, flattens, squeezes, identities (dropout, clone, contiguous, detach):
-  memory reinterpretations the plug-in executes without a kernel.
+- **in place** (`in place`): reshapes, flattens, squeezes, identities (dropout, clone, contiguous, detach, a
+  concatenation of one tensor): memory reinterpretations the plug-in executes without a kernel;
+- **nested concatenations** (`concat`): a concatenation read only by another concatenation is merged into it
+  (Inception-v3's inner concatenations).
+
+Checked against the plug-in's own runtime model (its layer types after compilation) for ResNet-18,
+MobileNetV2, DenseNet-121, SE-ResNet-50, SqueezeNet 1.0 and Inception-v3: the operators left running on their
+own are, kind for kind, the plug-in's Convolution, FullyConnected, Pooling, Reduce, Concatenation and
+element-wise Subgraph nodes (docs/PREDICTION.md).
 
 Not modelled: concatenations written in place by their producers, a multiply by a per-channel constant fused
 into a convolution (the traced networks apply theirs through batch norm), pooling fusions (int8 only).
@@ -82,6 +89,7 @@ def openvino_fusions(calls: Sequence[Any]) -> Fusion:
     """Which of `calls` (a trace's OperatorCalls, in order, with their `inputs`) OpenVINO's CPU plug-in absorbs,
     by the rules of the module docstring."""
     consumers: Counter = Counter(p for call in calls for p in call.inputs if p >= 0)
+    readers: dict[int, int] = {p: i for i, call in enumerate(calls) for p in call.inputs if p >= 0}
     into: list[int | None] = [None] * len(calls)
     rules = [""] * len(calls)
     root = list(range(len(calls)))  # the node each call's output belongs to
@@ -98,9 +106,12 @@ def openvino_fusions(calls: Sequence[Any]) -> Fusion:
         activations = [p for p in call.inputs if p >= 0]
         first = activations[0] if activations else None
         sole = first is not None and consumers[first] == 1
-        if kind in IN_PLACE:
+        if kind in IN_PLACE or (kind == "cat" and call.features.get("tensor_inputs") == 1):
             into[i], rules[i] = -1, "in place"
             types[i] = OTHER  # nothing fuses across it
+            continue
+        if kind == "cat" and consumers[i] == 1 and calls[readers[i]].kind == "cat":
+            into[i], rules[i] = readers[i], "concat"
             continue
         if first is None:
             continue
