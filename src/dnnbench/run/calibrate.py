@@ -255,6 +255,7 @@ class WorkerTimer:
             chunk = items[start:start + self.items_per_worker]
             job = {"device": config.device, "backend": config.backend, "precision": config.precision,
                    "threads": config.threads, "deadline": deadline, "group_size": self.group_size,
+                   "sent_at": time.time(),
                    "items": [{"op": i.op, "args": i.args, "guess": guessed_seconds(i.features)} for i in chunk]}
             results, setup_s = self._run_worker(job, deadline)
             deadline += setup_s  # converting and compiling is not timing
