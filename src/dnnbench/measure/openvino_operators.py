@@ -178,14 +178,9 @@ def convert_operators(ops: Sequence[tuple[str, Any]]) -> list[ConvertedOperator 
     one frontend call, or where that fails one by one, an operator that fails alone coming back as its exception."""
     try:
         return list(_convert_group(ops))
-    except Exception:  # noqa: BLE001 - some operator of the group failed: find which, the others go on
-        if len(ops) == 1:
-            pass
-        else:
+    except Exception as exc:  # noqa: BLE001 - the caller records the reason; the group's others go on
+        if len(ops) > 1:  # some operator of the group failed: find which, one by one
             return [converted for op in ops for converted in convert_operators([op])]
-    try:
-        return list(_convert_group(ops))
-    except Exception as exc:  # noqa: BLE001 - the caller records the reason
         return [OperatorNotConverted(f"OpenVINO cannot convert {ops[0][0]}: {_reason(exc)}")]
 
 
