@@ -1,8 +1,9 @@
 """How well `dnnbench predict` predicts: calibrate this machine, measure the paper's models afresh, compare.
 
-1. `dnnbench calibrate` (eager, fp32, 1 thread by default) into a fresh store (or reuse one: --skip-calibrate).
-2. The models measured afresh at each batch size through dnnbench's own API (`dnnbench.benchmark`, eager fp32,
-   the same threads, a short time budget per cell), into the same store.
+1. `dnnbench calibrate` (eager, fp32, 1 thread by default; --backend openvino) into a fresh store (or reuse one:
+   --skip-calibrate).
+2. The models measured afresh at each batch size through dnnbench's own API (`dnnbench.benchmark`, the same
+   backend, fp32, the same threads, a short time budget per cell), into the same store (or --skip-measure).
 3. `dnnbench predict` for each model and batch size; the prediction carries the measured time the store holds.
 Per batch size it prints the share of models predicted within +-10% and +-15%, the median absolute error,
 Kendall's tau between predicted and measured order (scipy.stats.kendalltau), which models miss, and how many
@@ -10,6 +11,7 @@ measured cells were taken while other processes used the CPU (their times are no
 
     PYTHONPATH=src .venv/bin/python benchmarks/prediction.py                   # the 46 paper models, batch 1 and 8
     PYTHONPATH=src .venv/bin/python benchmarks/prediction.py --quick --models resnet18,mobilenetv2 --batch-sizes 1
+    PYTHONPATH=src .venv/bin/python benchmarks/prediction.py --backend openvino    # OpenVINO's CPU plug-in
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from dnnbench.store import Store
 from dnnbench.zoo import list_models, resolve_models
 
 
-def contended_cells(db: Path, models: list[str], batch: int) -> list[str]:
+def contended_cells(db: Path, models: list[str], batch: int, backend: str) -> list[str]:
     with Store(db, create=False) as store:
         return [r.model for r in store.results(metric="time", models=models)
-                if r.status == "ok" and r.config.get("batch_size") == batch and r.values.contended]
+                if r.status == "ok" and r.config.get("batch_size") == batch and r.values.contended
+                and r.config.get("backend", "eager") == backend]
 
 
 def main() -> None:
@@ -41,13 +44,16 @@ def main() -> None:
     parser.add_argument("--models", help="Comma-separated models (default: the paper suite's 46).")
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--backend", default="eager", help="eager (the only backend calibrated so far).")
+    parser.add_argument("--backend", default="eager", help="eager or openvino (calibrated, measured and predicted "
+                        "with that backend).")
     parser.add_argument("--quick", action="store_true", help="The quick calibration size (about a minute).")
     parser.add_argument("--time-budget", type=float, default=2.0, help="Seconds of timing per measured cell.")
     parser.add_argument("--min-samples", type=int, default=3, help="Timed forwards per measured cell at least.")
     parser.add_argument("--output", type=Path, help="Also write every model's prediction and measurement (CSV).")
     parser.add_argument("--db", type=Path, help="Store to use (default: a fresh one in a temporary folder).")
     parser.add_argument("--skip-calibrate", action="store_true", help="Use the calibration --db holds.")
+    parser.add_argument("--skip-measure", action="store_true", help="Use the measured cells --db holds (the "
+                        "models' latest, same backend and threads) instead of measuring afresh.")
     args = parser.parse_args()
 
     models = [m.strip() for m in args.models.split(",")] if args.models else list_models(suite="paper")
@@ -61,13 +67,18 @@ def main() -> None:
                                     batch_sizes=tuple(batches))
         summary = calibrate(db, config)
         print(f"calibration: {summary.timed} of {summary.sampled} operators timed ({summary.distinct} distinct "
-              f"shapes in the paper models) in {summary.wall_s:.0f} s; kinds {len(summary.kinds)}")
+              f"shapes in the paper models) in {summary.wall_s:.0f} s"
+              f"{f' (of which {summary.setup_s:.0f} s converting and compiling)' if summary.setup_s else ''}; "
+              f"kinds {len(summary.kinds)}")
+        for kind, reason in sorted(summary.failed_kinds.items()):
+            print(f"  kind {kind} could not be timed: {reason}")
 
-    started = time.perf_counter()
-    benchmark(models, db=db, backends=args.backend, precisions="fp32", batch_sizes=batches, threads=[args.threads],
-              metrics="time", time_budget_s=args.time_budget, min_samples=args.min_samples, warmup_iters=1,
-              warmup_s=0.5, force=True)
-    print(f"measured {len(models)} models x {len(batches)} batch sizes in {time.perf_counter() - started:.0f} s")
+    if not args.skip_measure:
+        started = time.perf_counter()
+        benchmark(models, db=db, backends=args.backend, precisions="fp32", batch_sizes=batches, threads=[args.threads],
+                  metrics="time", time_budget_s=args.time_budget, min_samples=args.min_samples, warmup_iters=1,
+                  warmup_s=0.5, force=True)
+        print(f"measured {len(models)} models x {len(batches)} batch sizes in {time.perf_counter() - started:.0f} s")
 
     rows = []
     for batch in batches:
@@ -75,11 +86,14 @@ def main() -> None:
                        if p.measured_s]
         rows += [{"model": p.model, "batch_size": batch, "predicted_ms": p.seconds * 1e3, "low_ms": p.low * 1e3,
                   "high_ms": p.high * 1e3, "measured_ms": p.measured_s * 1e3, "error": p.error,
-                  "fitted": p.fitted, "operators": p.operators} for p in predictions]
+                  "fitted": p.fitted, "fused": p.fused, "operators": p.operators} for p in predictions]
         errors = [p.error for p in predictions]
         absolute = [abs(e) for e in errors]
         tau = kendalltau([p.seconds for p in predictions], [p.measured_s for p in predictions]).statistic
-        contended = contended_cells(db, models, batch)
+        contended = contended_cells(db, models, batch, args.backend)
+        if not predictions:
+            print(f"\nbatch {batch}: no model measured")
+            continue
         print(f"\nbatch {batch}: {len(predictions)} models predicted and measured")
         print(f"  within +-10%: {sum(a <= 0.10 for a in absolute) / len(absolute):.0%}   within +-15%: "
               f"{sum(a <= 0.15 for a in absolute) / len(absolute):.0%}   median |error|: "
@@ -91,7 +105,7 @@ def main() -> None:
             if abs(p.error) > 0.15:
                 print(f"  miss {p.model}: predicted {p.seconds * 1e3:.1f} ms [{p.low * 1e3:.1f}-{p.high * 1e3:.1f}], "
                       f"measured {p.measured_s * 1e3:.1f} ms, error {p.error:+.1%}, {p.fitted}/{p.operators} operators "
-                      f"fitted{' (contended)' if p.model in contended else ''}")
+                      f"fitted{f', {p.fused} fused' if p.fused else ''}{' (contended)' if p.model in contended else ''}")
     if args.output:
         with args.output.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -16,7 +16,8 @@ from .run_cmd import Address, ExecutorName, On
 
 def calibrate(
     device: str = typer.Option("cpu", "--device", help="cpu (the operators are timed on this device)."),
-    backend: str = typer.Option("eager", "--backend", help="eager (PyTorch); the only backend calibrated so far."),
+    backend: str = typer.Option("eager", "--backend", help="eager (PyTorch) or openvino (each operator a one-operator "
+                                "model on OpenVINO's CPU plug-in)."),
     precision: str = typer.Option("fp32", "--precision", "--dtype", help="fp32 | bf16 | fp16."),
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads (CPU)."),
     quick: bool = typer.Option(False, "--quick", help="A first answer: at most 300 operators in 45 s of timing."),
@@ -84,6 +85,12 @@ def _print_calibration(summary, config, where: str = "") -> None:
     if summary.unreached:
         console.print(f"{summary.unreached} shape(s) were left when the time budget ran out: the operators the models "
                       "spend least time in, estimated by their kind's regressor")
+    if summary.setup_s:
+        console.print(f"converting and compiling the one-operator models took {summary.setup_s:.0f} s of that, "
+                      "besides the timing")
+    for kind, reason in sorted(summary.failed_kinds.items()):
+        err_console.print(printable(f"kind {kind}: no operator of it could be timed ({reason}); models that run it "
+                                    "cannot be predicted on this calibration"), highlight=False)
     if summary.failed:
         err_console.print(f"note: {summary.failed} operator(s) could not be replayed, left to their kind's regressor")
 
@@ -104,7 +111,8 @@ def predict(
     db: Path = typer.Option(DEFAULT_DB, "--db", help=DB_HELP),
 ) -> None:
     """Predict each model's latency on a calibrated machine (from `dnnbench calibrate`) without running it: its
-    operators traced on the meta device, each timed by its kind's regressor, plus module-call overheads; with a
+    operators traced on the meta device, each timed by its kind's regressor, plus module-call overheads (with
+    --backend openvino: the operators OpenVINO fuses into others cost nothing, plus one infer request); with a
     5-95% interval (the regressors' error and the model-level error), images/s, the analytic memory estimate,
     and the measured time where the store has one."""
     from ..devices import parse_precision
@@ -121,7 +129,7 @@ def predict(
     rows = [{"model": p.model, "batch_size": p.batch_size, "input_size": p.input_size, "predicted_ms": p.seconds * 1e3,
              "low_ms": p.low * 1e3, "high_ms": p.high * 1e3 if math.isfinite(p.high) else None, "images_per_s": p.images_per_s,
              "memory_mb": p.memory_bytes / 2**20 if p.memory_bytes else None, "operators": p.operators,
-             "fitted_operators": p.fitted, "overhead_ms": p.overhead_s * 1e3,
+             "fitted_operators": p.fitted, "fused_operators": p.fused, "overhead_ms": p.overhead_s * 1e3,
              "measured_ms": p.measured_s * 1e3 if p.measured_s else None, "error": p.error,
              "machine_id": p.calibration.machine_id, "interval_basis": p.interval_basis} for p in predictions]
     if fmt == "json":
@@ -145,7 +153,8 @@ def predict(
         high = "?" if r["high_ms"] is None else f"{r['high_ms']:.2f}"  # "?": too few timings to bound the error
         table.add_row(printable(r["model"]), str(r["batch_size"]), str(r["input_size"]), f"{r['predicted_ms']:.2f}",
                       f"{r['low_ms']:.2f}-{high}", f"{r['images_per_s']:.1f}",
-                      "-" if r["memory_mb"] is None else f"{r['memory_mb']:.0f}", str(r["operators"]),
+                      "-" if r["memory_mb"] is None else f"{r['memory_mb']:.0f}",
+                      str(r["operators"]) + (f" ({r['fused_operators']} fused)" if r["fused_operators"] else ""),
                       str(r["fitted_operators"]), "-" if r["measured_ms"] is None else f"{r['measured_ms']:.2f}",
                       "-" if r["error"] is None else f"{r['error']:+.1%}")
     console.print(table)

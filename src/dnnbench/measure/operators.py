@@ -46,6 +46,9 @@ class OperatorCall:
     args: Any
     features: dict[str, float]
     module: str  # the innermost module that ran it ("(model)" for the model's own forward)
+    # per tensor input (in `_tensors` order), the index in the trace of the call that produced it, -1 for the
+    # model's input, weights and buffers: the data dependence a backend's fusion rules follow
+    inputs: tuple[int, ...] = ()
 
     @property
     def signature(self) -> str:
@@ -91,9 +94,11 @@ def encode_args(value: Any) -> Any:
     return {"opaque": type(value).__name__}
 
 
-def _decode(value: Any, device: torch.device, dtype: torch.dtype | None, generator: torch.Generator) -> Any:
+def decode_args(value: Any, device: torch.device, dtype: torch.dtype | None, generator: torch.Generator) -> Any:
+    """`encode_args`'s form back to values: each tensor a fresh one of the recorded shape and strides (random values
+    from `generator`; floating tensors in `dtype` where given)."""
     if isinstance(value, list):
-        return [_decode(v, device, dtype, generator) for v in value]
+        return [decode_args(v, device, dtype, generator) for v in value]
     if not isinstance(value, dict):
         return value
     if "tensor" in value:
@@ -117,7 +122,7 @@ def _decode(value: Any, device: torch.device, dtype: torch.dtype | None, generat
     if "float" in value:
         return float(value["float"])
     if "kwargs" in value:
-        return {k: _decode(v, device, dtype, generator) for k, v in value["kwargs"].items()}
+        return {k: decode_args(v, device, dtype, generator) for k, v in value["kwargs"].items()}
     raise ValueError(f"cannot rebuild an argument of type {value.get('opaque', value)!r}")
 
 
@@ -142,15 +147,15 @@ def replay(op: str, args: Any, device: torch.device | str = "cpu", dtype: torch.
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     positional, keywords = args
-    decoded_args = _decode(positional, device, dtype, generator)
-    decoded_kwargs = _decode(keywords, device, dtype, generator) if keywords else {}
+    decoded_args = decode_args(positional, device, dtype, generator)
+    decoded_kwargs = decode_args(keywords, device, dtype, generator) if keywords else {}
     func = resolve_op(op)
     weights = [i for i, a in enumerate(decoded_args) if i > 0 and isinstance(a, torch.Tensor)]
     weight_bytes = sum(decoded_args[i].numel() * decoded_args[i].element_size() for i in weights)
     if not (cold_weights and op.split(".")[1] in WEIGHTED_OPS and weight_bytes):
         return lambda: func(*decoded_args, **decoded_kwargs)
     copies = min(MAX_COPIES, -(-COLD_BYTES // weight_bytes))
-    variants = [decoded_args] + [[_decode(positional[i], device, dtype, generator) if i in weights else a
+    variants = [decoded_args] + [[decode_args(positional[i], device, dtype, generator) if i in weights else a
                                   for i, a in enumerate(decoded_args)] for _ in range(copies - 1)]
     state = {"next": 0}
 
@@ -227,6 +232,9 @@ class OperatorRecorder(TorchDispatchMode):
         self.calls: list[OperatorCall] = []
         self.module_calls = 0
         self._handles: list[Any] = []
+        # id(tensor) -> index of the call that last wrote it; the tensors are kept alive so that no id is reused
+        self._producer: dict[int, int] = {}
+        self._alive: list[torch.Tensor] = []
 
     def _pre(self, module: nn.Module, args: Any) -> None:
         self.stack.append(self.names.get(module, type(module).__name__))
@@ -251,8 +259,13 @@ class OperatorRecorder(TorchDispatchMode):
         out = func(*args, **kwargs)
         packet = func._overloadpacket.__name__
         kind, features = operator_features(packet, args, kwargs, out)
+        inputs = tuple(self._producer.get(id(t), -1) for t in _tensors(list(args)) + _tensors(kwargs))
+        for t in _tensors(out):  # an in-place operator's output is its input: it becomes that tensor's producer
+            self._producer[id(t)] = len(self.calls)
+            self._alive.append(t)
         self.calls.append(OperatorCall(op=str(func), kind=kind, args=encode_args([list(args), kwargs]),
-                                       features=features, module=self.stack[-1] if self.stack else "(model)"))
+                                       features=features, module=self.stack[-1] if self.stack else "(model)",
+                                       inputs=inputs))
         return out
 
 

@@ -16,7 +16,7 @@ store holds a measured time of the same model and configuration, it comes back b
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +29,8 @@ from ..errors import UsageError
 from ..measure.operators import OperatorTrace
 from ..store import Store
 from ..zoo.spec import ModelSpec
-from .regressors import LatencyModel, MissingOperatorKinds, fit_latency_model, relative_error
+from .fusion import openvino_fusions
+from .regressors import LatencyModel, MissingOperatorKinds, OperatorEstimate, fit_latency_model, relative_error
 
 # 5-95% quantiles of measured / predicted over the 46 paper models at batch 1 and 8 (92 models x batch sizes),
 # eager fp32, 1 thread, on the development machine (2-core AMD EPYC Zen 4, idle; docs/PREDICTION.md)
@@ -86,6 +87,7 @@ class Prediction:
     layers: tuple[LayerPrediction, ...]
     measured_s: float | None = None
     interval_basis: str = "operator regressors only"
+    fused: int = 0  # operators the backend absorbs into others (OpenVINO's fusions), counted as costing nothing
 
     @property
     def images_per_s(self) -> float:
@@ -98,21 +100,31 @@ class Prediction:
 
 def predict_trace(trace: OperatorTrace, model: LatencyModel, key: CalibrationKey, memory_bytes: int | None = None,
                   measured_s: float | None = None) -> Prediction:
-    """The prediction for one traced forward pass."""
-    missing = model.missing(trace.kinds())
+    """The prediction for one traced forward pass. On an OpenVINO calibration the operators the CPU plug-in
+    absorbs into others (`predict.fusion.openvino_fusions`) cost nothing of their own, and a forward pass pays
+    one infer request instead of its module calls; eager runs every operator."""
+    fusion = openvino_fusions(trace.calls) if key.backend == "openvino" else None
+    own = [c for i, c in enumerate(trace.calls) if fusion is None or fusion.into[i] is None]
+    missing = model.missing(Counter(c.kind for c in own))
     if missing:
+        cause = (" (OpenVINO could not convert or run them, if `dnnbench calibrate --backend openvino` named them; "
+                 "otherwise they were not among the calibrated models' operators)" if key.backend == "openvino"
+                 else "")
         raise MissingOperatorKinds(
             f"{trace.model} uses operator kind(s) {', '.join(missing)} that the calibration of {key.describe()} has "
-            f"no timings for; calibrate again with this model's operators too: dnnbench calibrate --suite paper "
-            f"--models {trace.model}")
-    estimates = model.estimate(trace.calls)
+            f"no timings for{cause}; calibrate again with this model's operators too: dnnbench calibrate --suite "
+            f"paper --models {trace.model}{' --backend openvino' if key.backend == 'openvino' else ''}")
+    own_estimates = iter(model.estimate(own))
+    free = OperatorEstimate(0.0, 0.0, 0.0, "fused")
+    estimates = [next(own_estimates) if fusion is None or fusion.into[i] is None else free
+                 for i in range(len(trace.calls))]
     layers: dict[str, list] = defaultdict(lambda: [set(), 0, 0.0])
     for call, estimate in zip(trace.calls, estimates):
         row = layers[call.module]
         row[0].add(call.kind)
         row[1] += 1
         row[2] += estimate.seconds
-    overhead = trace.module_calls * model.module_call_s
+    overhead = model.infer_call_s if fusion is not None else trace.module_calls * model.module_call_s
     operators_s = sum(e.seconds for e in estimates)
     return Prediction(
         model=trace.model, calibration=key, batch_size=trace.batch_size, input_size=trace.input_size,
@@ -121,7 +133,7 @@ def predict_trace(trace: OperatorTrace, model: LatencyModel, key: CalibrationKey
         operators=len(estimates), fitted=sum(e.source == "fitted" for e in estimates), module_calls=trace.module_calls,
         memory_bytes=memory_bytes,
         layers=tuple(LayerPrediction(m, ",".join(sorted(k)), n, s) for m, (k, n, s) in layers.items()),
-        measured_s=measured_s)
+        measured_s=measured_s, fused=fusion.absorbed if fusion is not None else 0)
 
 
 def with_band(prediction: Prediction, band: ModelBand) -> Prediction:

@@ -25,6 +25,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import KFold, cross_val_predict
 
 from ..errors import UsageError
+from ..measure.openvino_operators import INFER_CALL
 from ..measure.operators import FEATURES, MODULE_CALL
 
 LINE_FEATURES = (FEATURES.index("flops"), FEATURES.index("in_bytes"), FEATURES.index("out_bytes"))
@@ -100,6 +101,7 @@ class LatencyModel:
     module_call_s: float
     rows: int
     notes: list[str] = field(default_factory=list)
+    infer_call_s: float = 0.0  # an OpenVINO infer request's own cost, paid once per forward pass (0: eager)
 
     def missing(self, kinds: Iterable[str]) -> list[str]:
         return sorted(set(kinds) - set(self.kinds))
@@ -134,6 +136,8 @@ def fit_latency_model(rows: Sequence[Mapping[str, Any]]) -> LatencyModel:
         if row["seconds"] > 0:
             by_kind[row["kind"]].append(row)
     probes = by_kind.pop(MODULE_CALL, [])
+    requests = by_kind.pop(INFER_CALL, [])
+    infer_call_s = median(float(r["seconds"]) for r in requests) if requests else 0.0
     module_call_s = 0.0
     if len(probes) >= 2:
         modules = np.array([[p["features"]["modules"]] for p in probes])
@@ -159,7 +163,8 @@ def fit_latency_model(rows: Sequence[Mapping[str, Any]]) -> LatencyModel:
         sample = own if own is not None and len(own) >= MIN_FOR_OWN_INTERVAL else pooled
         low, high = (0.0, math.inf) if not ratios else np.quantile(sample, INTERVAL)
         model.low, model.high = min(float(low), 1.0), max(float(high), 1.0)
-    return LatencyModel(kinds, {s: median(v) for s, v in measured.items()}, module_call_s, len(rows))
+    return LatencyModel(kinds, {s: median(v) for s, v in measured.items()}, module_call_s, len(rows),
+                        infer_call_s=infer_call_s)
 
 
 def relative_error(predicted: float, measured: float) -> float:

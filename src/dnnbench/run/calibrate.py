@@ -10,8 +10,11 @@ in groups taken in turn (each operator with the others of its group run in betwe
 timer and stopping rule at a small budget per operator. No whole model is timed. The timer is a parameter: tests
 give one whose costs are known.
 
-Backends: eager PyTorch only so far. Another backend (ONNX Runtime, OpenVINO) would time each operator as a
-single-operator graph; it plugs in as another `OperatorTimer` chosen by `config.backend`.
+Backends: eager PyTorch, and OpenVINO's CPU plug-in (`--backend openvino`), whose workers time each operator as a
+one-operator OpenVINO model (`measure.openvino_operators`) with the same sampling, grouping and stopping rule;
+its probe is an infer request's own cost (`INFER_CALL`) instead of a module call's. Converting and compiling
+the one-operator models is not counted against the time budget (the deadline moves on by the workers' set-up
+time), so an OpenVINO calibration takes longer in all than an eager one of the same size.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,10 @@ import numpy as np
 
 from ..devices import normalise_device, parse_precision
 from ..errors import UsageError
+from ..measure.openvino_operators import INFER_CALL
 from ..measure.operators import MODULE_CALL, OperatorCall
 
-CALIBRATION_BACKENDS = ("eager",)
+CALIBRATION_BACKENDS = ("eager", "openvino")
 # size -> (operators at most, seconds of timing at most); tracing the 46 paper models at two batch sizes takes
 # another 40-60 s on 2 cores, so the default stays within 5 minutes in all (about 1,400 of their 5,454 distinct
 # shapes get timed then; the rest are estimated by the regressors)
@@ -65,7 +69,10 @@ class CalibrationConfig:
                              "cuda:N or mps")
         if self.backend not in CALIBRATION_BACKENDS:
             raise UsageError(f"calibrate --backend {self.backend}: only {', '.join(CALIBRATION_BACKENDS)} operators "
-                             "can be timed so far; use --backend eager")
+                             "can be timed so far; use --backend eager or openvino")
+        if self.backend == "openvino" and (self.device != "cpu" or self.precision not in ("fp32", "bf16")):
+            raise UsageError(f"calibrate --backend openvino times operators on OpenVINO's CPU plug-in in fp32 or bf16, "
+                             f"not {self.device} {self.precision}; use --device cpu --precision fp32 (or bf16)")
         if self.threads < 1 and normalise_device(self.device) == "cpu":
             raise UsageError(f"--threads must be at least 1, not {self.threads}")
         if self.operators < 1 or not 0 < self.seconds < math.inf:
@@ -209,6 +216,17 @@ def sample_items(population: Population, total: int) -> list[CalibrationItem]:
     return items
 
 
+def infer_call_items() -> list[CalibrationItem]:
+    """The probe of an OpenVINO calibration: an infer request's own cost (each worker times it first, and takes
+    it off each operator's time)."""
+    return [CalibrationItem(INFER_CALL, INFER_CALL, {}, f"{INFER_CALL}:1", {"requests": 1.0})]
+
+
+def probe_items(backend: str) -> list[CalibrationItem]:
+    """What a model pays besides its operators, per backend: module calls (eager) or an infer request (openvino)."""
+    return infer_call_items() if backend == "openvino" else module_call_items()
+
+
 def module_call_items() -> list[CalibrationItem]:
     return [CalibrationItem(MODULE_CALL, MODULE_CALL, {"modules": n}, f"{MODULE_CALL}:{n}",
                             {"modules": float(n + 1)}) for n in MODULE_CALL_COUNTS]
@@ -223,48 +241,62 @@ class WorkerTimer:
         self.items_per_worker = items_per_worker
         self.group_size = group_size
         self.progress = progress
+        self.errors: dict[int, str] = {}  # item index -> why it could not be timed (the last call's)
+        self.setup_s = 0.0  # seconds the workers spent converting and compiling (OpenVINO), not timing
 
     def __call__(self, items: Sequence[CalibrationItem], config: CalibrationConfig) -> list:
         deadline = time.time() + config.seconds
         times: list = [None] * len(items)
+        self.errors, self.setup_s = {}, 0.0
         done = 0
         for start in range(0, len(items), self.items_per_worker):
             if time.time() >= deadline:
                 break
             chunk = items[start:start + self.items_per_worker]
-            job = {"device": config.device, "precision": config.precision, "threads": config.threads,
-                   "deadline": deadline, "group_size": self.group_size,
+            job = {"device": config.device, "backend": config.backend, "precision": config.precision,
+                   "threads": config.threads, "deadline": deadline, "group_size": self.group_size,
+                   "sent_at": time.time(),
                    "items": [{"op": i.op, "args": i.args, "guess": guessed_seconds(i.features)} for i in chunk]}
-            for index, seconds in self._run_worker(job, deadline):
+            results, setup_s = self._run_worker(job, deadline)
+            deadline += setup_s  # converting and compiling is not timing
+            self.setup_s += setup_s
+            for index, seconds, error in results:
                 times[start + index] = seconds
+                if error:
+                    self.errors[start + index] = error
                 done += 1
                 if self.progress:
                     self.progress(done, len(items))
         return times
 
     @staticmethod
-    def _run_worker(job: dict, deadline: float) -> list[tuple[int, float | None]]:
+    def _run_worker(job: dict, deadline: float) -> tuple[list[tuple[int, float | None, str | None]], float]:
         src = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
         process = subprocess.Popen([sys.executable, "-m", "dnnbench.run.calibrate_worker"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # an OpenVINO worker moves its deadline on by its set-up time: allow for the conversions of a whole chunk
+        slack = 60 + (2.0 * len(job["items"]) if job.get("backend") == "openvino" else 0)
         try:
-            out, err = process.communicate(json.dumps(job), timeout=max(deadline - time.time(), 0) + 60)
+            out, err = process.communicate(json.dumps(job), timeout=max(deadline - time.time(), 0) + slack)
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
-        results = []
+        results, setup_s = [], 0.0
         for line in out.splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if "setup_s" in row:
+                setup_s += float(row["setup_s"])
+                continue
             seconds = row.get("seconds")  # None with an error: an operator that cannot be replayed, kept as NaN
-            results.append((int(row["index"]), math.nan if seconds is None else seconds))
+            results.append((int(row["index"]), math.nan if seconds is None else seconds, row.get("error")))
         if process.returncode not in (0, None) and not results:
             raise UsageError(f"the calibration worker failed (exit {process.returncode}): "
                              f"{(err.strip().splitlines() or ['no message'])[-1]}")
-        return results
+        return results, setup_s
 
 
 @dataclass(frozen=True)
@@ -278,6 +310,9 @@ class CalibrationSummary:
     distinct: int  # distinct operator shapes in the models
     wall_s: float
     unreached: int = 0  # operators the time budget ended before (their shapes are left to the regressors)
+    # kinds none of whose operators could be timed (OpenVINO could not convert or run them) -> the first reason
+    failed_kinds: dict[str, str] = field(default_factory=dict)
+    setup_s: float = 0.0  # converting and compiling one-operator models (OpenVINO), besides the timing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -289,18 +324,46 @@ def calibrate(db: str | Path, config: CalibrationConfig, *, timer: OperatorTimer
     and keep the timings in the store at `db`, replacing any earlier calibration of the same configuration."""
 
     started = time.perf_counter()
+    if config.backend == "openvino":
+        check_openvino(config.precision)
     items, population = calibration_items(config)
-    times = (timer or WorkerTimer())(items, config)
+    timer = timer or WorkerTimer()
+    times = timer(items, config)
     if machine_id is None:
         from ..env import collect_machine
 
         machine = collect_machine()
         machine_id, fingerprint = machine.machine_id, machine.to_dict()
-    return keep_calibration(db, config, items, times, machine_id, fingerprint, len(population.calls), started)
+    summary = keep_calibration(db, config, items, times, machine_id, fingerprint, len(population.calls), started)
+    return replace(summary, failed_kinds=failed_kinds(items, times, getattr(timer, "errors", {})),
+                   setup_s=getattr(timer, "setup_s", 0.0))
+
+
+def check_openvino(precision: str) -> None:
+    """Refuse an OpenVINO calibration this machine cannot run (no openvino, or a precision its CPU lacks)."""
+    try:
+        from ..measure.openvino_operators import precision_reason
+    except ImportError as exc:
+        raise UsageError(f"calibrate --backend openvino needs the openvino package ({exc}); pip install openvino") \
+            from None
+    reason = precision_reason(precision)
+    if reason:
+        raise UsageError(f"calibrate --backend openvino --precision {precision}: {reason}; use --precision fp32")
+
+
+def failed_kinds(items: Sequence[CalibrationItem], times: Sequence, errors: dict[int, str]) -> dict[str, str]:
+    """Kinds none of whose operators could be timed (each NaN), with the first reason given: the kinds a model
+    using them cannot be predicted for, and why."""
+    timed = {item.kind for item, t in zip(items, times) if t is not None and t > 0}
+    failed: dict[str, str] = {}
+    for i, (item, t) in enumerate(zip(items, times)):
+        if t is not None and math.isnan(t) and item.kind not in timed:
+            failed.setdefault(item.kind, errors.get(i, "could not be replayed"))
+    return failed
 
 
 def calibration_items(config: CalibrationConfig) -> tuple[list[CalibrationItem], Population]:
-    """What a calibration of `config` times (the module-call probes first: they are cheap), and the population of
+    """What a calibration of `config` times (the backend's probes first: they are cheap), and the population of
     operator shapes it was sampled from."""
     from ..zoo import list_models, resolve_models
 
@@ -309,7 +372,7 @@ def calibration_items(config: CalibrationConfig) -> tuple[list[CalibrationItem],
     else:
         models = tuple(list_models(suite="paper"))
     population = operator_population(models, config.batch_sizes, config.precision)
-    return module_call_items() + sample_items(population, config.operators), population
+    return probe_items(config.backend) + sample_items(population, config.operators), population
 
 
 def keep_calibration(db: str | Path, config: CalibrationConfig, items: Sequence[CalibrationItem], times: Sequence,
