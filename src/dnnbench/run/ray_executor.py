@@ -494,13 +494,15 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001 - already finished
                 pass
         deadline = time.monotonic() + CANCEL_GRACE_S
-        while left and time.monotonic() < deadline:
-            ready, _ = ray.wait(list(left), num_returns=1, timeout=0.5)
-            for stream in ready:
-                try:
-                    ray.get(next(stream), timeout=1)
-                except Exception:  # noqa: BLE001 - StopIteration, TaskCancelledError, a lost node: it has ended
-                    left.discard(stream)
+        # a job has ended when its task has (`completed()`: cancelled, failed or done), never judged by reading its
+        # stream: `next` on a stream blocks until the task yields again, and a task the graceful cancel cannot
+        # interrupt (its worker ignores SIGINT, as processes started in the background by a shell do) then held
+        # the runner for good after Ctrl-C
+        ends = {stream.completed(): stream for stream in left}
+        while ends and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(ends), num_returns=len(ends), timeout=0.5)
+            for end in ready:
+                left.discard(ends.pop(end))
         for stream in left:
             try:
                 ray.cancel(stream, force=True)
