@@ -119,14 +119,7 @@ class OnnxRuntimeBackend(Backend):
         """The inference session of `graph` (a file, or a serialised model: the quantized one)."""
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.options.graph_optimization]
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
+        options = self._session_options(self.threads or torch.get_num_threads())
         self.provider_options = self._providers()
         with self.setup.timed("session_s"):
             self.session = ort.InferenceSession(graph, options, providers=self.provider_options)
@@ -135,7 +128,22 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable(f"ONNX Runtime fell back to {used} instead of {self._provider(self.device)}")
         self.executed_precision = self.precision
         self.input_name = self.session.get_inputs()[0].name
-        self.graph, self.session_options = graph, options  # for stream_pool's sessions
+        self.graph = graph  # for stream_pool's sessions
+
+    def _session_options(self, intra_op_threads: int) -> Any:
+        """The session options of every session this backend opens: the graph optimisation asked for, operators
+        run one after another, `intra_op_threads` threads inside each."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.options.graph_optimization]
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        return options
 
     def quantize_graph(self, fp32_path: Path) -> bytes:
         """The exported fp32 graph quantized to int8 by ONNX Runtime's own static quantization: shape inference
@@ -220,11 +228,7 @@ class OnnxRuntimeBackend(Backend):
 
         sessions = self.__dict__.setdefault("_stream_sessions", {})
         if threads_per_stream not in sessions:
-            options = ort.SessionOptions()
-            options.graph_optimization_level = self.session_options.graph_optimization_level
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.intra_op_num_threads = threads_per_stream or self.session_options.intra_op_num_threads
-            options.inter_op_num_threads = 1
+            options = self._session_options(threads_per_stream or self.session.get_session_options().intra_op_num_threads)
             with self.setup.timed(f"session_s@{threads_per_stream}-threads"):
                 sessions[threads_per_stream] = ort.InferenceSession(self.graph, options, providers=self.provider_options)
         session = sessions[threads_per_stream]
@@ -469,10 +473,7 @@ class OpenVINOBackend(Backend):
 
     def _compile(self, shape: tuple[int, ...]) -> Any:
         if shape not in self.compiled:
-            with self.setup.timed(f"compile_s@{shape[0]}"):
-                model = self.ov_model.clone()
-                model.reshape(list(shape))
-                compiled = self.core.compile_model(model, "CPU", self._config())
+            compiled = self._compile_shape(shape, self._config(), f"compile_s@{shape[0]}")
             executed = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
             executed = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "f16": "fp16",
                         "float16": "fp16"}.get(executed.split("'")[1] if "'" in executed else executed, executed)
@@ -487,6 +488,13 @@ class OpenVINOBackend(Backend):
             self.executed_precision = executed
             self.compiled[shape] = compiled
         return self.compiled[shape]
+
+    def _compile_shape(self, shape: tuple[int, ...], config: dict[str, Any], step: str) -> Any:
+        """The model reshaped to `shape` and compiled for the CPU plug-in with `config`, timed as set-up `step`."""
+        with self.setup.timed(step):
+            model = self.ov_model.clone()
+            model.reshape(list(shape))
+            return self.core.compile_model(model, "CPU", config)
 
     def release_shapes(self) -> None:
         self.compiled.clear()
@@ -517,10 +525,7 @@ class OpenVINOBackend(Backend):
         config = {**self._config(), "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
         if threads_per_stream:
             config["INFERENCE_NUM_THREADS"] = streams * threads_per_stream
-        with self.setup.timed(f"compile_s@{array.shape[0]}x{streams}-streams"):
-            model = self.ov_model.clone()
-            model.reshape(list(array.shape))
-            compiled = self.core.compile_model(model, "CPU", config)
+        compiled = self._compile_shape(tuple(array.shape), config, f"compile_s@{array.shape[0]}x{streams}-streams")
         # the precision checked by `_compile` (the one-stream model bound first) is the one these streams run
         reference = next(iter(self.compiled.values()), None) or self._compile(tuple(array.shape))
         wanted = str(reference.get_property("INFERENCE_PRECISION_HINT"))

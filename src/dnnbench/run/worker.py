@@ -17,7 +17,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..store import ResultRecord
 from ..store.values import (
@@ -388,15 +388,41 @@ class _Measurer:
                                           self.scope.calibration_samples)
         backend.calibrate_with(calibration)
 
+    def _bind_checked(self, prepared: Prepared, batch_size: int) -> tuple[Any, Callable[[], Any], float, float, Any]:
+        """One batch size made ready and checked before anything is timed: the other shapes released (memory at
+        this batch size holds this shape's artefact only), the input bound, the first inference run (before any
+        other forward at this shape), its outputs compared with eager fp32's. Returns the input, the bound call,
+        bind and first-inference seconds, and the output check."""
+        import torch
+
+        from ..backends import as_tensor, compare
+        from ..backends.output_check import tile_check
+
+        backend, reference = prepared.backend, prepared.reference
+        backend.release_shapes()
+        x = tile_check(prepared.images, batch_size).to(self.device)
+        before = backend.setup.total_s
+        with torch.inference_mode():
+            forward = backend.bind(x)
+        bind_s = backend.setup.total_s - before
+        first_s, first_output = self.first_inference(forward)
+        precision = backend.executed_precision or self.job.precision
+        with torch.inference_mode():
+            if reference is None:  # the reference computation itself: its first output is the reference
+                outputs = as_tensor(first_output)
+                check = compare(outputs, outputs, precision)
+            else:
+                check = compare(backend.outputs(x), reference.logits(batch_size), precision)
+        return x, forward, bind_s, first_s, check
+
     def _batches(self, cells: list[Cell], by_batch: list[int], prepared: Prepared) -> None:
         """Each batch size in ascending order: release, bind, first inference, check, time."""
         import torch
 
-        from ..backends import PrecisionUnsupported, as_tensor, compare
-        from ..backends.output_check import tile_check
+        from ..backends import PrecisionUnsupported
         from ..measure.analytic_memory import estimate_inference_memory
 
-        job, backend, reference, baseline_rss = self.job, prepared.backend, prepared.reference, prepared.baseline_rss
+        job, backend, baseline_rss = self.job, prepared.backend, prepared.baseline_rss
         deployment = None
         for position, batch_size in enumerate(by_batch):
             batch_cells = [c for c in cells if c.batch_size == batch_size]
@@ -404,21 +430,7 @@ class _Measurer:
                             setup=backend.compiles_at_first_call))
             started_at = time.time()
             try:
-                backend.release_shapes()  # memory at this batch size holds this shape's artefact only
-                x = tile_check(prepared.images, batch_size).to(self.device)
-                before = backend.setup.total_s
-                with torch.inference_mode():
-                    forward = backend.bind(x)
-                bind_s = backend.setup.total_s - before
-                first_s, first_output = self.first_inference(forward)  # before any other forward at this shape
-                with torch.inference_mode():
-                    if reference is None:  # the reference computation itself: its first output is the reference
-                        outputs = as_tensor(first_output)
-                        check = compare(outputs, outputs, backend.executed_precision or job.precision)
-                    else:
-                        check = compare(backend.outputs(x), reference.logits(batch_size),
-                                        backend.executed_precision or job.precision)
-                first_output = None
+                x, forward, bind_s, first_s, check = self._bind_checked(prepared, batch_size)
                 if deployment is None:
                     deployment = Deployment(BackendInfo.from_dict(backend.describe()), backend.executed_precision,
                                             prepared.build_s, prepared.prepare_steps,
@@ -467,29 +479,18 @@ class _Measurer:
         backend that cannot run requests concurrently is recorded as unsupported, with its reason."""
         import torch
 
-        from ..backends import PrecisionUnsupported, as_tensor, compare
+        from ..backends import PrecisionUnsupported
         from ..backends.output_check import tile_check
         from ..backends.streams import ConcurrencyUnsupported
         from ..measure import scenarios
         from ..measure.contention import ContentionMonitor
 
-        job, backend, reference, scope = self.job, prepared.backend, prepared.reference, self.scope
+        job, backend, scope = self.job, prepared.backend, self.scope
         self.send(Begin((cell.digest,), f"{cell.metric} scenario", setup=backend.compiles_at_first_call))
         started_at = time.time()
         batch_size = cell.batch_size
         try:
-            backend.release_shapes()
-            x = tile_check(prepared.images, batch_size).to(self.device)
-            with torch.inference_mode():
-                forward = backend.bind(x)
-            _, first_output = self.first_inference(forward)
-            precision = backend.executed_precision or job.precision
-            with torch.inference_mode():
-                if reference is None:
-                    check = compare(as_tensor(first_output), as_tensor(first_output), precision)
-                else:
-                    check = compare(backend.outputs(x), reference.logits(batch_size), precision)
-            first_output = forward = None
+            _, _, _, _, check = self._bind_checked(prepared, batch_size)
             cores = job.threads or torch.get_num_threads()
 
             def make_pool(streams: int, batch: int, threads: int | None):
